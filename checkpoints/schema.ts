@@ -1,0 +1,72 @@
+// Layout of the checkpoint store. Bump SCHEMA_VERSION on any change: an older state file is then
+// refused with a clear message instead of being misread.
+export const SCHEMA_VERSION = 1;
+
+export const SCHEMA_SQL = `
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+
+-- One row while a pgferry process drives this state file.
+CREATE TABLE lock (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  pid          INTEGER NOT NULL,
+  host         TEXT NOT NULL,
+  proc_start   TEXT,
+  acquired_at  TEXT NOT NULL,
+  heartbeat_at TEXT NOT NULL
+);
+
+CREATE TABLE phases (
+  name        TEXT PRIMARY KEY,
+  started_at  TEXT NOT NULL,
+  finished_at TEXT
+);
+
+CREATE TABLE tables (
+  id             INTEGER PRIMARY KEY,
+  schema_name    TEXT NOT NULL,
+  table_name     TEXT NOT NULL,
+  rows_estimate  INTEGER NOT NULL,
+  bytes_estimate INTEGER NOT NULL,
+  key_columns    TEXT,
+  columns        TEXT NOT NULL,
+  copy_format    TEXT NOT NULL CHECK (copy_format IN ('binary', 'text')),
+  UNIQUE (schema_name, table_name)
+);
+
+CREATE TABLE chunks (
+  id          INTEGER PRIMARY KEY,
+  table_id    INTEGER NOT NULL REFERENCES tables (id),
+  seq         INTEGER NOT NULL,
+  lo          TEXT,
+  hi          TEXT,
+  status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'copying', 'done')),
+  rows        INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  started_at  TEXT,
+  finished_at TEXT,
+  UNIQUE (table_id, seq)
+);
+
+CREATE TABLE schema_objects (
+  id          INTEGER PRIMARY KEY,
+  stage       TEXT NOT NULL CHECK (stage IN ('indexes', 'post-indexes', 'cutover')),
+  kind        TEXT NOT NULL,
+  name        TEXT NOT NULL,
+  sql         TEXT NOT NULL,
+  status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done')),
+  finished_at TEXT
+);
+
+CREATE TABLE events (
+  id      INTEGER PRIMARY KEY,
+  at      TEXT NOT NULL,
+  level   TEXT NOT NULL,
+  phase   TEXT,
+  message TEXT NOT NULL,
+  data    TEXT
+);
+`;

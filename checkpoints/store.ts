@@ -1,0 +1,450 @@
+// The checkpoint store: one SQLite file (WAL mode) holding the run's setup, its phases, tables,
+// chunks, deferred schema objects and events. Everything pgferry needs to resume after a crash
+// is here; nothing secret is (connection identities are stored without passwords).
+import fs from 'node:fs';
+import os from 'node:os';
+import Database from 'better-sqlite3';
+import { PgferryError } from '../engine/errors.js';
+import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
+
+export const PHASES = [
+  'preflight',
+  'schema',
+  'copy',
+  'indexes',
+  'replicating',
+  'paused',
+  'cutover',
+  'done',
+  'failed',
+] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface ServerIdentity {
+  host: string;
+  port: number;
+  database: string;
+  user: string;
+}
+
+export interface RunSetup {
+  source: ServerIdentity;
+  target: ServerIdentity;
+  include: string[];
+  exclude: string[];
+  mode: 'copy-only' | 'replicate';
+}
+
+export const CHUNK_STATES = ['pending', 'copying', 'done'] as const;
+export type ChunkState = (typeof CHUNK_STATES)[number];
+
+export interface TableRecord {
+  id: number;
+  schema: string;
+  name: string;
+  rowsEstimate: number;
+  bytesEstimate: number;
+  /** JSON of KeyColumn[] or null for a table copied whole. */
+  keyColumns: string | null;
+  columns: string;
+  copyFormat: 'binary' | 'text';
+  rowsCopied: number;
+  bytesCopied: number;
+  chunksTotal: number;
+  chunksDone: number;
+}
+
+export interface ChunkRecord {
+  id: number;
+  tableId: number;
+  seq: number;
+  /** JSON array of the key's text values, or null for an open end. */
+  lo: string | null;
+  hi: string | null;
+  status: ChunkState;
+  rows: number;
+  bytes: number;
+  attempts: number;
+}
+
+export const OBJECT_STAGES = ['indexes', 'post-indexes', 'cutover'] as const;
+export type ObjectStage = (typeof OBJECT_STAGES)[number];
+
+export interface SchemaObjectRecord {
+  id: number;
+  stage: ObjectStage;
+  kind: string;
+  name: string;
+  sql: string;
+  status: 'pending' | 'done';
+}
+
+export interface EventRecord {
+  id: number;
+  at: string;
+  level: string;
+  phase: string | null;
+  message: string;
+  data: string | null;
+}
+
+const now = () => new Date().toISOString();
+
+function processStart(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime) counts from after the command name, which may itself hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+const HEARTBEAT_MS = 5_000;
+const STALE_MS = 30_000;
+
+export class CheckpointStore {
+  readonly file: string;
+  private readonly db: Database.Database;
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  private constructor(file: string, db: Database.Database) {
+    this.file = file;
+    this.db = db;
+  }
+
+  /** Opens (and with create, creates) a store. readonly opens never write and need no lock. */
+  static open(file: string, opts: { create: boolean; readonly?: boolean }): CheckpointStore {
+    if (!fs.existsSync(file)) {
+      if (!opts.create) {
+        throw new PgferryError('PGFERRY_STATE_NOT_FOUND', `no state file at ${file}`, { side: 'state' });
+      }
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: !opts.create });
+      if (!opts.readonly) {
+        db.pragma('journal_mode = WAL');
+        // FULL: a chunk marked done must survive a power cut as surely as the target's commit.
+        db.pragma('synchronous = FULL');
+        db.pragma('foreign_keys = ON');
+      }
+      db.pragma('busy_timeout = 5000');
+    } catch (err) {
+      throw new PgferryError(
+        'PGFERRY_STATE_INVALID',
+        `cannot open state file ${file}: ${(err as Error).message}`,
+        {
+          side: 'state',
+          cause: err,
+        },
+      );
+    }
+    const store = new CheckpointStore(file, db);
+    if (!opts.readonly) store.migrateSchema();
+    else store.checkSchema();
+    return store;
+  }
+
+  private migrateSchema(): void {
+    const hasMeta = this.db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+      .get();
+    if (hasMeta) {
+      this.checkSchema();
+      return;
+    }
+    const tables = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as {
+      n: number;
+    };
+    if (tables.n > 0) {
+      throw new PgferryError(
+        'PGFERRY_STATE_INVALID',
+        `${this.file} is an SQLite file, but not a pgferry state`,
+        {
+          side: 'state',
+        },
+      );
+    }
+    this.db.exec(SCHEMA_SQL);
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)')
+      .run('schema_version', String(SCHEMA_VERSION), 'created_at', now());
+  }
+
+  private checkSchema(): void {
+    let version: string | undefined;
+    try {
+      version = (
+        this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as
+          | { value: string }
+          | undefined
+      )?.value;
+    } catch {
+      version = undefined;
+    }
+    if (version !== String(SCHEMA_VERSION)) {
+      throw new PgferryError(
+        'PGFERRY_STATE_INVALID',
+        `${this.file} is not a pgferry state of schema version ${SCHEMA_VERSION} (found ${version ?? 'none'})`,
+        { side: 'state' },
+      );
+    }
+  }
+
+  // ---- lock: one pgferry process per state file ----
+
+  acquireLock(): void {
+    const host = os.hostname();
+    const pid = process.pid;
+    const start = processStart(pid);
+    const take = this.db.transaction(() => {
+      const held = this.db
+        .prepare('SELECT pid, host, proc_start, heartbeat_at FROM lock WHERE id = 1')
+        .get() as { pid: number; host: string; proc_start: string | null; heartbeat_at: string } | undefined;
+      if (held && !(held.pid === pid && held.host === host)) {
+        const alive =
+          held.host === host
+            ? processStart(held.pid) !== null && processStart(held.pid) === held.proc_start
+            : Date.now() - Date.parse(held.heartbeat_at) < STALE_MS;
+        if (alive) {
+          throw new PgferryError(
+            'PGFERRY_STATE_LOCKED',
+            `${this.file} is in use by pgferry process ${held.pid} on ${held.host}`,
+            { side: 'state' },
+          );
+        }
+      }
+      this.db
+        .prepare(
+          `INSERT INTO lock (id, pid, host, proc_start, acquired_at, heartbeat_at) VALUES (1, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, proc_start = excluded.proc_start,
+             acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at`,
+        )
+        .run(pid, host, start, now(), now());
+    });
+    take.immediate();
+    this.heartbeat = setInterval(() => {
+      try {
+        this.db.prepare('UPDATE lock SET heartbeat_at = ? WHERE id = 1 AND pid = ?').run(now(), pid);
+      } catch {
+        // A busy database skips one beat; the next one catches up.
+      }
+    }, HEARTBEAT_MS);
+    this.heartbeat.unref();
+  }
+
+  close(): void {
+    if (this.heartbeat) {
+      clearInterval(this.heartbeat);
+      try {
+        this.db.prepare('DELETE FROM lock WHERE id = 1 AND pid = ?').run(process.pid);
+      } catch {
+        // read-only or already closed
+      }
+    }
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- setup ----
+
+  setup(): RunSetup | null {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'setup'").get() as
+      | { value: string }
+      | undefined;
+    return row ? (JSON.parse(row.value) as RunSetup) : null;
+  }
+
+  /** Records the setup of a new run, or refuses a resume whose setup differs. */
+  bindSetup(setup: RunSetup): 'new' | 'resume' {
+    const existing = this.setup();
+    if (!existing) {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('setup', ?)").run(JSON.stringify(setup));
+      return 'new';
+    }
+    const diffs: string[] = [];
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    if (!same(existing.source, setup.source)) diffs.push(`source was ${describe(existing.source)}`);
+    if (!same(existing.target, setup.target)) diffs.push(`target was ${describe(existing.target)}`);
+    if (!same(existing.include, setup.include)) diffs.push(`--include was [${existing.include.join(', ')}]`);
+    if (!same(existing.exclude, setup.exclude)) diffs.push(`--exclude was [${existing.exclude.join(', ')}]`);
+    if (existing.mode !== setup.mode) diffs.push(`mode was ${existing.mode}`);
+    if (diffs.length > 0) {
+      throw new PgferryError(
+        'PGFERRY_STATE_MISMATCH',
+        `${this.file} belongs to another run: ${diffs.join('; ')}`,
+        { side: 'state' },
+      );
+    }
+    return 'resume';
+  }
+
+  // ---- phases ----
+
+  phase(): Phase | null {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'phase'").get() as
+      | { value: Phase }
+      | undefined;
+    return row?.value ?? null;
+  }
+
+  setPhase(phase: Phase): void {
+    this.db
+      .prepare(
+        "INSERT INTO meta (key, value) VALUES ('phase', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      )
+      .run(phase);
+    this.db
+      .prepare(`INSERT INTO phases (name, started_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`)
+      .run(phase, now());
+  }
+
+  phaseDone(phase: Phase): boolean {
+    const row = this.db.prepare('SELECT finished_at FROM phases WHERE name = ?').get(phase) as
+      | { finished_at: string | null }
+      | undefined;
+    return Boolean(row?.finished_at);
+  }
+
+  finishPhase(phase: Phase): void {
+    this.db.prepare('UPDATE phases SET finished_at = ? WHERE name = ?').run(now(), phase);
+  }
+
+  phases(): { name: string; startedAt: string; finishedAt: string | null }[] {
+    return this.db
+      .prepare(
+        'SELECT name, started_at AS startedAt, finished_at AS finishedAt FROM phases ORDER BY started_at',
+      )
+      .all() as { name: string; startedAt: string; finishedAt: string | null }[];
+  }
+
+  getMeta(key: string): string | null {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as
+      | { value: string }
+      | undefined;
+    return row?.value ?? null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db
+      .prepare(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      )
+      .run(key, value);
+  }
+
+  // ---- tables and chunks ----
+
+  /** Records the copy plan of every table at once: a crash during planning leaves no half plan. */
+  savePlan(
+    plan: {
+      schema: string;
+      name: string;
+      rowsEstimate: number;
+      bytesEstimate: number;
+      keyColumns: string | null;
+      columns: string;
+      copyFormat: 'binary' | 'text';
+      chunks: { lo: string[] | null; hi: string[] | null }[];
+    }[],
+  ): void {
+    const insTable = this.db.prepare(
+      `INSERT INTO tables (schema_name, table_name, rows_estimate, bytes_estimate, key_columns, columns, copy_format)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const insChunk = this.db.prepare('INSERT INTO chunks (table_id, seq, lo, hi) VALUES (?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const t of plan) {
+        const info = insTable.run(
+          t.schema,
+          t.name,
+          t.rowsEstimate,
+          t.bytesEstimate,
+          t.keyColumns,
+          t.columns,
+          t.copyFormat,
+        );
+        t.chunks.forEach((c, i) => {
+          insChunk.run(info.lastInsertRowid, i, c.lo && JSON.stringify(c.lo), c.hi && JSON.stringify(c.hi));
+        });
+      }
+    })();
+  }
+
+  hasPlan(): boolean {
+    return this.db.prepare('SELECT 1 FROM tables LIMIT 1').get() !== undefined;
+  }
+
+  tables(): TableRecord[] {
+    return this.db
+      .prepare(
+        `SELECT t.id, t.schema_name AS schema, t.table_name AS name, t.rows_estimate AS rowsEstimate,
+                t.bytes_estimate AS bytesEstimate, t.key_columns AS keyColumns, t.columns, t.copy_format AS copyFormat,
+                coalesce(sum(c.rows), 0) AS rowsCopied, coalesce(sum(c.bytes), 0) AS bytesCopied,
+                count(c.id) AS chunksTotal, coalesce(sum(c.status = 'done'), 0) AS chunksDone
+           FROM tables t LEFT JOIN chunks c ON c.table_id = t.id
+          GROUP BY t.id ORDER BY t.schema_name, t.table_name`,
+      )
+      .all() as TableRecord[];
+  }
+
+  chunks(filter: { status?: ChunkState[] } = {}): ChunkRecord[] {
+    const statuses = filter.status ?? [...CHUNK_STATES];
+    return this.db
+      .prepare(
+        `SELECT id, table_id AS tableId, seq, lo, hi, status, rows, bytes, attempts FROM chunks
+          WHERE status IN (${statuses.map(() => '?').join(', ')}) ORDER BY table_id, seq`,
+      )
+      .all(...statuses) as ChunkRecord[];
+  }
+
+  startChunk(id: number): void {
+    this.db
+      .prepare("UPDATE chunks SET status = 'copying', attempts = attempts + 1, started_at = ? WHERE id = ?")
+      .run(now(), id);
+  }
+
+  finishChunk(id: number, rows: number, bytes: number): void {
+    this.db
+      .prepare("UPDATE chunks SET status = 'done', rows = ?, bytes = ?, finished_at = ? WHERE id = ?")
+      .run(rows, bytes, now(), id);
+  }
+
+  // ---- deferred schema objects (indexes after the copy, constraints and triggers at cutover) ----
+
+  saveSchemaObjects(objects: { stage: ObjectStage; kind: string; name: string; sql: string }[]): void {
+    const ins = this.db.prepare('INSERT INTO schema_objects (stage, kind, name, sql) VALUES (?, ?, ?, ?)');
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM schema_objects').run();
+      for (const o of objects) ins.run(o.stage, o.kind, o.name, o.sql);
+    })();
+  }
+
+  schemaObjects(stage?: ObjectStage): SchemaObjectRecord[] {
+    const sql = `SELECT id, stage, kind, name, sql, status FROM schema_objects ${stage ? 'WHERE stage = ?' : ''} ORDER BY id`;
+    const stmt = this.db.prepare(sql);
+    return (stage ? stmt.all(stage) : stmt.all()) as SchemaObjectRecord[];
+  }
+
+  finishSchemaObject(id: number): void {
+    this.db.prepare("UPDATE schema_objects SET status = 'done', finished_at = ? WHERE id = ?").run(now(), id);
+  }
+
+  // ---- events ----
+
+  event(level: 'info' | 'warn' | 'error', phase: string | null, message: string, data?: unknown): void {
+    this.db
+      .prepare('INSERT INTO events (at, level, phase, message, data) VALUES (?, ?, ?, ?, ?)')
+      .run(now(), level, phase, message, data === undefined ? null : JSON.stringify(data));
+  }
+
+  events(limit = 20): EventRecord[] {
+    return (
+      this.db
+        .prepare('SELECT id, at, level, phase, message, data FROM events ORDER BY id DESC LIMIT ?')
+        .all(limit) as EventRecord[]
+    ).reverse();
+  }
+}
+
+const describe = (s: ServerIdentity) => `${s.user}@${s.host}:${s.port}/${s.database}`;

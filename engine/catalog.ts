@@ -1,0 +1,160 @@
+// What the source holds: tables, their columns and primary keys, read from the catalogs.
+import type pg from 'pg';
+import { q } from './db.js';
+import { makeMatcher, type TableFilter } from './table-filter.js';
+
+/** The schema on the source where pgferry keeps its own objects (capture). Never migrated. */
+export const PGFERRY_SCHEMA = 'pgferry';
+
+export interface Column {
+  name: string;
+  /** format_type() of the column: usable verbatim in a cast. */
+  type: string;
+  /** Generated (STORED) columns cannot be written by COPY: they are left out of column lists. */
+  generated: boolean;
+  /** Whether the type's binary COPY format is portable across servers (see binaryPortable). */
+  binaryPortable: boolean;
+}
+
+export interface KeyColumn {
+  name: string;
+  type: string;
+  typeOid: number;
+}
+
+export interface TableInfo {
+  schema: string;
+  name: string;
+  oid: number;
+  /** 'r' ordinary table or leaf partition, 'p' partitioned table (holds no rows itself). */
+  kind: 'r' | 'p';
+  unlogged: boolean;
+  /** The partitioned table at the top of this partition's tree, or null. */
+  partitionRoot: { schema: string; name: string } | null;
+  rowsEstimate: number;
+  bytes: number;
+  primaryKey: KeyColumn[] | null;
+  columns: Column[];
+  canSelect: boolean;
+  canTrigger: boolean;
+}
+
+export const displayName = (t: { schema: string; name: string }): string => `${t.schema}.${t.name}`;
+
+interface TableRow {
+  oid: number;
+  schema: string;
+  name: string;
+  relkind: 'r' | 'p';
+  relpersistence: string;
+  root_schema: string | null;
+  root_name: string | null;
+  reltuples: string;
+  bytes: string;
+  can_select: boolean;
+  can_trigger: boolean;
+}
+
+/**
+ * Lists user tables (ordinary, partitioned and partitions), without extension-owned tables,
+ * system schemas and pgferry's own schema, then applies the include/exclude filter: a
+ * partition is selected when its partitioned root is.
+ */
+export async function listTables(
+  client: pg.Client,
+  side: 'source' | 'target',
+  filter: TableFilter,
+): Promise<TableInfo[]> {
+  const rows = await q<TableRow>(
+    client,
+    side,
+    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relpersistence,
+            rn.nspname AS root_schema, r.relname AS root_name,
+            c.reltuples::text AS reltuples, pg_table_size(c.oid)::text AS bytes,
+            has_table_privilege(c.oid, 'SELECT') AS can_select,
+            has_table_privilege(c.oid, 'TRIGGER') AS can_trigger
+       FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+       LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+      WHERE c.relkind IN ('r', 'p')
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+        AND n.nspname !~ '^pg_(toast|temp)'
+        AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+      ORDER BY n.nspname, c.relname`,
+    [PGFERRY_SCHEMA],
+  );
+  const matches = makeMatcher(filter);
+  const selected = rows.filter((r) =>
+    r.root_schema !== null && r.root_name !== null
+      ? matches(r.root_schema, r.root_name)
+      : matches(r.schema, r.name),
+  );
+  if (selected.length === 0) return [];
+  const oids = selected.map((r) => r.oid);
+
+  const keyRows = await q<{ relid: number; name: string; type: string; type_oid: number }>(
+    client,
+    side,
+    `SELECT i.indrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            a.atttypid::int AS type_oid
+       FROM pg_index i
+       CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
+      ORDER BY i.indrelid, k.pos`,
+    [oids],
+  );
+  // Binary COPY embeds type OIDs in arrays and composites, and OIDs of user types differ between
+  // servers; only built-in base types (OID below FirstNormalObjectId) with send/receive functions,
+  // and arrays of them, are portable.
+  const colRows = await q<{ relid: number; name: string; type: string; generated: boolean; binary: boolean }>(
+    client,
+    side,
+    `SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
+            a.attgenerated <> '' AS generated,
+            (t.oid < 16384 AND t.typtype = 'b' AND t.typsend <> 0 AND t.typreceive <> 0
+             AND (e.oid IS NULL OR (e.typsend <> 0 AND e.typreceive <> 0))) AS binary
+       FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_type e ON t.typlen = -1 AND e.oid = t.typelem AND t.typelem <> 0
+      WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attrelid, a.attnum`,
+    [oids],
+  );
+  const keys = new Map<number, KeyColumn[]>();
+  for (const k of keyRows) {
+    const list = keys.get(k.relid) ?? [];
+    list.push({ name: k.name, type: k.type, typeOid: k.type_oid });
+    keys.set(k.relid, list);
+  }
+  const cols = new Map<number, Column[]>();
+  for (const c of colRows) {
+    const list = cols.get(c.relid) ?? [];
+    list.push({ name: c.name, type: c.type, generated: c.generated, binaryPortable: c.binary });
+    cols.set(c.relid, list);
+  }
+  return selected.map((r) => ({
+    schema: r.schema,
+    name: r.name,
+    oid: r.oid,
+    kind: r.relkind,
+    unlogged: r.relpersistence === 'u',
+    partitionRoot:
+      r.root_schema !== null && r.root_name !== null ? { schema: r.root_schema, name: r.root_name } : null,
+    rowsEstimate: Math.max(0, Math.round(Number(r.reltuples))),
+    bytes: Number(r.bytes),
+    primaryKey: keys.get(r.oid) ?? null,
+    columns: cols.get(r.oid) ?? [],
+    canSelect: r.can_select,
+    canTrigger: r.can_trigger,
+  }));
+}
+
+/** Tables that hold rows (ordinary tables and leaf partitions): the units of the copy. */
+export const copyUnits = (tables: TableInfo[]): TableInfo[] => tables.filter((t) => t.kind === 'r');
+
+/** Tables without a primary key; a partition is judged by its root, whose key it inherits. */
+export const tablesWithoutKey = (tables: TableInfo[]): TableInfo[] =>
+  tables.filter((t) => t.primaryKey === null && t.partitionRoot === null);

@@ -1,0 +1,192 @@
+// The snapshot copy: N workers, each with one source session inside the shared exported snapshot
+// and one target session, take chunks from the plan until none is left. Each chunk's state is in
+// the checkpoint store before and after it runs, so a crash keeps every finished chunk and the
+// next run deletes a chunk that may be half-written (by its key range) and copies it again.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { CheckpointStore, ChunkRecord, TableRecord } from '../checkpoints/store.js';
+import { ChunkStreamError, loadChunk } from '../sinks/chunk-loader.js';
+import { type ChunkTable, copyInSql, copyOutSql, deleteRangeSql } from './chunk-sql.js';
+import type { ConnInfo } from './conn-info.js';
+import { connect } from './db.js';
+import { classify, dbError, isPgferryError, PgferryError } from './errors.js';
+import { CopyProgress, type ProgressSnapshot } from './progress.js';
+import { type ExportedSnapshot, joinSnapshot } from './snapshot.js';
+
+export interface CopyContext {
+  source: ConnInfo;
+  target: ConnInfo;
+  store: CheckpointStore;
+  log: Logger;
+  jobs: number;
+  signal: AbortSignal;
+  snapshot: ExportedSnapshot;
+  progressIntervalMs?: number;
+  onProgress?: (p: ProgressSnapshot) => void;
+}
+
+const MAX_ATTEMPTS = 3;
+
+export function chunkTable(t: TableRecord): ChunkTable {
+  const key = t.keyColumns ? (JSON.parse(t.keyColumns) as { name: string; type: string }[]) : null;
+  return {
+    schema: t.schema,
+    name: t.name,
+    columns: JSON.parse(t.columns) as string[],
+    key,
+    format: t.copyFormat,
+  };
+}
+
+export function progressFrom(store: CheckpointStore): CopyProgress {
+  const progress = new CopyProgress();
+  for (const t of store.tables()) {
+    progress.add({
+      table: `${t.schema}.${t.name}`,
+      rowsEstimate: t.rowsEstimate,
+      bytesEstimate: t.bytesEstimate,
+      rows: t.rowsCopied,
+      bytes: t.bytesCopied,
+      chunksDone: t.chunksDone,
+      chunksTotal: t.chunksTotal,
+    });
+  }
+  return progress;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
+  const { store, log } = ctx;
+  const tables = new Map(store.tables().map((t) => [t.id, t]));
+  const bySize = (c: ChunkRecord) => tables.get(c.tableId)?.bytesEstimate ?? 0;
+  const work = store
+    .chunks({ status: ['pending', 'copying'] })
+    .sort((a, b) => bySize(b) - bySize(a) || a.tableId - b.tableId || a.seq - b.seq);
+  const progress = progressFrom(store);
+  progress.markBaseline();
+  if (work.length === 0) return progress.snapshot();
+
+  const resumed = work.filter((c) => c.status === 'copying' || c.attempts > 0).length;
+  if (resumed > 0)
+    log.info(
+      { chunks: resumed },
+      'unfinished chunks from an earlier run are deleted on the target and copied again',
+    );
+
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(ctx.signal.reason);
+  ctx.signal.addEventListener('abort', onAbort);
+  let failure: unknown;
+  let next = 0;
+  const timer = setInterval(() => ctx.onProgress?.(progress.snapshot()), ctx.progressIntervalMs ?? 5_000);
+
+  const worker = async (id: number) => {
+    let sessions: { src: pg.Client; dst: pg.Client } | null = null;
+    const close = async () => {
+      if (!sessions) return;
+      const s = sessions;
+      sessions = null;
+      await Promise.all([s.src.end().catch(() => {}), s.dst.end().catch(() => {})]);
+    };
+    try {
+      while (!stop.signal.aborted) {
+        const chunk = work[next++];
+        if (!chunk) break;
+        const table = tables.get(chunk.tableId)!;
+        const name = `${table.schema}.${table.name}`;
+        const ct = chunkTable(table);
+        const lo = chunk.lo ? (JSON.parse(chunk.lo) as string[]) : null;
+        const hi = chunk.hi ? (JSON.parse(chunk.hi) as string[]) : null;
+        let cleanup = chunk.status === 'copying' || chunk.attempts > 0;
+        for (let attempt = 1; ; attempt++) {
+          let streamed = 0;
+          try {
+            if (!sessions) {
+              const src = await connect(ctx.source, 'copy');
+              const dst = await connect(ctx.target, 'copy').catch(async (e) => {
+                await src.end().catch(() => {});
+                throw e;
+              });
+              sessions = { src, dst };
+              await joinSnapshot(src, ctx.snapshot);
+            }
+            store.startChunk(chunk.id);
+            const res = await loadChunk({
+              source: sessions.src,
+              target: sessions.dst,
+              copyOut: copyOutSql(ct, lo, hi),
+              copyIn: copyInSql(ct),
+              before: cleanup ? deleteRangeSql(ct, lo, hi) : undefined,
+              onBytes: (n) => {
+                streamed += n;
+                progress.bytes(name, n);
+              },
+              signal: stop.signal,
+            });
+            store.finishChunk(chunk.id, res.rows, res.bytes);
+            progress.chunkDone(name, res.rows);
+            log.debug(
+              { worker: id, table: name, chunk: chunk.seq, rows: res.rows, bytes: res.bytes },
+              'chunk copied',
+            );
+            break;
+          } catch (err) {
+            progress.chunkFailed(name, streamed);
+            await close();
+            if (stop.signal.aborted) return;
+            const e = chunkError(err, name, chunk.seq);
+            if (classify(e) === 'retry' && attempt < MAX_ATTEMPTS) {
+              log.warn({ table: name, chunk: chunk.seq, attempt, err: e.message }, 'chunk failed, retrying');
+              cleanup = true;
+              await sleep(1000 * 2 ** (attempt - 1), stop.signal);
+              continue;
+            }
+            throw e;
+          }
+        }
+      }
+    } catch (err) {
+      failure ??= err;
+      stop.abort(err);
+    } finally {
+      await close();
+    }
+  };
+
+  try {
+    await Promise.all(
+      Array.from({ length: Math.max(1, Math.min(ctx.jobs, work.length)) }, (_, i) => worker(i)),
+    );
+  } finally {
+    clearInterval(timer);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+  if (failure) throw failure;
+  if (ctx.signal.aborted) {
+    throw new PgferryError('PGFERRY_CANCELLED', 'the copy was stopped before it finished', { side: 'state' });
+  }
+  const final = progress.snapshot();
+  ctx.onProgress?.(final);
+  return final;
+}
+
+function chunkError(err: unknown, table: string, seq: number): PgferryError {
+  if (isPgferryError(err)) return err;
+  const side = err instanceof ChunkStreamError ? err.side : 'target';
+  const cause = err instanceof ChunkStreamError ? err.cause : err;
+  const inner = dbError(side, cause, table);
+  return new PgferryError('PGFERRY_COPY_CHUNK_FAILED', `chunk ${seq} of ${table}: ${inner.message}`, {
+    side,
+    object: table,
+    sqlstate: inner.sqlstate,
+    cause,
+  });
+}

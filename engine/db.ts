@@ -1,0 +1,89 @@
+// Every session pgferry opens goes through here, so every one carries application_name, a
+// statement_timeout and a lock_timeout (the source is production: pgferry must never queue an
+// ACCESS EXCLUSIVE lock request or run a query without bound).
+import pg from 'pg';
+import type { ConnInfo } from './conn-info.js';
+import { dbError, PgferryError } from './errors.js';
+
+/** What a session is for decides its timeouts. */
+export const SESSION_KINDS = ['control', 'snapshot', 'copy', 'ddl', 'index'] as const;
+export type SessionKind = (typeof SESSION_KINDS)[number];
+
+const TIMEOUTS: Record<SessionKind, { statement: number; lock: number; idleInTx: number }> = {
+  // Catalog reads, checkpoints of progress: short.
+  control: { statement: 60_000, lock: 5_000, idleInTx: 600_000 },
+  // Holds the exported snapshot open while workers copy; it idles in its transaction by design.
+  snapshot: { statement: 60_000, lock: 5_000, idleInTx: 0 },
+  // One chunk's COPY: bounded by chunk size, generous for slow links.
+  copy: { statement: 6 * 3_600_000, lock: 30_000, idleInTx: 3_600_000 },
+  // Schema statements on the target.
+  ddl: { statement: 3_600_000, lock: 30_000, idleInTx: 600_000 },
+  // Index and constraint builds on the target can take hours on big tables.
+  index: { statement: 24 * 3_600_000, lock: 60_000, idleInTx: 600_000 },
+};
+
+export type Client = pg.Client;
+
+export async function connect(conn: ConnInfo, kind: SessionKind = 'control'): Promise<pg.Client> {
+  const t = TIMEOUTS[kind];
+  const client = new pg.Client({
+    connectionString: conn.url,
+    application_name: 'pgferry',
+    statement_timeout: t.statement,
+    lock_timeout: t.lock,
+    idle_in_transaction_session_timeout: t.idleInTx,
+    connectionTimeoutMillis: 15_000,
+    keepAlive: true,
+  });
+  // An idle client whose server goes away emits 'error'; the next query on it fails and is
+  // reported there, so the event itself must not crash the process.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    const e = dbError(conn.side, err);
+    const code = conn.side === 'source' ? 'PGFERRY_SOURCE_CONNECT' : 'PGFERRY_TARGET_CONNECT';
+    throw new PgferryError(code, `cannot connect to ${conn.label()}: ${e.message}`, {
+      side: conn.side,
+      sqlstate: e.sqlstate,
+      cause: err,
+    });
+  }
+  return client;
+}
+
+/** Runs fn with a fresh session and always closes it. */
+export async function withClient<T>(
+  conn: ConnInfo,
+  kind: SessionKind,
+  fn: (client: pg.Client) => Promise<T>,
+): Promise<T> {
+  const client = await connect(conn, kind);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Runs one query, naming the side (and object) in any error. */
+export async function q<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  client: pg.Client,
+  side: 'source' | 'target',
+  sql: string,
+  params?: unknown[],
+  object?: string,
+): Promise<T[]> {
+  try {
+    const res = await client.query<T>(sql, params);
+    return res.rows;
+  } catch (err) {
+    throw dbError(side, err, object);
+  }
+}
+
+export const quoteIdent = (name: string): string => pg.escapeIdentifier(name);
+export const quoteLiteral = (value: string): string => pg.escapeLiteral(value);
+export const qualified = (schema: string, name: string): string =>
+  `${quoteIdent(schema)}.${quoteIdent(name)}`;

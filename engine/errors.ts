@@ -1,0 +1,284 @@
+// One registry of every error pgferry can raise: code, exit code, HTTP status, whether a retry can
+// help, and the hint an operator needs. docs/errors.md is generated from it (a test keeps them equal).
+
+export const SIDES = ['source', 'target', 'state', 'config', 'tool'] as const;
+export type Side = (typeof SIDES)[number];
+
+interface ErrorSpec {
+  readonly exit: number;
+  readonly http: number;
+  readonly retryable: boolean;
+  readonly summary: string;
+  readonly hint: string;
+}
+
+export const ERRORS = {
+  PGFERRY_CONFIG_INVALID: {
+    exit: 2,
+    http: 400,
+    retryable: false,
+    summary: 'A flag, environment variable or URL has an invalid value.',
+    hint: 'Correct the value named in the message; `pgferry <command> --help` lists the options.',
+  },
+  PGFERRY_CONFIG_MISSING: {
+    exit: 2,
+    http: 400,
+    retryable: false,
+    summary: 'A required setting was not given.',
+    hint: 'Pass the flag, or set the environment variable named in the message.',
+  },
+  PGFERRY_SOURCE_CONNECT: {
+    exit: 2,
+    http: 503,
+    retryable: true,
+    summary: 'The source server could not be reached or refused the login.',
+    hint: 'Check host, port, database, user and password of --source (or PGFERRY_SOURCE_URL), and that this machine may connect (pg_hba, firewall, sslmode).',
+  },
+  PGFERRY_TARGET_CONNECT: {
+    exit: 2,
+    http: 503,
+    retryable: true,
+    summary: 'The target server could not be reached or refused the login.',
+    hint: 'Check host, port, database, user and password of --target (or PGFERRY_TARGET_URL), and that this machine may connect (security group, pg_hba, sslmode).',
+  },
+  PGFERRY_SOURCE_QUERY: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'A statement failed on the source server.',
+    hint: 'The message carries the server error and SQLSTATE; fix the cause on the source and run the same command again to resume.',
+  },
+  PGFERRY_TARGET_QUERY: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'A statement failed on the target server.',
+    hint: 'The message carries the server error and SQLSTATE; fix the cause on the target and run the same command again to resume.',
+  },
+  PGFERRY_PREFLIGHT_PROBLEMS: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'Preflight found problems that block the migration.',
+    hint: 'Each problem is listed with its fix; run `pgferry preflight` after fixing them.',
+  },
+  PGFERRY_TABLE_NO_PRIMARY_KEY: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'A table without a primary key cannot be replicated.',
+    hint: 'Add a primary key to the table on the source, or leave it out with --exclude "schema.table" (a --copy-only run copies it whole).',
+  },
+  PGFERRY_TARGET_NOT_EMPTY: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'The target database already holds tables and no run is being resumed.',
+    hint: 'Point --target at an empty database, or resume the earlier run with the same --state file.',
+  },
+  PGFERRY_EXTENSION_MISSING: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'An extension installed on the source is not available on the target.',
+    hint: 'Install the extension on the target server (on RDS: it must be in the supported-extensions list), or drop it on the source if unused.',
+  },
+  PGFERRY_TOOL_MISSING: {
+    exit: 2,
+    http: 500,
+    retryable: false,
+    summary: 'A PostgreSQL client program (pg_dump, psql) is missing or too old for the source.',
+    hint: 'Install the PostgreSQL client tools of at least the source major version (Debian: postgresql-client-NN), or point PGFERRY_PG_BIN at their directory.',
+  },
+  PGFERRY_SCHEMA_DUMP_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'pg_dump could not dump the schema of the source.',
+    hint: "pg_dump's own message follows; usually a privilege the source role lacks, or a lock it waited for too long (an open ALTER or VACUUM FULL).",
+  },
+  PGFERRY_SCHEMA_APPLY_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'The schema could not be created on the target.',
+    hint: 'The failing statement is named; it was applied in one transaction, so the target is unchanged. Fix the target (missing role, extension, privilege) and run again.',
+  },
+  PGFERRY_COPY_CHUNK_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: true,
+    summary: 'A chunk of a table could not be copied.',
+    hint: 'The chunk was rolled back on the target; run the same command again to resume from the unfinished chunks.',
+  },
+  PGFERRY_INDEX_BUILD_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'A primary key, index or constraint could not be built on the target.',
+    hint: 'The statement and the server error are named; fix the cause (e.g. duplicate rows from a changed source) and run again to resume.',
+  },
+  PGFERRY_STATE_LOCKED: {
+    exit: 2,
+    http: 409,
+    retryable: false,
+    summary: 'Another pgferry process is running on the same state file.',
+    hint: 'Wait for it to finish or stop it (SIGTERM); two processes must never drive the same migration.',
+  },
+  PGFERRY_STATE_MISMATCH: {
+    exit: 2,
+    http: 409,
+    retryable: false,
+    summary: 'The state file belongs to a run with a different source, target, filter or mode.',
+    hint: 'Run with the same settings as before, or start afresh with another --state file (and an empty target).',
+  },
+  PGFERRY_STATE_NOT_FOUND: {
+    exit: 2,
+    http: 404,
+    retryable: false,
+    summary: 'The state file does not exist.',
+    hint: 'Pass the --state file that `pgferry migrate` was started with (default ./pgferry-state.sqlite).',
+  },
+  PGFERRY_STATE_INVALID: {
+    exit: 2,
+    http: 500,
+    retryable: false,
+    summary: 'The state file is not a pgferry checkpoint store or was written by an incompatible version.',
+    hint: 'Check the --state path; a state file is only read by the pgferry version that wrote it or a newer one.',
+  },
+  PGFERRY_NOT_IMPLEMENTED: {
+    exit: 2,
+    http: 501,
+    retryable: false,
+    summary: 'The requested mode is not implemented yet in this version of pgferry.',
+    hint: 'Use a mode that exists now (e.g. `pgferry migrate --copy-only`); the message names what is missing.',
+  },
+  PGFERRY_CANCELLED: {
+    exit: 130,
+    http: 499,
+    retryable: true,
+    summary: 'The operation was stopped by a signal before it finished.',
+    hint: 'Run the same command again with the same --state to resume where it stopped.',
+  },
+  PGFERRY_INTERNAL: {
+    exit: 1,
+    http: 500,
+    retryable: false,
+    summary: 'An unexpected internal error.',
+    hint: 'Please report it with the log; the state file keeps the progress, so running again resumes.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export interface ErrorDetails {
+  side?: Side;
+  /** The object concerned: a table as schema.table, a chunk, an index. */
+  object?: string;
+  /** The server's SQLSTATE, when a PostgreSQL error caused this one. */
+  sqlstate?: string;
+  /** Overrides the registry's hint when the fix is more specific. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class PgferryError extends Error {
+  readonly code: ErrorCode;
+  readonly side: Side | undefined;
+  readonly object: string | undefined;
+  readonly sqlstate: string | undefined;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(redact(message), details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'PgferryError';
+    this.code = code;
+    this.side = details.side;
+    this.object = details.object;
+    this.sqlstate = details.sqlstate;
+    this.hint = details.hint ?? ERRORS[code].hint;
+  }
+
+  get exitCode(): number {
+    return ERRORS[this.code].exit;
+  }
+
+  get httpStatus(): number {
+    return ERRORS[this.code].http;
+  }
+
+  get retryable(): boolean {
+    return ERRORS[this.code].retryable;
+  }
+
+  /** The one line an operator sees. */
+  oneLine(): string {
+    const where = [this.side, this.object].filter(Boolean).join(' ');
+    return `${this.code}: ${where ? `${where}: ` : ''}${this.message} — ${this.hint}`;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      side: this.side,
+      object: this.object,
+      sqlstate: this.sqlstate,
+      hint: this.hint,
+    };
+  }
+}
+
+/** Scrubs passwords out of anything that looks like a connection URL or a password=... keyword. */
+export function redact(text: string): string {
+  return text
+    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
+    .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***');
+}
+
+export function isPgferryError(err: unknown): err is PgferryError {
+  return err instanceof PgferryError;
+}
+
+/** SQLSTATE of a node-postgres error, if any. */
+export function sqlstateOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+export const ERROR_CLASSES = ['retry', 'pause', 'fail'] as const;
+export type ErrorClass = (typeof ERROR_CLASSES)[number];
+
+/**
+ * Decides what to do about any error: retry it (connection loss, serialization failure, deadlock,
+ * lock timeout), pause (the schema changed under us: 42xxx), or fail. SQLSTATE decides, never text.
+ */
+export function classify(err: unknown): ErrorClass {
+  if (isPgferryError(err) && err.sqlstate === undefined) return err.retryable ? 'retry' : 'fail';
+  const state = isPgferryError(err) ? err.sqlstate : sqlstateOf(err);
+  if (state === undefined) {
+    const sysCode = (err as { code?: unknown } | null)?.code;
+    return sysCode === 'ECONNRESET' || sysCode === 'ECONNREFUSED' || sysCode === 'EPIPE' ? 'retry' : 'fail';
+  }
+  if (state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03') return 'retry';
+  if (state === '40001' || state === '40P01' || state === '55P03') return 'retry';
+  if (state.startsWith('42')) return 'pause';
+  return 'fail';
+}
+
+/** Wraps a database error with the side and object it concerns. */
+export function dbError(side: 'source' | 'target', err: unknown, object?: string): PgferryError {
+  if (isPgferryError(err)) return err;
+  const e = err as { message?: string; code?: string; detail?: string };
+  const sqlstate = sqlstateOf(err);
+  const connLost = sqlstate?.startsWith('08') || (!sqlstate && typeof e?.code === 'string');
+  const code: ErrorCode = connLost
+    ? side === 'source'
+      ? 'PGFERRY_SOURCE_CONNECT'
+      : 'PGFERRY_TARGET_CONNECT'
+    : side === 'source'
+      ? 'PGFERRY_SOURCE_QUERY'
+      : 'PGFERRY_TARGET_QUERY';
+  const msg = `${e?.message ?? String(err)}${sqlstate ? ` (SQLSTATE ${sqlstate})` : ''}`;
+  return new PgferryError(code, msg, { side, object, sqlstate, cause: err });
+}

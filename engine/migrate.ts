@@ -1,0 +1,319 @@
+// The `migrate` pipeline: schema → copy → indexes (→ with --copy-only, the deferred objects and
+// sequences at once; otherwise capture and replay, not built yet). Every phase is recorded in the
+// checkpoint store and skipped on resume once finished.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { CheckpointStore, type Phase, type RunSetup } from '../checkpoints/store.js';
+import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } from './catalog.js';
+import type { ConnInfo } from './conn-info.js';
+import { runCopy } from './copy.js';
+import { planChunks } from './copy-planner.js';
+import { connect, q } from './db.js';
+import { createDeferred } from './deferred-objects.js';
+import { isPgferryError, PgferryError } from './errors.js';
+import { requireTool } from './pg-tools.js';
+import { targetUserTables } from './preflight.js';
+import type { ProgressSnapshot } from './progress.js';
+import { applyPreData, classifyPostData, dumpSection, parseDump, preparePreData } from './schema.js';
+import { syncSequences } from './sequences.js';
+import { ExportedSnapshot } from './snapshot.js';
+import type { TableFilter } from './table-filter.js';
+
+export interface MigrateOptions {
+  source: ConnInfo;
+  target: ConnInfo;
+  statePath: string;
+  jobs: number;
+  filter: TableFilter;
+  copyOnly: boolean;
+  chunkBytes: number;
+  log: Logger;
+  signal: AbortSignal;
+  progressIntervalMs?: number;
+  onProgress?: (p: ProgressSnapshot) => void;
+}
+
+export interface MigrateResult {
+  resumed: boolean;
+  tables: number;
+  rows: number;
+  bytes: number;
+  seconds: number;
+  sequences: number;
+}
+
+export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
+  if (!opts.copyOnly) {
+    throw new PgferryError(
+      'PGFERRY_NOT_IMPLEMENTED',
+      'change capture and replay (migrate without --copy-only) is not implemented yet',
+      { side: 'config', hint: 'Use `pgferry migrate --copy-only` for a consistent one-time clone.' },
+    );
+  }
+  const started = Date.now();
+  const store = CheckpointStore.open(opts.statePath, { create: true });
+  try {
+    store.acquireLock();
+    const setup: RunSetup = {
+      source: opts.source.identity(),
+      target: opts.target.identity(),
+      include: [...opts.filter.include],
+      exclude: [...opts.filter.exclude],
+      mode: opts.copyOnly ? 'copy-only' : 'replicate',
+    };
+    const resumed = store.bindSetup(setup) === 'resume';
+    store.event('info', store.phase(), resumed ? 'run resumed' : 'run started');
+    const run = new MigrateRun(opts, store, resumed);
+    return await run.execute(started);
+  } finally {
+    store.close();
+  }
+}
+
+class MigrateRun {
+  private snapshot: ExportedSnapshot | undefined;
+  private src!: pg.Client;
+  private dst!: pg.Client;
+
+  constructor(
+    private readonly opts: MigrateOptions,
+    private readonly store: CheckpointStore,
+    private readonly resumed: boolean,
+  ) {}
+
+  private enter(phase: Phase): void {
+    this.store.setPhase(phase);
+    this.store.event('info', phase, `${phase} started`);
+    this.opts.log.info({ phase }, `${phase} started`);
+  }
+
+  private finish(phase: Phase): void {
+    this.store.finishPhase(phase);
+    this.store.event('info', phase, `${phase} finished`);
+  }
+
+  async execute(started: number): Promise<MigrateResult> {
+    const { store, opts } = this;
+    if (store.phase() === 'done') {
+      opts.log.info('this run is already done; nothing to do');
+      return this.result(started);
+    }
+    this.src = await connect(opts.source, 'control');
+    try {
+      this.dst = await connect(opts.target, 'control');
+    } catch (err) {
+      await this.src.end().catch(() => {});
+      throw err;
+    }
+    try {
+      if (!store.phaseDone('schema')) await this.schemaPhase();
+      if (!store.phaseDone('copy')) await this.copyPhase();
+      await this.snapshot?.release();
+      this.snapshot = undefined;
+      if (!store.phaseDone('indexes')) await this.indexPhase();
+      if (opts.copyOnly && !store.phaseDone('cutover')) await this.finalizePhase();
+      store.setPhase('done');
+      this.finish('done');
+      return this.result(started);
+    } catch (err) {
+      const cancelled = isPgferryError(err) && err.code === 'PGFERRY_CANCELLED';
+      const message = isPgferryError(err) ? err.oneLine() : String((err as Error)?.message ?? err);
+      store.event(cancelled ? 'warn' : 'error', store.phase(), cancelled ? 'stopped by signal' : message);
+      if (!cancelled) store.setPhase('failed');
+      throw err;
+    } finally {
+      await this.snapshot?.release();
+      await Promise.all([this.src.end().catch(() => {}), this.dst.end().catch(() => {})]);
+    }
+  }
+
+  private result(started: number): MigrateResult {
+    const tables = this.store.tables();
+    return {
+      resumed: this.resumed,
+      tables: tables.length,
+      rows: tables.reduce((a, t) => a + t.rowsCopied, 0),
+      bytes: tables.reduce((a, t) => a + t.bytesCopied, 0),
+      seconds: (Date.now() - started) / 1000,
+      sequences: Number(this.store.getMeta('sequences_synced') ?? 0),
+    };
+  }
+
+  private async selectedTables(): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
+    const all = await listTables(this.src, 'source', { include: [], exclude: [] });
+    const selected = await listTables(this.src, 'source', this.opts.filter);
+    const chosen = new Set(selected.map((t) => t.oid));
+    return { selected, excluded: all.filter((t) => !chosen.has(t.oid)) };
+  }
+
+  private async schemaPhase(): Promise<void> {
+    const { store, opts } = this;
+    this.enter('schema');
+    const [ver] = await q<{ n: string }>(
+      this.src,
+      'source',
+      "SELECT current_setting('server_version_num') AS n",
+    );
+    const major = Math.floor(Number(ver!.n) / 10000);
+    const pgDump = await requireTool('pg_dump', major);
+    const psql = await requireTool('psql', 0);
+
+    const { selected, excluded } = await this.selectedTables();
+    if (selected.length === 0) {
+      throw new PgferryError(
+        'PGFERRY_CONFIG_INVALID',
+        'no table on the source matches the --include/--exclude patterns',
+        {
+          side: 'config',
+        },
+      );
+    }
+    for (const t of tablesWithoutKey(selected)) {
+      if (!opts.copyOnly) {
+        throw new PgferryError('PGFERRY_TABLE_NO_PRIMARY_KEY', `${displayName(t)} has no primary key`, {
+          side: 'source',
+          object: displayName(t),
+        });
+      }
+      opts.log.warn({ table: displayName(t) }, 'table has no primary key: it is copied whole, in one chunk');
+    }
+
+    if (!store.getMeta('predata_applied')) {
+      const existing = await targetUserTables(this.dst);
+      if (existing.length > 0) {
+        // A crash between psql's commit and our bookkeeping leaves exactly the schema we wanted.
+        const present = new Set(existing);
+        const wanted = selected.filter((t) => t.partitionRoot === null).map(displayName);
+        if (this.resumed && wanted.every((n) => present.has(n))) {
+          store.setMeta('predata_applied', new Date().toISOString());
+        } else {
+          throw new PgferryError(
+            'PGFERRY_TARGET_NOT_EMPTY',
+            `${opts.target.label()} already has ${existing.length} table(s), e.g. ${existing.slice(0, 3).join(', ')}`,
+            { side: 'target' },
+          );
+        }
+      }
+    }
+
+    this.snapshot = await ExportedSnapshot.take(opts.source);
+    const dumpOpts = { pgDump, source: opts.source, snapshot: this.snapshot.id, excludedTables: excluded };
+    if (!store.getMeta('predata_applied')) {
+      const { script, skipped } = preparePreData(await dumpSection('pre-data', dumpOpts));
+      for (const s of skipped) store.event('info', 'schema', `left out: ${s.type} ${s.name}`);
+      await applyPreData(psql, opts.target, script);
+      store.setMeta('predata_applied', new Date().toISOString());
+      opts.log.info({ tables: selected.length }, 'schema created on the target (pre-data)');
+    }
+    const { objects, skipped } = classifyPostData(
+      parseDump(await dumpSection('post-data', dumpOpts)).entries,
+    );
+    for (const s of skipped) {
+      store.event('warn', 'schema', `left out (needs a superuser): ${s.type} ${s.name}`);
+      opts.log.warn({ object: s.name, kind: s.type }, 'left out: needs a superuser on the target');
+    }
+    store.saveSchemaObjects(objects);
+    const count = (stage: string) => objects.filter((o) => o.stage === stage).length;
+    opts.log.info(
+      { indexes: count('indexes'), afterIndexes: count('post-indexes'), atCutover: count('cutover') },
+      'post-data recorded: keys and indexes are built after the copy, constraints and triggers at cutover',
+    );
+    this.finish('schema');
+  }
+
+  private async copyPhase(): Promise<void> {
+    const { store, opts } = this;
+    this.enter('copy');
+    if (!store.hasPlan()) {
+      const { selected } = await this.selectedTables();
+      const plan = [];
+      for (const t of copyUnits(selected)) {
+        const writable = t.columns.filter((c) => !c.generated);
+        const chunks = await planChunks(this.src, t, { chunkBytes: opts.chunkBytes, jobs: opts.jobs });
+        plan.push({
+          schema: t.schema,
+          name: t.name,
+          rowsEstimate: t.rowsEstimate,
+          bytesEstimate: t.bytes,
+          keyColumns: t.primaryKey
+            ? JSON.stringify(t.primaryKey.map((k) => ({ name: k.name, type: k.type })))
+            : null,
+          columns: JSON.stringify(writable.map((c) => c.name)),
+          copyFormat: writable.every((c) => c.binaryPortable) ? ('binary' as const) : ('text' as const),
+          chunks,
+        });
+      }
+      store.savePlan(plan);
+      opts.log.info(
+        { tables: plan.length, chunks: plan.reduce((a, p) => a + p.chunks.length, 0) },
+        'copy planned in primary-key ranges',
+      );
+    } else if (opts.copyOnly && store.chunks({ status: ['done'] }).length > 0 && !this.snapshot) {
+      const msg =
+        'resuming the copy under a new snapshot: chunks copied before the restart came from an earlier one; if the source was written to meanwhile, verify the clone or start afresh';
+      store.event('warn', 'copy', msg);
+      opts.log.warn(msg);
+    }
+    this.snapshot ??= await ExportedSnapshot.take(opts.source);
+    const final = await runCopy({
+      source: opts.source,
+      target: opts.target,
+      store,
+      log: opts.log,
+      jobs: opts.jobs,
+      signal: opts.signal,
+      snapshot: this.snapshot,
+      progressIntervalMs: opts.progressIntervalMs,
+      onProgress: opts.onProgress,
+    });
+    opts.log.info(
+      {
+        rows: final.rows,
+        bytes: final.bytes,
+        seconds: final.elapsedSeconds,
+        rowsPerSec: final.rowsPerSec,
+        bytesPerSec: final.bytesPerSec,
+      },
+      'copy finished',
+    );
+    this.finish('copy');
+  }
+
+  private async indexPhase(): Promise<void> {
+    const { store, opts } = this;
+    this.enter('indexes');
+    const common = { target: opts.target, store, log: opts.log, signal: opts.signal };
+    const t0 = Date.now();
+    const built = await createDeferred({
+      ...common,
+      stage: 'indexes',
+      concurrency: opts.jobs,
+      settings: ["SET maintenance_work_mem = '256MB'"],
+    });
+    await createDeferred({ ...common, stage: 'post-indexes', concurrency: 1 });
+    opts.log.info({ built, seconds: (Date.now() - t0) / 1000 }, 'primary keys and indexes built');
+    this.finish('indexes');
+  }
+
+  /** --copy-only has no cutover to wait for: sequences, constraints, triggers, matviews now. */
+  private async finalizePhase(): Promise<void> {
+    const { store, opts } = this;
+    this.enter('cutover');
+    const seqs = await syncSequences(this.src, this.dst);
+    store.setMeta('sequences_synced', String(seqs.length));
+    opts.log.info({ sequences: seqs.length }, 'sequences set to the source values');
+    const created = await createDeferred({
+      target: opts.target,
+      store,
+      log: opts.log,
+      signal: opts.signal,
+      stage: 'cutover',
+      concurrency: 1,
+    });
+    opts.log.info(
+      { objects: created },
+      'foreign keys, triggers, rules, policies and materialized views created',
+    );
+    this.finish('cutover');
+  }
+}

@@ -1,0 +1,118 @@
+// Finding and running PostgreSQL's client programs (pg_dump, psql). pg_dump must be at least the
+// source's major version, so the newest installed one is preferred over whatever PATH finds first.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ConnInfo } from './conn-info.js';
+import { PgferryError } from './errors.js';
+
+export interface PgTool {
+  path: string;
+  major: number;
+  version: string;
+}
+
+function candidateDirs(): string[] {
+  const dirs: string[] = [];
+  if (process.env.PGFERRY_PG_BIN) dirs.push(process.env.PGFERRY_PG_BIN);
+  const debianRoot = '/usr/lib/postgresql';
+  if (fs.existsSync(debianRoot)) {
+    const versions = fs
+      .readdirSync(debianRoot)
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) dirs.push(path.join(debianRoot, v, 'bin'));
+  }
+  for (const p of (process.env.PATH ?? '').split(path.delimiter)) if (p) dirs.push(p);
+  return dirs;
+}
+
+async function run(
+  file: string,
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string } = {},
+) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(file, args, {
+      env: { ...process.env, ...opts.env },
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({
+        code: code ?? 1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      }),
+    );
+    if (opts.input !== undefined && child.stdin) {
+      child.stdin.on('error', () => {}); // psql may exit early on error; its exit code reports it
+      child.stdin.end(opts.input);
+    }
+  });
+}
+
+const cache = new Map<string, PgTool | null>();
+
+export async function findTool(name: 'pg_dump' | 'psql' | 'pg_restore'): Promise<PgTool | null> {
+  if (cache.has(name)) return cache.get(name) ?? null;
+  let found: PgTool | null = null;
+  for (const dir of candidateDirs()) {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) continue;
+    try {
+      const { stdout } = await run(file, ['--version']);
+      const m = /\(PostgreSQL\)\s+(\d+)(\.\d+)?/.exec(stdout);
+      if (!m) continue;
+      found = { path: file, major: Number(m[1]), version: `${m[1]}${m[2] ?? ''}` };
+      break;
+    } catch {
+      // not executable: try the next one
+    }
+  }
+  cache.set(name, found);
+  return found;
+}
+
+/** Finds a tool able to work with a server of the given major version, or says what to install. */
+export async function requireTool(
+  name: 'pg_dump' | 'psql' | 'pg_restore',
+  serverMajor: number,
+): Promise<PgTool> {
+  const tool = await findTool(name);
+  if (!tool) {
+    throw new PgferryError(
+      'PGFERRY_TOOL_MISSING',
+      `${name} not found (looked in PGFERRY_PG_BIN, /usr/lib/postgresql/*/bin, PATH)`,
+      {
+        side: 'tool',
+      },
+    );
+  }
+  if (name !== 'psql' && tool.major < serverMajor) {
+    throw new PgferryError(
+      'PGFERRY_TOOL_MISSING',
+      `${tool.path} is version ${tool.version}, older than the source server (${serverMajor}); ${name} must be at least the source's major version`,
+      { side: 'tool' },
+    );
+  }
+  return tool;
+}
+
+/** Runs a libpq program against a server, password passed through the environment. */
+export async function runAgainst(
+  tool: PgTool,
+  conn: ConnInfo,
+  args: string[],
+  opts: { input?: string; pgoptions?: string } = {},
+) {
+  const { dbname, env } = conn.libpq();
+  if (opts.pgoptions) env.PGOPTIONS = opts.pgoptions;
+  env.PGAPPNAME = 'pgferry';
+  env.PGCONNECT_TIMEOUT = '15';
+  return run(tool.path, [...args, `--dbname=${dbname}`], { env, input: opts.input });
+}

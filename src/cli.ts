@@ -1,0 +1,157 @@
+// The `pgferry` command line. Parsing and help by commander; every command's work is in
+// src/commands/. A user-caused error ends as one line on stderr and its registry exit code.
+import { createRequire } from 'node:module';
+import { Command, CommanderError, Option } from 'commander';
+import { isPgferryError, PgferryError, redact } from '../engine/errors.js';
+import { cleanupCommand } from './commands/cleanup.js';
+import { migrateCommand } from './commands/migrate.js';
+import { preflightCommand } from './commands/preflight.js';
+import { statusCommand } from './commands/status.js';
+
+const require = createRequire(import.meta.url);
+const { version } = require('../../package.json') as { version: string };
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const sourceOpt = () => new Option('--source <url>', 'source database URL (or PGFERRY_SOURCE_URL)');
+const targetOpt = () => new Option('--target <url>', 'target database URL (or PGFERRY_TARGET_URL)');
+const includeOpt = () =>
+  new Option('--include <pattern>', 'only tables matching schema.table (* wildcard; repeatable)').argParser(
+    collect,
+  );
+const excludeOpt = () =>
+  new Option(
+    '--exclude <pattern>',
+    'leave out tables matching schema.table (* wildcard; repeatable)',
+  ).argParser(collect);
+const stateOpt = () =>
+  new Option('--state <file>', 'checkpoint store (SQLite) of this run (or PGFERRY_STATE)').default(
+    undefined,
+    './pgferry-state.sqlite',
+  );
+
+function notImplemented(what: string, issue: string): never {
+  throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', `${what} is not implemented yet (${issue})`, {
+    side: 'config',
+  });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('pgferry')
+    .description(
+      'Move a live PostgreSQL database to another server (Heroku Postgres to Amazon RDS, and any other pair)\n' +
+        'with a parallel, resumable copy and seconds of write downtime.',
+    )
+    .version(version, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (str, write) => write(str) })
+    .exitOverride();
+
+  program
+    .command('preflight')
+    .description('check that a migration can run: servers, versions, privileges, keys, extensions, sizes')
+    .addOption(sourceOpt())
+    .addOption(targetOpt())
+    .addOption(includeOpt())
+    .addOption(excludeOpt())
+    .option('--copy-only', 'check for a one-time --copy-only clone (no capture privileges needed)')
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 ready, 1 problems found (each with its fix), 2 usage or connection error.',
+    )
+    .action(preflightCommand);
+
+  program
+    .command('migrate')
+    .description(
+      'copy the source into the target (schema, data, indexes), then keep it in sync until cutover',
+    )
+    .addOption(sourceOpt())
+    .addOption(targetOpt())
+    .addOption(stateOpt())
+    .option('--jobs <n>', 'parallel copy workers and index builds (or PGFERRY_JOBS)', undefined)
+    .addOption(includeOpt())
+    .addOption(excludeOpt())
+    .addOption(
+      new Option('--capture <kind>', 'change source for replay').choices(['triggers', 'bucardo', 'logical']),
+    )
+    .option('--http <host:port>', 'serve the status and control API (default bind 127.0.0.1)')
+    .option(
+      '--max-snapshot-age <duration>',
+      'with capture: take a fresh snapshot when the current one is older',
+      undefined,
+    )
+    .option('--chunk-size <size>', 'target size of one primary-key range of the copy (default 128MB)')
+    .option('--copy-only', 'schema, copy and indexes under one snapshot, no capture; exit 0 when done')
+    .option('--exit-when-synced', 'exit 0 once the copy is done and the captured backlog is drained')
+    .option('--cutover-when-synced', 'once synced, run the cutover and exit 0 when it succeeded')
+    .addHelpText(
+      'after',
+      '\nA run is resumable: run the same command again with the same --state after a crash or a stop.\n' +
+        'Today only --copy-only is implemented; change capture and replay come next.',
+    )
+    .action(migrateCommand);
+
+  program
+    .command('status')
+    .description('show where a migration stands, from its state file')
+    .addOption(stateOpt())
+    .option('--json', 'print the status as JSON')
+    .action(statusCommand);
+
+  program
+    .command('cleanup')
+    .description('remove every object pgferry created on the source (the capture schema and triggers)')
+    .addOption(sourceOpt())
+    .option('--json', 'print what was removed as JSON')
+    .action(cleanupCommand);
+
+  program
+    .command('verify')
+    .description('compare source and target row by row (not implemented yet)')
+    .allowUnknownOption()
+    .action(() => notImplemented('pgferry verify', 'cutover and verification'));
+  program
+    .command('dump-restore')
+    .description('pg_dump/pg_restore for small databases (not implemented yet)')
+    .allowUnknownOption()
+    .action(() => notImplemented('pgferry dump-restore', 'dump-restore mode'));
+  program
+    .command('walg')
+    .description('restore and follow a WAL-G archive (not implemented yet)')
+    .allowUnknownOption()
+    .action(() => notImplemented('pgferry walg', 'walg mode'));
+  program
+    .command('demo')
+    .description('the main job end to end on embedded local PostgreSQL (not implemented yet)')
+    .allowUnknownOption()
+    .action(() => notImplemented('pgferry demo', 'capture and replay'));
+
+  return program;
+}
+
+export function reportError(err: unknown, opts: { json?: boolean } = {}): number {
+  if (isPgferryError(err)) {
+    if (opts.json) process.stdout.write(`${JSON.stringify({ ok: false, error: err.toJSON() }, null, 2)}\n`);
+    process.stderr.write(`pgferry: ${err.oneLine()}\n`);
+    return err.exitCode;
+  }
+  const message = redact(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.stderr.write(`pgferry: PGFERRY_INTERNAL: ${message}\n`);
+  return 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end in a CommanderError with exit code 0; usage errors are 2.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    return reportError(err, { json: argv.includes('--json') });
+  }
+}

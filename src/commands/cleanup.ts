@@ -1,0 +1,18 @@
+import { cleanup } from '../../engine/cleanup.js';
+import { sourceConn } from '../config.js';
+
+export async function cleanupCommand(flags: { source?: string; json?: boolean }): Promise<void> {
+  const source = sourceConn(flags.source);
+  const removed = await cleanup(source);
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ source: source.identity(), removed }, null, 2)}\n`);
+    return;
+  }
+  if (removed.length === 0) {
+    process.stdout.write(`nothing to remove: ${source.label()} holds no pgferry object\n`);
+    return;
+  }
+  process.stdout.write(
+    `removed from ${source.label()}:\n${removed.map((r) => `  ${r.kind} ${r.name}`).join('\n')}\n`,
+  );
+}

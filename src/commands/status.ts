@@ -1,0 +1,111 @@
+import { CheckpointStore } from '../../checkpoints/store.js';
+import { statePath } from '../config.js';
+import { bytes, int, table } from '../format.js';
+
+interface Flags {
+  state?: string;
+  json?: boolean;
+}
+
+export interface StatusReport {
+  state: string;
+  phase: string | null;
+  pauseReason: string | null;
+  lagSeconds: number | null;
+  backlog: number | null;
+  setup: ReturnType<CheckpointStore['setup']>;
+  phases: ReturnType<CheckpointStore['phases']>;
+  copy: { rows: number; bytes: number; chunksDone: number; chunksTotal: number; percent: number };
+  tables: {
+    table: string;
+    rowsEstimate: number;
+    rowsCopied: number;
+    bytesCopied: number;
+    chunksDone: number;
+    chunksTotal: number;
+    format: string;
+    percent: number;
+  }[];
+  events: { at: string; level: string; phase: string | null; message: string }[];
+}
+
+export function readStatus(file: string): StatusReport {
+  const store = CheckpointStore.open(file, { create: false, readonly: true });
+  try {
+    const tables = store.tables().map((t) => ({
+      table: `${t.schema}.${t.name}`,
+      rowsEstimate: t.rowsEstimate,
+      rowsCopied: t.rowsCopied,
+      bytesCopied: t.bytesCopied,
+      chunksDone: t.chunksDone,
+      chunksTotal: t.chunksTotal,
+      format: t.copyFormat,
+      percent: t.chunksTotal === 0 ? 0 : Math.round((t.chunksDone / t.chunksTotal) * 1000) / 10,
+    }));
+    const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
+    const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
+    return {
+      state: file,
+      phase: store.phase(),
+      pauseReason: null,
+      lagSeconds: null,
+      backlog: null,
+      setup: store.setup(),
+      phases: store.phases(),
+      copy: {
+        rows: tables.reduce((a, t) => a + t.rowsCopied, 0),
+        bytes: tables.reduce((a, t) => a + t.bytesCopied, 0),
+        chunksDone,
+        chunksTotal,
+        percent: chunksTotal === 0 ? 0 : Math.round((chunksDone / chunksTotal) * 1000) / 10,
+      },
+      tables,
+      events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
+    };
+  } finally {
+    store.close();
+  }
+}
+
+export async function statusCommand(flags: Flags): Promise<void> {
+  const report = readStatus(statePath(flags.state));
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return;
+  }
+  const s = report.setup;
+  const out: string[] = [];
+  out.push(`state   ${report.state}`);
+  if (s) {
+    const id = (x: { user: string; host: string; port: number; database: string }) =>
+      `${x.user}@${x.host}:${x.port}/${x.database}`;
+    out.push(`run     ${s.mode}: ${id(s.source)} → ${id(s.target)}`);
+  }
+  out.push(`phase   ${report.phase ?? 'not started'}`);
+  out.push(
+    `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,
+  );
+  if (report.tables.length > 0) {
+    out.push('');
+    out.push(
+      table(
+        ['table', 'rows copied', 'rows (est.)', 'bytes', 'chunks', '%'],
+        report.tables.map((t) => [
+          t.table,
+          int(t.rowsCopied),
+          int(t.rowsEstimate),
+          bytes(t.bytesCopied),
+          `${t.chunksDone}/${t.chunksTotal}`,
+          String(t.percent),
+        ]),
+      ),
+    );
+  }
+  if (report.events.length > 0) {
+    out.push('');
+    out.push('recent events:');
+    for (const e of report.events)
+      out.push(`  ${e.at}  ${e.level.padEnd(5)} ${e.phase ?? '-'}: ${e.message}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}

@@ -1,0 +1,176 @@
+// One place resolves configuration: flags > PGFERRY_* environment > defaults, validated once and
+// frozen. Connection URLs become ConnInfo objects whose password is never enumerable.
+import { z } from 'zod';
+import { ConnInfo } from '../engine/conn-info.js';
+import { PgferryError } from '../engine/errors.js';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "10m", "90s", "1h30m", "500ms" → milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+  const joined = parts.map((p) => p[0]).join('');
+  if (parts.length === 0 || joined !== text.trim().replace(/\s+/g, '')) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `${flag} "${text}" is not a duration (e.g. 30s, 10m, 1h30m)`,
+      {
+        side: 'config',
+      },
+    );
+  }
+  return parts.reduce((ms, p) => ms + Number(p[1]) * UNITS[p[2]!]!, 0);
+}
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** "128MB", "1GB", "65536" → bytes. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(text);
+  if (!m || Number(m[1]) <= 0) {
+    throw new PgferryError('PGFERRY_CONFIG_INVALID', `${flag} "${text}" is not a size (e.g. 64MB, 1GB)`, {
+      side: 'config',
+    });
+  }
+  return Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!);
+}
+
+export function parseJobs(text: string, flag = '--jobs'): number {
+  const n = z.coerce.number().int().min(1).max(64).safeParse(text);
+  if (!n.success) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `${flag} "${text}" must be a whole number from 1 to 64`,
+      {
+        side: 'config',
+      },
+    );
+  }
+  return n.data;
+}
+
+export function sourceConn(flag: string | undefined, env = process.env): ConnInfo {
+  const url = flag ?? env.PGFERRY_SOURCE_URL;
+  if (!url) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_MISSING',
+      'no source given: pass --source URL or set PGFERRY_SOURCE_URL',
+      {
+        side: 'config',
+      },
+    );
+  }
+  return new ConnInfo('source', url);
+}
+
+export function targetConn(flag: string | undefined, env = process.env): ConnInfo {
+  const url = flag ?? env.PGFERRY_TARGET_URL;
+  if (!url) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_MISSING',
+      'no target given: pass --target URL or set PGFERRY_TARGET_URL',
+      {
+        side: 'config',
+      },
+    );
+  }
+  return new ConnInfo('target', url);
+}
+
+export const DEFAULT_STATE = 'pgferry-state.sqlite';
+
+export function statePath(flag: string | undefined, env = process.env): string {
+  return flag ?? env.PGFERRY_STATE ?? DEFAULT_STATE;
+}
+
+export const CAPTURE_KINDS = ['triggers', 'bucardo', 'logical'] as const;
+export type CaptureKind = (typeof CAPTURE_KINDS)[number];
+
+export interface MigrateConfig {
+  source: ConnInfo;
+  target: ConnInfo;
+  state: string;
+  jobs: number;
+  include: string[];
+  exclude: string[];
+  capture: CaptureKind;
+  http: { host: string; port: number } | null;
+  maxSnapshotAgeMs: number;
+  chunkBytes: number;
+  mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
+}
+
+export interface MigrateFlags {
+  source?: string;
+  target?: string;
+  state?: string;
+  jobs?: string;
+  include?: string[];
+  exclude?: string[];
+  capture?: string;
+  http?: string;
+  maxSnapshotAge?: string;
+  chunkSize?: string;
+  copyOnly?: boolean;
+  exitWhenSynced?: boolean;
+  cutoverWhenSynced?: boolean;
+}
+
+function parseHttp(text: string): { host: string; port: number } {
+  const m = /^(?:\[?([^\]]*)\]?:)?(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `--http "${text}" must be HOST:PORT (e.g. 127.0.0.1:8080)`,
+      {
+        side: 'config',
+      },
+    );
+  }
+  return { host: m[1] || '127.0.0.1', port };
+}
+
+export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Readonly<MigrateConfig> {
+  const modes = [flags.copyOnly, flags.exitWhenSynced, flags.cutoverWhenSynced].filter(Boolean).length;
+  if (modes > 1) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      '--copy-only, --exit-when-synced and --cutover-when-synced exclude each other: choose one',
+      { side: 'config' },
+    );
+  }
+  const capture = flags.capture ?? env.PGFERRY_CAPTURE ?? 'triggers';
+  if (!(CAPTURE_KINDS as readonly string[]).includes(capture)) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `--capture "${capture}" must be one of ${CAPTURE_KINDS.join(', ')}`,
+      {
+        side: 'config',
+      },
+    );
+  }
+  const httpText = flags.http ?? env.PGFERRY_HTTP;
+  return Object.freeze({
+    source: sourceConn(flags.source, env),
+    target: targetConn(flags.target, env),
+    state: statePath(flags.state, env),
+    jobs: parseJobs(flags.jobs ?? env.PGFERRY_JOBS ?? '4'),
+    include: flags.include ?? [],
+    exclude: flags.exclude ?? [],
+    capture: capture as CaptureKind,
+    http: httpText ? parseHttp(httpText) : null,
+    maxSnapshotAgeMs: parseDuration(
+      flags.maxSnapshotAge ?? env.PGFERRY_MAX_SNAPSHOT_AGE ?? '10m',
+      '--max-snapshot-age',
+    ),
+    chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
+    mode: flags.copyOnly
+      ? 'copy-only'
+      : flags.exitWhenSynced
+        ? 'exit-when-synced'
+        : flags.cutoverWhenSynced
+          ? 'cutover-when-synced'
+          : 'run',
+  });
+}
