@@ -8,9 +8,10 @@ import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } 
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
-import { connect, q } from './db.js';
+import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
+import { refreshMatviews } from './matviews.js';
 import { requireTool } from './pg-tools.js';
 import { targetUserTables } from './preflight.js';
 import type { ProgressSnapshot } from './progress.js';
@@ -310,10 +311,10 @@ class MigrateRun {
       stage: 'cutover',
       concurrency: 1,
     });
-    opts.log.info(
-      { objects: created },
-      'foreign keys, triggers, rules, policies and materialized views created',
-    );
+    opts.log.info({ objects: created }, 'foreign keys, triggers, rules and policies created');
+    // A refresh runs the view's whole query: it gets the long timeout of an index build.
+    const views = await withClient(opts.target, 'index', (long) => refreshMatviews(this.src, long));
+    opts.log.info({ materializedViews: views.length }, 'materialized views refreshed');
     this.finish('cutover');
   }
 }
