@@ -75,6 +75,6 @@ export async function createDeferred(run: DeferredRun): Promise<number> {
   await Promise.all(idle.map((c) => c.end().catch(() => {})));
   if (failure) throw failure;
   if (run.signal.aborted)
-    throw new PgferryError('PGFERRY_CANCELLED', `stopped while creating ${run.stage}`, { side: 'state' });
+    throw new PgferryError('PGFERRY_RUN_CANCELLED', `stopped while creating ${run.stage}`, { side: 'state' });
   return pending.length;
 }

@@ -153,14 +153,14 @@ export const ERRORS = {
     summary: 'The requested mode is not implemented yet in this version of pgferry.',
     hint: 'Use a mode that exists now (e.g. `pgferry migrate --copy-only`); the message names what is missing.',
   },
-  PGFERRY_CANCELLED: {
+  PGFERRY_RUN_CANCELLED: {
     exit: 130,
     http: 499,
     retryable: true,
     summary: 'The operation was stopped by a signal before it finished.',
     hint: 'Run the same command again with the same --state to resume where it stopped.',
   },
-  PGFERRY_INTERNAL: {
+  PGFERRY_INTERNAL_ERROR: {
     exit: 1,
     http: 500,
     retryable: false,

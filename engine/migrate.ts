@@ -117,7 +117,7 @@ class MigrateRun {
       this.finish('done');
       return this.result(started);
     } catch (err) {
-      const cancelled = isPgferryError(err) && err.code === 'PGFERRY_CANCELLED';
+      const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
       const message = isPgferryError(err) ? err.oneLine() : String((err as Error)?.message ?? err);
       store.event(cancelled ? 'warn' : 'error', store.phase(), cancelled ? 'stopped by signal' : message);
       if (!cancelled) store.setPhase('failed');

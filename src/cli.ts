@@ -110,22 +110,33 @@ export function buildProgram(): Command {
   program
     .command('verify')
     .description('compare source and target row by row (not implemented yet)')
-    .allowUnknownOption()
+    .addOption(sourceOpt())
+    .addOption(targetOpt())
+    .addOption(includeOpt())
+    .addOption(excludeOpt())
+    .option('--checksums', 'compare a hash of every row, not only counts')
+    .option('--json', 'print the verdicts as JSON')
     .action(() => notImplemented('pgferry verify', 'cutover and verification'));
   program
     .command('dump-restore')
-    .description('pg_dump/pg_restore for small databases (not implemented yet)')
-    .allowUnknownOption()
+    .description('pg_dump -Fd -j / pg_restore -j with preflight checks, for small databases (not implemented yet)')
+    .addOption(sourceOpt())
+    .addOption(targetOpt())
+    .option('--jobs <n>', 'parallel dump and restore jobs')
+    .option('--workdir <dir>', 'where the dump is written')
     .action(() => notImplemented('pgferry dump-restore', 'dump-restore mode'));
   program
     .command('walg')
-    .description('restore and follow a WAL-G archive (not implemented yet)')
-    .allowUnknownOption()
+    .description('restore a physical copy from a WAL-G archive and follow it (not implemented yet)')
+    .argument('<action>', 'restore, status or promote')
+    .option('--pgdata <dir>', 'data directory of the copy')
+    .option('--port <n>', 'port the copy listens on')
+    .option('--walg <path>', 'the wal-g program')
+    .option('--backup <name>', 'backup to restore (default LATEST)')
     .action(() => notImplemented('pgferry walg', 'walg mode'));
   program
     .command('demo')
-    .description('the main job end to end on embedded local PostgreSQL (not implemented yet)')
-    .allowUnknownOption()
+    .description('the main job end to end on embedded local PostgreSQL, no setup (not implemented yet)')
     .action(() => notImplemented('pgferry demo', 'capture and replay'));
 
   return program;
@@ -138,7 +149,7 @@ export function reportError(err: unknown, opts: { json?: boolean } = {}): number
     return err.exitCode;
   }
   const message = redact(err instanceof Error ? (err.stack ?? err.message) : String(err));
-  process.stderr.write(`pgferry: PGFERRY_INTERNAL: ${message}\n`);
+  process.stderr.write(`pgferry: PGFERRY_INTERNAL_ERROR: ${message}\n`);
   return 1;
 }
 
