@@ -171,7 +171,9 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
   }
   if (failure) throw failure;
   if (ctx.signal.aborted) {
-    throw new PgferryError('PGFERRY_RUN_CANCELLED', 'the copy was stopped before it finished', { side: 'state' });
+    throw new PgferryError('PGFERRY_RUN_CANCELLED', 'the copy was stopped before it finished', {
+      side: 'state',
+    });
   }
   const final = progress.snapshot();
   ctx.onProgress?.(final);

@@ -119,7 +119,9 @@ export function buildProgram(): Command {
     .action(() => notImplemented('pgferry verify', 'cutover and verification'));
   program
     .command('dump-restore')
-    .description('pg_dump -Fd -j / pg_restore -j with preflight checks, for small databases (not implemented yet)')
+    .description(
+      'pg_dump -Fd -j / pg_restore -j with preflight checks, for small databases (not implemented yet)',
+    )
     .addOption(sourceOpt())
     .addOption(targetOpt())
     .option('--jobs <n>', 'parallel dump and restore jobs')
