@@ -27,7 +27,7 @@ export class ConnInfo {
     }
     this.side = side;
     this.host = parsed.host ?? 'localhost';
-    this.port = Number(parsed.port ?? 5432);
+    this.port = Number(parsed.port) || 5432;
     this.database = parsed.database ?? parsed.user ?? 'postgres';
     this.user = parsed.user ?? process.env.USER ?? 'postgres';
     Object.defineProperty(this, 'url', { value: url, enumerable: false });

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { loadMigrateConfig, parseDuration, parseSize } from '../../src/config.js';
+
+describe('configuration', () => {
+  it('parses durations and sizes', () => {
+    expect(parseDuration('10m', 'x')).toBe(600_000);
+    expect(parseDuration('1h30m', 'x')).toBe(5_400_000);
+    expect(parseDuration('500ms', 'x')).toBe(500);
+    expect(() => parseDuration('10 minutes', '--max-snapshot-age')).toThrow(/--max-snapshot-age/);
+    expect(parseSize('128MB', 'x')).toBe(128 * 1024 * 1024);
+    expect(parseSize('1.5gb', 'x')).toBe(1.5 * 1024 ** 3);
+    expect(() => parseSize('0', '--chunk-size')).toThrow(/--chunk-size/);
+  });
+
+  it('flags win over the environment, the environment over defaults', () => {
+    const env = {
+      PGFERRY_SOURCE_URL: 'postgresql://env:pw@envhost/db',
+      PGFERRY_TARGET_URL: 'postgresql://env:pw@envtarget/db',
+      PGFERRY_JOBS: '3',
+    };
+    const fromEnv = loadMigrateConfig({ copyOnly: true }, env);
+    expect(fromEnv.source.host).toBe('envhost');
+    expect(fromEnv.jobs).toBe(3);
+    expect(fromEnv.maxSnapshotAgeMs).toBe(600_000);
+    const fromFlags = loadMigrateConfig(
+      { copyOnly: true, source: 'postgresql://f@flaghost/db', jobs: '7' },
+      env,
+    );
+    expect(fromFlags.source.host).toBe('flaghost');
+    expect(fromFlags.jobs).toBe(7);
+    expect(Object.isFrozen(fromFlags)).toBe(true);
+  });
+
+  it('keeps the password off everything that can be printed', () => {
+    const c = loadMigrateConfig(
+      { copyOnly: true, source: 'postgresql://u:top-secret@h/db', target: 'postgresql://u:top-secret@t/db' },
+      {},
+    );
+    expect(JSON.stringify(c)).not.toContain('top-secret');
+    expect(c.source.label()).toBe('source u@h:5432/db');
+    expect(Object.keys(c.source)).not.toContain('url');
+    expect(c.source.libpq()).toEqual({ dbname: 'postgresql://u@h/db', env: { PGPASSWORD: 'top-secret' } });
+  });
+
+  it('refuses modes that exclude each other', () => {
+    const env = { PGFERRY_SOURCE_URL: 'postgresql://a@b/c', PGFERRY_TARGET_URL: 'postgresql://a@b/c' };
+    expect(() => loadMigrateConfig({ copyOnly: true, exitWhenSynced: true }, env)).toThrow(
+      /exclude each other/,
+    );
+  });
+});
