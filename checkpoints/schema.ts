@@ -1,6 +1,6 @@
 // Layout of the checkpoint store. Bump SCHEMA_VERSION on any change: an older state file is then
 // refused with a clear message instead of being misread.
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_SQL = `
 CREATE TABLE meta (
@@ -59,6 +59,19 @@ CREATE TABLE schema_objects (
   sql         TEXT NOT NULL,
   status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done')),
   finished_at TEXT
+);
+
+-- Tables whose changes are captured on the source (ordinary tables and partitioned roots).
+CREATE TABLE captures (
+  oid          INTEGER PRIMARY KEY,
+  schema_name  TEXT NOT NULL,
+  table_name   TEXT NOT NULL,
+  log_table    TEXT NOT NULL,
+  key_columns  TEXT NOT NULL,
+  columns      TEXT NOT NULL,
+  copy_format  TEXT NOT NULL CHECK (copy_format IN ('binary', 'text')),
+  key_format   TEXT NOT NULL CHECK (key_format IN ('binary', 'text')),
+  partitioned  INTEGER NOT NULL
 );
 
 CREATE TABLE events (

@@ -79,6 +79,18 @@ export interface SchemaObjectRecord {
   status: 'pending' | 'done';
 }
 
+export interface CaptureRecord {
+  oid: number;
+  schema: string;
+  name: string;
+  logTable: string;
+  keyColumns: string;
+  columns: string;
+  copyFormat: 'binary' | 'text';
+  keyFormat: 'binary' | 'text';
+  partitioned: number;
+}
+
 export interface EventRecord {
   id: number;
   at: string;
@@ -428,6 +440,37 @@ export class CheckpointStore {
 
   finishSchemaObject(id: number): void {
     this.db.prepare("UPDATE schema_objects SET status = 'done', finished_at = ? WHERE id = ?").run(now(), id);
+  }
+
+  // ---- captured tables ----
+
+  saveCapture(c: CaptureRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO captures (oid, schema_name, table_name, log_table, key_columns, columns, copy_format, key_format, partitioned)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (oid) DO NOTHING`,
+      )
+      .run(
+        c.oid,
+        c.schema,
+        c.name,
+        c.logTable,
+        c.keyColumns,
+        c.columns,
+        c.copyFormat,
+        c.keyFormat,
+        c.partitioned,
+      );
+  }
+
+  captures(): CaptureRecord[] {
+    return this.db
+      .prepare(
+        `SELECT oid, schema_name AS schema, table_name AS name, log_table AS logTable, key_columns AS keyColumns,
+                columns, copy_format AS copyFormat, key_format AS keyFormat, partitioned
+           FROM captures ORDER BY schema_name, table_name`,
+      )
+      .all() as CaptureRecord[];
   }
 
   // ---- events ----

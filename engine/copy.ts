@@ -11,7 +11,8 @@ import type { ConnInfo } from './conn-info.js';
 import { connect } from './db.js';
 import { classify, dbError, isPgferryError, PgferryError } from './errors.js';
 import { CopyProgress, type ProgressSnapshot } from './progress.js';
-import { type ExportedSnapshot, joinSnapshot } from './snapshot.js';
+import { sleep } from './sleep.js';
+import { type ExportedSnapshot, joinSnapshot, type SnapshotPool } from './snapshot.js';
 
 export interface CopyContext {
   source: ConnInfo;
@@ -20,7 +21,7 @@ export interface CopyContext {
   log: Logger;
   jobs: number;
   signal: AbortSignal;
-  snapshot: ExportedSnapshot;
+  snapshots: SnapshotPool;
   progressIntervalMs?: number;
   onProgress?: (p: ProgressSnapshot) => void;
 }
@@ -54,15 +55,6 @@ export function progressFrom(store: CheckpointStore): CopyProgress {
   return progress;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-
 export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
   const { store, log } = ctx;
   const tables = new Map(store.tables().map((t) => [t.id, t]));
@@ -90,7 +82,15 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
 
   const worker = async (id: number) => {
     let sessions: { src: pg.Client; dst: pg.Client } | null = null;
+    let snapshot: ExportedSnapshot | undefined;
+    const leave = async () => {
+      if (!snapshot) return;
+      const s = snapshot;
+      snapshot = undefined;
+      await ctx.snapshots.leave(s);
+    };
     const close = async () => {
+      await leave();
       if (!sessions) return;
       const s = sessions;
       sessions = null;
@@ -109,6 +109,12 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
         for (let attempt = 1; ; attempt++) {
           let streamed = 0;
           try {
+            const want = await ctx.snapshots.get();
+            if (sessions && snapshot !== want) {
+              // The snapshot was renewed (--max-snapshot-age): end this one, join the new one.
+              await sessions.src.query('COMMIT');
+              await leave();
+            }
             if (!sessions) {
               const src = await connect(ctx.source, 'copy');
               const dst = await connect(ctx.target, 'copy').catch(async (e) => {
@@ -116,7 +122,11 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
                 throw e;
               });
               sessions = { src, dst };
-              await joinSnapshot(src, ctx.snapshot);
+            }
+            if (!snapshot) {
+              await joinSnapshot(sessions.src, want);
+              ctx.snapshots.use(want);
+              snapshot = want;
             }
             store.startChunk(chunk.id);
             const res = await loadChunk({

@@ -118,6 +118,20 @@ export const ERRORS = {
     summary: 'A primary key, index or constraint could not be built on the target.',
     hint: 'The statement and the server error are named; fix the cause (e.g. duplicate rows from a changed source) and run again to resume.',
   },
+  PGFERRY_CAPTURE_LOCKED: {
+    exit: 1,
+    http: 409,
+    retryable: true,
+    summary: 'A source table stayed locked while pgferry tried to install its capture trigger.',
+    hint: 'Something holds a long lock on the table (an anti-wraparound VACUUM, a long transaction, a migration): find it in pg_locks / pg_stat_activity, wait for it, and run again.',
+  },
+  PGFERRY_REPLAY_CONFLICT: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'A replayed batch violated a constraint on the target even when applied whole.',
+    hint: 'The target holds rows or constraints the source does not (written by something else, or a constraint that differs): compare the table on both sides, fix the target, and run again.',
+  },
   PGFERRY_STATE_LOCKED: {
     exit: 2,
     http: 409,

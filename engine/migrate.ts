@@ -4,6 +4,13 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CheckpointStore, type Phase, type RunSetup } from '../checkpoints/store.js';
+import {
+  captureUnits,
+  describeCapture,
+  ensureCaptureSchema,
+  installCapture,
+  installedCapture,
+} from './capture/triggers.js';
 import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
@@ -15,9 +22,10 @@ import { refreshMatviews } from './matviews.js';
 import { requireTool } from './pg-tools.js';
 import { targetUserTables } from './preflight.js';
 import type { ProgressSnapshot } from './progress.js';
+import { Replayer, type ReplayStats } from './replay.js';
 import { applyPreData, classifyPostData, dumpSection, parseDump, preparePreData } from './schema.js';
 import { syncSequences } from './sequences.js';
-import { ExportedSnapshot } from './snapshot.js';
+import { ExportedSnapshot, SnapshotPool } from './snapshot.js';
 import type { TableFilter } from './table-filter.js';
 
 export interface MigrateOptions {
@@ -26,12 +34,19 @@ export interface MigrateOptions {
   statePath: string;
   jobs: number;
   filter: TableFilter;
-  copyOnly: boolean;
+  /** copy-only: one snapshot, no capture, finish with sequences and deferred objects.
+   *  exit-when-synced: capture, copy, replay until the backlog is drained, then return.
+   *  run: capture, copy, replay until the signal aborts. */
+  mode: 'copy-only' | 'exit-when-synced' | 'run';
   chunkBytes: number;
+  /** With capture: a copy snapshot older than this is replaced by a fresh one. */
+  maxSnapshotAgeMs: number;
+  batchSize?: number;
   log: Logger;
   signal: AbortSignal;
   progressIntervalMs?: number;
   onProgress?: (p: ProgressSnapshot) => void;
+  onReplayStats?: (s: ReplayStats) => void;
 }
 
 export interface MigrateResult {
@@ -41,16 +56,10 @@ export interface MigrateResult {
   bytes: number;
   seconds: number;
   sequences: number;
+  replay: ReplayStats | null;
 }
 
 export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
-  if (!opts.copyOnly) {
-    throw new PgferryError(
-      'PGFERRY_NOT_IMPLEMENTED',
-      'change capture and replay (migrate without --copy-only) is not implemented yet',
-      { side: 'config', hint: 'Use `pgferry migrate --copy-only` for a consistent one-time clone.' },
-    );
-  }
   const started = Date.now();
   const store = CheckpointStore.open(opts.statePath, { create: true });
   try {
@@ -60,7 +69,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
       target: opts.target.identity(),
       include: [...opts.filter.include],
       exclude: [...opts.filter.exclude],
-      mode: opts.copyOnly ? 'copy-only' : 'replicate',
+      mode: opts.mode === 'copy-only' ? 'copy-only' : 'replicate',
     };
     const resumed = store.bindSetup(setup) === 'resume';
     store.event('info', store.phase(), resumed ? 'run resumed' : 'run started');
@@ -72,7 +81,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
 }
 
 class MigrateRun {
-  private snapshot: ExportedSnapshot | undefined;
+  private snapshots: SnapshotPool | undefined;
+  private replay: ReplayStats | null = null;
   private src!: pg.Client;
   private dst!: pg.Client;
 
@@ -81,6 +91,10 @@ class MigrateRun {
     private readonly store: CheckpointStore,
     private readonly resumed: boolean,
   ) {}
+
+  private get copyOnly(): boolean {
+    return this.opts.mode === 'copy-only';
+  }
 
   private enter(phase: Phase): void {
     this.store.setPhase(phase);
@@ -108,13 +122,18 @@ class MigrateRun {
     }
     try {
       if (!store.phaseDone('schema')) await this.schemaPhase();
+      if (!this.copyOnly && !store.getMeta('capture_installed')) await this.installCapture();
       if (!store.phaseDone('copy')) await this.copyPhase();
-      await this.snapshot?.release();
-      this.snapshot = undefined;
+      await this.snapshots?.close();
+      this.snapshots = undefined;
       if (!store.phaseDone('indexes')) await this.indexPhase();
-      if (opts.copyOnly && !store.phaseDone('cutover')) await this.finalizePhase();
-      store.setPhase('done');
-      this.finish('done');
+      if (this.copyOnly) {
+        if (!store.phaseDone('cutover')) await this.finalizePhase();
+        store.setPhase('done');
+        this.finish('done');
+      } else {
+        await this.replicatePhase();
+      }
       return this.result(started);
     } catch (err) {
       const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
@@ -123,7 +142,7 @@ class MigrateRun {
       if (!cancelled) store.setPhase('failed');
       throw err;
     } finally {
-      await this.snapshot?.release();
+      await this.snapshots?.close();
       await Promise.all([this.src.end().catch(() => {}), this.dst.end().catch(() => {})]);
     }
   }
@@ -137,6 +156,7 @@ class MigrateRun {
       bytes: tables.reduce((a, t) => a + t.bytesCopied, 0),
       seconds: (Date.now() - started) / 1000,
       sequences: Number(this.store.getMeta('sequences_synced') ?? 0),
+      replay: this.replay,
     };
   }
 
@@ -170,7 +190,7 @@ class MigrateRun {
       );
     }
     for (const t of tablesWithoutKey(selected)) {
-      if (!opts.copyOnly) {
+      if (!this.copyOnly) {
         throw new PgferryError('PGFERRY_TABLE_NO_PRIMARY_KEY', `${displayName(t)} has no primary key`, {
           side: 'source',
           object: displayName(t),
@@ -197,8 +217,11 @@ class MigrateRun {
       }
     }
 
-    this.snapshot = await ExportedSnapshot.take(opts.source);
-    const dumpOpts = { pgDump, source: opts.source, snapshot: this.snapshot.id, excludedTables: excluded };
+    // The schema is dumped under the snapshot the copy starts from; with capture, the copy needs
+    // a snapshot taken after capture was installed, so this one only serves the dump.
+    const snapshot = await ExportedSnapshot.take(opts.source);
+    if (this.copyOnly) this.snapshots = new SnapshotPool(opts.source, null, snapshot);
+    const dumpOpts = { pgDump, source: opts.source, snapshot: snapshot.id, excludedTables: excluded };
     if (!store.getMeta('predata_applied')) {
       const { script, skipped } = preparePreData(await dumpSection('pre-data', dumpOpts));
       for (const s of skipped) store.event('info', 'schema', `left out: ${s.type} ${s.name}`);
@@ -213,6 +236,7 @@ class MigrateRun {
       store.event('warn', 'schema', `left out (needs a superuser): ${s.type} ${s.name}`);
       opts.log.warn({ object: s.name, kind: s.type }, 'left out: needs a superuser on the target');
     }
+    if (!this.copyOnly) await snapshot.release();
     store.saveSchemaObjects(objects);
     const count = (stage: string) => objects.filter((o) => o.stage === stage).length;
     opts.log.info(
@@ -249,13 +273,13 @@ class MigrateRun {
         { tables: plan.length, chunks: plan.reduce((a, p) => a + p.chunks.length, 0) },
         'copy planned in primary-key ranges',
       );
-    } else if (opts.copyOnly && store.chunks({ status: ['done'] }).length > 0 && !this.snapshot) {
+    } else if (this.copyOnly && store.chunks({ status: ['done'] }).length > 0 && !this.snapshots) {
       const msg =
         'resuming the copy under a new snapshot: chunks copied before the restart came from an earlier one; if the source was written to meanwhile, verify the clone or start afresh';
       store.event('warn', 'copy', msg);
       opts.log.warn(msg);
     }
-    this.snapshot ??= await ExportedSnapshot.take(opts.source);
+    this.snapshots ??= new SnapshotPool(opts.source, this.copyOnly ? null : opts.maxSnapshotAgeMs);
     const final = await runCopy({
       source: opts.source,
       target: opts.target,
@@ -263,7 +287,7 @@ class MigrateRun {
       log: opts.log,
       jobs: opts.jobs,
       signal: opts.signal,
-      snapshot: this.snapshot,
+      snapshots: this.snapshots,
       progressIntervalMs: opts.progressIntervalMs,
       onProgress: opts.onProgress,
     });
@@ -294,6 +318,81 @@ class MigrateRun {
     await createDeferred({ ...common, stage: 'post-indexes', concurrency: 1 });
     opts.log.info({ built, seconds: (Date.now() - t0) / 1000 }, 'primary keys and indexes built');
     this.finish('indexes');
+  }
+
+  /**
+   * Capture goes on before any copy snapshot is taken: CREATE TRIGGER waits for every transaction
+   * that has written to the table to end, so a snapshot taken afterwards sees every write made
+   * without the trigger, and every later write is in the log.
+   */
+  private async installCapture(): Promise<void> {
+    const { store, opts } = this;
+    const { selected } = await this.selectedTables();
+    await ensureCaptureSchema(this.src);
+    const installed = await installedCapture(this.src);
+    let count = 0;
+    for (const t of captureUnits(selected)) {
+      const writable = t.columns.filter((c) => !c.generated);
+      const keyNames = new Set(t.primaryKey?.map((k) => k.name));
+      const c = installed.has(t.oid)
+        ? describeCapture(t)
+        : await installCapture(
+            this.src,
+            t,
+            selected.filter((p) => p.partitionRoot?.schema === t.schema && p.partitionRoot?.name === t.name),
+            { log: opts.log, signal: opts.signal },
+          );
+      if (!installed.has(t.oid)) count++;
+      store.saveCapture({
+        oid: c.oid,
+        schema: c.schema,
+        name: c.name,
+        logTable: c.logTable,
+        keyColumns: JSON.stringify(c.key),
+        columns: JSON.stringify(writable.map((col) => col.name)),
+        copyFormat: writable.every((col) => col.binaryPortable) ? 'binary' : 'text',
+        keyFormat: t.columns.filter((col) => keyNames.has(col.name)).every((col) => col.binaryPortable)
+          ? 'binary'
+          : 'text',
+        partitioned: c.partitioned ? 1 : 0,
+      });
+    }
+    store.setMeta('capture_installed', new Date().toISOString());
+    store.event('info', 'copy', `capture installed on ${count} table(s)`);
+    opts.log.info({ tables: count }, 'change capture installed on the source');
+  }
+
+  private async replicatePhase(): Promise<void> {
+    const { store, opts } = this;
+    if (store.phase() !== 'replicating') this.enter('replicating');
+    let lastSaved = 0;
+    const replayer = new Replayer({
+      source: opts.source,
+      target: opts.target,
+      store,
+      log: opts.log,
+      jobs: opts.jobs,
+      signal: opts.signal,
+      batchSize: opts.batchSize,
+      untilSynced: opts.mode === 'exit-when-synced',
+      onStats: (s) => {
+        this.replay = s;
+        if (Date.now() - lastSaved >= 1000) {
+          store.setMeta('replay', JSON.stringify(s));
+          lastSaved = Date.now();
+        }
+        opts.onReplayStats?.(s);
+      },
+    });
+    const final = await replayer.run();
+    this.replay = final;
+    store.setMeta('replay', JSON.stringify(final));
+    if (opts.mode === 'exit-when-synced' && !opts.signal.aborted) {
+      store.event('info', 'replicating', `synced: backlog drained (${final.appliedTotal} changes applied)`);
+      opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
+    } else {
+      store.event('info', 'replicating', 'stopped by signal between batches');
+    }
   }
 
   /** --copy-only has no cutover to wait for: sequences, constraints, triggers, matviews now. */

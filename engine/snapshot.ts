@@ -41,3 +41,70 @@ export async function joinSnapshot(client: pg.Client, snapshot: ExportedSnapshot
   // The snapshot id comes from the server and has a fixed format; it cannot be a bind parameter.
   await q(client, 'source', `SET TRANSACTION SNAPSHOT '${snapshot.id.replace(/'/g, '')}'`);
 }
+
+/**
+ * The snapshots a copy runs under. With --copy-only there is one for the whole copy. With capture
+ * on, correctness does not need one snapshot (every change since capture was installed is in the
+ * log, and replay writes current state), and holding one for hours would stop vacuum on the
+ * production source: a snapshot older than maxAgeMs is replaced by a fresh one, and the old one
+ * is released once no worker uses it any more.
+ */
+export class SnapshotPool {
+  private current: ExportedSnapshot | undefined;
+  private taking: Promise<ExportedSnapshot> | undefined;
+  private readonly users = new Map<ExportedSnapshot, number>();
+
+  constructor(
+    private readonly source: ConnInfo,
+    private readonly maxAgeMs: number | null,
+    initial?: ExportedSnapshot,
+  ) {
+    this.current = initial;
+  }
+
+  /** The snapshot a worker should be in now. */
+  async get(): Promise<ExportedSnapshot> {
+    const cur = this.current;
+    if (cur && (this.maxAgeMs === null || cur.ageMs() < this.maxAgeMs)) return cur;
+    this.taking ??= ExportedSnapshot.take(this.source).then(
+      (fresh) => {
+        this.current = fresh;
+        this.taking = undefined;
+        if (cur) void this.releaseIfUnused(cur);
+        return fresh;
+      },
+      (err) => {
+        this.taking = undefined;
+        throw err;
+      },
+    );
+    return this.taking;
+  }
+
+  use(s: ExportedSnapshot): void {
+    this.users.set(s, (this.users.get(s) ?? 0) + 1);
+  }
+
+  async leave(s: ExportedSnapshot): Promise<void> {
+    this.users.set(s, (this.users.get(s) ?? 1) - 1);
+    if (s !== this.current) await this.releaseIfUnused(s);
+  }
+
+  private async releaseIfUnused(s: ExportedSnapshot): Promise<void> {
+    if ((this.users.get(s) ?? 0) > 0) return;
+    this.users.delete(s);
+    await s.release();
+  }
+
+  /** The snapshot in force, if any (e.g. for pg_dump --snapshot). */
+  peek(): ExportedSnapshot | undefined {
+    return this.current;
+  }
+
+  async close(): Promise<void> {
+    const all = new Set([...this.users.keys(), ...(this.current ? [this.current] : [])]);
+    this.current = undefined;
+    this.users.clear();
+    await Promise.all([...all].map((s) => s.release()));
+  }
+}

@@ -1,4 +1,4 @@
-import { PgferryError } from '../../engine/errors.js';
+import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { migrate } from '../../engine/migrate.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
 import { loadMigrateConfig, type MigrateFlags } from '../config.js';
@@ -21,13 +21,17 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       },
     );
   }
-  if (config.mode !== 'copy-only') {
+  if (config.mode === 'cutover-when-synced') {
     throw new PgferryError(
       'PGFERRY_NOT_IMPLEMENTED',
-      'change capture and replay (migrate without --copy-only) is not implemented yet',
-      { side: 'config', hint: 'Use `pgferry migrate --copy-only` for a consistent one-time clone.' },
+      '--cutover-when-synced (the cutover) is not implemented yet',
+      {
+        side: 'config',
+        hint: 'Use --exit-when-synced, then stop the application and run --exit-when-synced again for a final drain.',
+      },
     );
   }
+  const mode = config.mode;
   const log = createLogger();
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -35,7 +39,10 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       log.warn({ signal }, 'second signal: exiting now; the next run resumes from the last checkpoint');
       process.exit(130);
     }
-    log.warn({ signal }, 'stopping: in-flight chunks are rolled back; run the same command to resume');
+    log.warn(
+      { signal },
+      'stopping between batches; in-flight chunks are rolled back; run the same command to resume',
+    );
     stop.abort(signal);
   };
   process.on('SIGINT', onSignal);
@@ -48,25 +55,52 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
         state: config.state,
         jobs: config.jobs,
       },
-      'migrate --copy-only',
+      `migrate (${mode})`,
     );
+    let lastReplayLog = 0;
     const result = await migrate({
       source: config.source,
       target: config.target,
       statePath: config.state,
       jobs: config.jobs,
       filter: { include: config.include, exclude: config.exclude },
-      copyOnly: true,
+      mode,
       chunkBytes: config.chunkBytes,
+      maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       log,
       signal: stop.signal,
       onProgress: (p) => log.info(progressFields(p), progressLine(p)),
+      onReplayStats: (r) => {
+        if (Date.now() - lastReplayLog < 5_000) return;
+        lastReplayLog = Date.now();
+        log.info(
+          { phase: 'replicating', ...r },
+          `replicating · lag ${r.lagSeconds.toFixed(1)}s · backlog ${int(r.backlog)} changes · ${int(r.changesPerSec)} changes/s · ${int(r.appliedTotal)} applied`,
+        );
+      },
     });
-    log.info(result, 'migrate --copy-only done');
-    process.stdout.write(
-      `done: ${result.tables} tables, ${int(result.rows)} rows, ${bytes(result.bytes)} copied, ` +
-        `${result.sequences} sequences set, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
-    );
+    log.info(result, `migrate (${mode}) ${stop.signal.aborted ? 'stopped' : 'done'}`);
+    const copied = `${result.tables} tables, ${int(result.rows)} rows, ${bytes(result.bytes)} copied`;
+    if (mode === 'copy-only') {
+      process.stdout.write(
+        `done: ${copied}, ${result.sequences} sequences set, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
+      );
+    } else {
+      const r = result.replay;
+      const replayed = r
+        ? `, ${int(r.appliedTotal)} changes replayed, backlog ${int(r.backlog)}, lag ${r.lagSeconds.toFixed(1)}s`
+        : '';
+      process.stdout.write(
+        `${stop.signal.aborted ? 'stopped' : 'synced'}: ${copied}${replayed}, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
+      );
+    }
+  } catch (err) {
+    // A signal is how a replicating daemon is stopped: a clean stop, resumable, exit 0.
+    if (mode !== 'copy-only' && isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED') {
+      process.stdout.write('stopped: run the same command with the same --state to resume\n');
+      return;
+    }
+    throw err;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,0 +1,188 @@
+// Change capture with plain PL/pgSQL triggers: no superuser, no extension, no replication slot.
+// Each captured table gets a log table in the pgferry schema holding the primary key in the key's
+// own column types, plus the operation, a timestamp and an identity for ordering (as Bucardo's
+// delta tables do), and row triggers that write the key of every inserted, updated or deleted
+// row (both keys when an UPDATE changes the key). A TRUNCATE trigger logs the truncated relation.
+//
+// Row triggers on a partitioned table are cloned to every partition, so direct writes into a
+// partition and rows moving between partitions are captured with the partitioned table's key.
+// Statement triggers are not cloned: TRUNCATE triggers go on the root and on each partition.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../catalog.js';
+import { q, qualified, quoteIdent, quoteLiteral } from '../db.js';
+import { classify, dbError, PgferryError } from '../errors.js';
+
+export const TRIGGER_ROW = 'pgferry_capture';
+export const TRIGGER_TRUNCATE = 'pgferry_capture_truncate';
+
+/** Columns of every log table besides the key. Prefixed so that no key column can collide. */
+export const LOG_SEQ = 'pgferry_seq';
+export const LOG_OP = 'pgferry_op';
+export const LOG_AT = 'pgferry_at';
+export const LOG_REL = 'pgferry_rel';
+
+export interface CapturedTable {
+  schema: string;
+  name: string;
+  oid: number;
+  logTable: string;
+  key: { name: string; type: string }[];
+  partitioned: boolean;
+}
+
+export const logTableName = (oid: number) => `log_${oid}`;
+const fn = (oid: number, what: 'row' | 'truncate') => qualified(PGFERRY_SCHEMA, `capture_${what}_${oid}`);
+
+/** Tables whose changes are captured: ordinary tables and partitioned roots, never partitions. */
+export const captureUnits = (tables: TableInfo[]): TableInfo[] =>
+  tables.filter((t) => t.partitionRoot === null);
+
+export function describeCapture(t: TableInfo): CapturedTable {
+  if (!t.primaryKey) {
+    throw new PgferryError('PGFERRY_TABLE_NO_PRIMARY_KEY', `${displayName(t)} has no primary key`, {
+      side: 'source',
+      object: displayName(t),
+    });
+  }
+  return {
+    schema: t.schema,
+    name: t.name,
+    oid: t.oid,
+    logTable: logTableName(t.oid),
+    key: t.primaryKey.map((k) => ({ name: k.name, type: k.type })),
+    partitioned: t.kind === 'p',
+  };
+}
+
+/** The DDL that creates one table's log, functions and row trigger (not the TRUNCATE triggers). */
+export function captureDdl(c: CapturedTable): string[] {
+  const log = qualified(PGFERRY_SCHEMA, c.logTable);
+  const keyCols = c.key.map((k) => quoteIdent(k.name));
+  const row = (rec: 'NEW' | 'OLD') => keyCols.map((k) => `${rec}.${k}`).join(', ');
+  const insert = (op: string, rec: 'NEW' | 'OLD') =>
+    `INSERT INTO ${log} (${LOG_OP}, ${keyCols.join(', ')}) VALUES ('${op}', ${row(rec)});`;
+  const keyChanged = `(${row('OLD')}) IS DISTINCT FROM (${row('NEW')})`;
+  const table = qualified(c.schema, c.name);
+  // SECURITY DEFINER with a pinned search_path: application roles need no privilege on the
+  // pgferry schema, and nothing they put on their search_path can hijack the function.
+  const definer = 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp';
+  return [
+    `CREATE TABLE ${log} (
+       ${LOG_SEQ} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+       ${LOG_OP} "char" NOT NULL,
+       ${LOG_AT} timestamptz NOT NULL DEFAULT clock_timestamp(),
+       ${LOG_REL} text,
+       ${c.key.map((k) => `${quoteIdent(k.name)} ${k.type}`).join(',\n       ')}
+     ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
+    `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name}`)}`,
+    `CREATE FUNCTION ${fn(c.oid, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    ${insert('D', 'OLD')}
+  ELSIF TG_OP = 'INSERT' THEN
+    ${insert('I', 'NEW')}
+  ELSE
+    ${insert('U', 'NEW')}
+    IF ${keyChanged} THEN
+      ${insert('U', 'OLD')}
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$pgferry$`,
+    `CREATE FUNCTION ${fn(c.oid, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+BEGIN
+  INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
+  RETURN NULL;
+END
+$pgferry$`,
+    `CREATE TRIGGER ${TRIGGER_ROW} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c.oid, 'row')}()`,
+  ];
+}
+
+const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) =>
+  `CREATE TRIGGER ${TRIGGER_TRUNCATE} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c.oid, 'truncate')}()`;
+
+export async function ensureCaptureSchema(client: pg.Client): Promise<void> {
+  await q(client, 'source', `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PGFERRY_SCHEMA)}`);
+  await q(
+    client,
+    'source',
+    `CREATE TABLE IF NOT EXISTS ${qualified(PGFERRY_SCHEMA, 'captured')} (
+       relid oid PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL,
+       log_table text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())`,
+  );
+}
+
+/** Tables whose capture is already installed (a resumed run finds them). */
+export async function installedCapture(client: pg.Client): Promise<Set<number>> {
+  const [exists] = await q<{ ok: boolean }>(client, 'source', 'SELECT to_regclass($1) IS NOT NULL AS ok', [
+    `${PGFERRY_SCHEMA}.captured`,
+  ]);
+  if (!exists?.ok) return new Set();
+  const rows = await q<{ relid: number }>(
+    client,
+    'source',
+    `SELECT relid::int AS relid FROM ${qualified(PGFERRY_SCHEMA, 'captured')}`,
+  );
+  return new Set(rows.map((r) => r.relid));
+}
+
+export interface InstallOptions {
+  log: Logger;
+  signal: AbortSignal;
+  /** lock_timeout of each attempt: short, so the application never queues behind pgferry. */
+  lockTimeoutMs?: number;
+  attempts?: number;
+}
+
+/**
+ * Installs capture on one table in one transaction. CREATE TRIGGER takes a SHARE ROW EXCLUSIVE
+ * lock, which queues behind any long holder (an anti-wraparound VACUUM, a long transaction) and
+ * then blocks the application behind it: each attempt runs under a short lock_timeout and is
+ * retried with backoff; a table that stays locked is reported by name.
+ */
+export async function installCapture(
+  client: pg.Client,
+  table: TableInfo,
+  partitions: TableInfo[],
+  opts: InstallOptions,
+): Promise<CapturedTable> {
+  const c = describeCapture(table);
+  const attempts = opts.attempts ?? 8;
+  const statements = [
+    ...captureDdl(c),
+    truncateTrigger(c, c),
+    ...partitions.map((p) => truncateTrigger(c, p)),
+    `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (relid, schema_name, table_name, log_table) VALUES (${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
+  ];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL lock_timeout = '${opts.lockTimeoutMs ?? 2000}ms'`);
+      for (const sql of statements) await client.query(sql);
+      await client.query('COMMIT');
+      return c;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      const e = dbError('source', err, displayName(table));
+      if (classify(e) === 'retry' && attempt < attempts && !opts.signal.aborted) {
+        opts.log.warn(
+          { table: displayName(table), attempt, err: e.message },
+          'table is locked: retrying the capture install',
+        );
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random())));
+        continue;
+      }
+      if (e.sqlstate === '55P03') {
+        throw new PgferryError(
+          'PGFERRY_CAPTURE_LOCKED',
+          `${displayName(table)} stayed locked through ${attempts} attempts to install capture`,
+          { side: 'source', object: displayName(table), sqlstate: e.sqlstate, cause: err },
+        );
+      }
+      throw e;
+    }
+  }
+}

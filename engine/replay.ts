@@ -1,0 +1,294 @@
+// Replay: the captured changes applied to the target in bulk, table by table, tables in parallel.
+//
+// A batch is the set of log rows visible in one REPEATABLE READ snapshot of the source (bounded
+// by --batch-size, oldest first), never "ids greater than the last one seen": a transaction that
+// took early ids and commits late is simply visible to a later batch. The current rows of the
+// batch's keys are read in that same snapshot, applied on the target, and only after the target
+// committed are the consumed log rows deleted (in the same source transaction, which in
+// REPEATABLE READ deletes exactly the rows that snapshot saw) and the source committed.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { CaptureRecord, CheckpointStore } from '../checkpoints/store.js';
+import { type ApplyTable, applyBatch } from '../sinks/batch-applier.js';
+import { CopyPipeError } from '../sinks/copy-pipe.js';
+import { LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './capture/triggers.js';
+import { PGFERRY_SCHEMA } from './catalog.js';
+import type { ConnInfo } from './conn-info.js';
+import { connect, q, qualified, quoteIdent } from './db.js';
+import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { sleep } from './sleep.js';
+
+export interface ReplayStats {
+  lagSeconds: number;
+  backlog: number;
+  changesPerSec: number;
+  appliedTotal: number;
+  batches: number;
+  at: string;
+}
+
+export interface ReplayOptions {
+  source: ConnInfo;
+  target: ConnInfo;
+  store: CheckpointStore;
+  log: Logger;
+  jobs: number;
+  signal: AbortSignal;
+  /** Most log rows per batch; a batch that breaks a UNIQUE constraint is redone whole. */
+  batchSize?: number;
+  pollMs?: number;
+  /** Return once a round finds every log empty. */
+  untilSynced?: boolean;
+  onStats?: (s: ReplayStats) => void;
+}
+
+interface ReplayTable extends ApplyTable {
+  logTable: string;
+  partitioned: boolean;
+}
+
+interface Session {
+  src: pg.Client;
+  dst: pg.Client;
+  temps: Set<number>;
+}
+
+const toReplayTable = (c: CaptureRecord): ReplayTable => ({
+  schema: c.schema,
+  name: c.name,
+  oid: c.oid,
+  key: JSON.parse(c.keyColumns) as { name: string; type: string }[],
+  columns: JSON.parse(c.columns) as string[],
+  format: c.copyFormat,
+  keyFormat: c.keyFormat,
+  logTable: c.logTable,
+  partitioned: c.partitioned === 1,
+});
+
+const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
+
+interface BatchOutcome {
+  changes: number;
+  rows: number;
+  lagSeconds: number;
+}
+
+/** One batch of one table. Returns null when the table's log had nothing visible. */
+export async function replayTableBatch(
+  s: Session,
+  t: ReplayTable,
+  limit: number | null,
+): Promise<BatchOutcome | null> {
+  const log = qualified(PGFERRY_SCHEMA, t.logTable);
+  const name = `${t.schema}.${t.name}`;
+  await q(s.src, 'source', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+  try {
+    const [head] = await q<{ n: number; cutoff: string | null; trunc: boolean; lag: number | null }>(
+      s.src,
+      'source',
+      `SELECT count(*)::int AS n, max(${LOG_SEQ})::text AS cutoff, coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
+              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
+         FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT} FROM ${log} ORDER BY ${LOG_SEQ} ${limit ? `LIMIT ${limit}` : ''}) s`,
+      [],
+      name,
+    );
+    if (!head || head.n === 0 || head.cutoff === null) {
+      await q(s.src, 'source', 'COMMIT');
+      return null;
+    }
+    if (!/^\d+$/.test(head.cutoff))
+      throw new PgferryError('PGFERRY_SOURCE_QUERY', `bad log position ${head.cutoff}`);
+    const inBatch = `${LOG_SEQ} <= ${head.cutoff}`;
+    const truncates = head.trunc
+      ? (
+          await q<{ rel: string }>(
+            s.src,
+            'source',
+            `SELECT DISTINCT ${LOG_REL} AS rel FROM ${log} WHERE ${inBatch} AND ${LOG_OP} = 'T'`,
+          )
+        ).map((r) => r.rel)
+      : [];
+    const keyCols = t.key.map((k) => quoteIdent(k.name)).join(', ');
+    const keyList = t.key.length === 1 ? keyCols : `(${keyCols})`;
+    const batchKeys = `SELECT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T'`;
+    const cols = t.columns.map(quoteIdent).join(', ');
+    // ONLY for a plain table: rows of inheritance children are captured as their own tables.
+    const from = `${t.partitioned ? '' : 'ONLY '}${qualified(t.schema, t.name)}`;
+    const applied = await applyBatch(
+      s.src,
+      s.dst,
+      t,
+      {
+        keysOut: `COPY (SELECT DISTINCT ${keyCols} FROM (${batchKeys}) k) TO STDOUT${fmt(t.keyFormat)}`,
+        rowsOut: `COPY (SELECT ${cols} FROM ${from} WHERE ${keyList} IN (${batchKeys})) TO STDOUT${fmt(t.format)}`,
+        truncates,
+      },
+      s.temps,
+    );
+    // REPEATABLE READ: this deletes exactly the log rows this batch saw, none committed since.
+    await q(s.src, 'source', `DELETE FROM ${log} WHERE ${inBatch}`, [], name);
+    await q(s.src, 'source', 'COMMIT');
+    return { changes: head.n, rows: applied.rows, lagSeconds: head.lag ?? 0 };
+  } catch (err) {
+    await s.src.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+export class Replayer {
+  private readonly tables: ReplayTable[];
+  private readonly idle: Session[] = [];
+  private applied = 0;
+  private batches = 0;
+  private readonly recent: { at: number; n: number }[] = [];
+
+  constructor(private readonly opts: ReplayOptions) {
+    this.tables = opts.store.captures().map(toReplayTable);
+  }
+
+  private async session(): Promise<Session> {
+    const pooled = this.idle.pop();
+    if (pooled) return pooled;
+    const src = await connect(this.opts.source, 'copy');
+    try {
+      const dst = await connect(this.opts.target, 'copy');
+      return { src, dst, temps: new Set() };
+    } catch (err) {
+      await src.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async discard(s: Session): Promise<void> {
+    await Promise.all([s.src.end().catch(() => {}), s.dst.end().catch(() => {})]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.idle.splice(0).map((s) => this.discard(s)));
+  }
+
+  /** Backlog (log rows) and lag (age of the oldest one) per table, in one query. */
+  async backlog(client: pg.Client): Promise<{ total: number; lagSeconds: number; pending: ReplayTable[] }> {
+    if (this.tables.length === 0) return { total: 0, lagSeconds: 0, pending: [] };
+    const parts = this.tables.map(
+      (t, i) =>
+        `SELECT ${i} AS i, count(*)::int AS n, extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag FROM ${qualified(PGFERRY_SCHEMA, t.logTable)}`,
+    );
+    const rows = await q<{ i: number; n: number; lag: number | null }>(
+      client,
+      'source',
+      parts.join(' UNION ALL '),
+    );
+    const pending = rows.filter((r) => r.n > 0).map((r) => this.tables[r.i]!);
+    return {
+      total: rows.reduce((a, r) => a + r.n, 0),
+      lagSeconds: Math.max(0, ...rows.map((r) => r.lag ?? 0)),
+      pending,
+    };
+  }
+
+  private rate(): number {
+    const now = Date.now();
+    while (this.recent.length > 0 && now - this.recent[0]!.at > 10_000) this.recent.shift();
+    const n = this.recent.reduce((a, r) => a + r.n, 0);
+    const span = this.recent.length > 0 ? Math.max(1, (now - this.recent[0]!.at) / 1000) : 1;
+    return Math.round(n / span);
+  }
+
+  /** One batch of one table, with retries for transient errors and the UNIQUE fallback. */
+  private async tableBatch(t: ReplayTable): Promise<BatchOutcome | null> {
+    const name = `${t.schema}.${t.name}`;
+    let limit: number | null = this.opts.batchSize ?? 50_000;
+    for (let attempt = 1; ; attempt++) {
+      const s = await this.session();
+      try {
+        const out = await replayTableBatch(s, t, limit);
+        this.idle.push(s);
+        return out;
+      } catch (err) {
+        await this.discard(s);
+        const cause = err instanceof CopyPipeError ? err.cause : err;
+        const side = err instanceof CopyPipeError ? err.side : 'target';
+        if (sqlstateOf(cause) === '23505' && limit !== null) {
+          // A cut-short batch can separate two rows that swapped a unique value: redo it whole.
+          this.opts.log.info(
+            { table: name },
+            'unique violation in a partial batch: applying the whole backlog at once',
+          );
+          limit = null;
+          continue;
+        }
+        const e = isPgferryError(cause) ? cause : dbError(side, cause, name);
+        if (sqlstateOf(cause) === '23505') {
+          throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${name}: ${e.message}`, {
+            side: 'target',
+            object: name,
+            sqlstate: '23505',
+            cause,
+          });
+        }
+        if (classify(e) === 'retry' && attempt < 5 && !this.opts.signal.aborted) {
+          this.opts.log.warn({ table: name, attempt, err: e.message }, 'batch failed, retrying');
+          await sleep(500 * 2 ** attempt, this.opts.signal);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  /** Replays until stopped (or, with untilSynced, until a round finds nothing to do). */
+  async run(): Promise<ReplayStats> {
+    const { opts } = this;
+    const control = await connect(opts.source, 'control');
+    let stats: ReplayStats = {
+      lagSeconds: 0,
+      backlog: 0,
+      changesPerSec: 0,
+      appliedTotal: 0,
+      batches: 0,
+      at: '',
+    };
+    try {
+      while (!opts.signal.aborted) {
+        const { total, lagSeconds, pending } = await this.backlog(control);
+        stats = {
+          lagSeconds: Math.round(lagSeconds * 1000) / 1000,
+          backlog: total,
+          changesPerSec: this.rate(),
+          appliedTotal: this.applied,
+          batches: this.batches,
+          at: new Date().toISOString(),
+        };
+        opts.onStats?.(stats);
+        if (pending.length === 0) {
+          if (opts.untilSynced) return stats;
+          await sleep(opts.pollMs ?? 200, opts.signal);
+          continue;
+        }
+        const queue = [...pending];
+        let failure: unknown;
+        const worker = async () => {
+          for (let t = queue.shift(); t && !failure && !opts.signal.aborted; t = queue.shift()) {
+            try {
+              const out = await this.tableBatch(t);
+              if (out) {
+                this.applied += out.changes;
+                this.batches += 1;
+                this.recent.push({ at: Date.now(), n: out.changes });
+              }
+            } catch (err) {
+              failure ??= err;
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(opts.jobs, pending.length) }, worker));
+        if (failure) throw failure;
+      }
+      return stats;
+    } finally {
+      await control.end().catch(() => {});
+      await this.close();
+    }
+  }
+}

@@ -1,0 +1,109 @@
+// Applies one replay batch of one table to the target, in one target transaction: truncates
+// first, then delete every key of the batch (`DELETE … USING` a temporary table filled by COPY),
+// then insert the current rows of the keys that still exist (COPY into a temporary table,
+// `INSERT … SELECT`). Deleting the whole set before inserting it never violates a secondary
+// UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
+// applying the same batch twice leaves the same result: replay is idempotent.
+import type pg from 'pg';
+import { qualified, quoteIdent } from '../engine/db.js';
+import { pipeCopy } from './copy-pipe.js';
+
+export interface ApplyTable {
+  schema: string;
+  name: string;
+  oid: number;
+  key: { name: string; type: string }[];
+  /** Written columns (generated columns left out). */
+  columns: string[];
+  format: 'binary' | 'text';
+  keyFormat: 'binary' | 'text';
+}
+
+export interface BatchSources {
+  /** COPY … TO STDOUT of the batch's distinct keys, on the source, in the batch's snapshot. */
+  keysOut: string;
+  /** COPY … TO STDOUT of the current rows of those keys, same snapshot. */
+  rowsOut: string;
+  /** Relations truncated on the source within the batch (qualified names as the source wrote them). */
+  truncates: string[];
+}
+
+const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
+const keysTemp = (t: ApplyTable) => quoteIdent(`pgferry_keys_${t.oid}`);
+const rowsTemp = (t: ApplyTable) => quoteIdent(`pgferry_rows_${t.oid}`);
+
+/** Temporary tables shaped like the table's key and written columns, emptied at each commit. */
+async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<number>): Promise<void> {
+  if (ready.has(t.oid)) return;
+  const table = qualified(t.schema, t.name);
+  const keys = t.key.map((k) => quoteIdent(k.name)).join(', ');
+  const cols = t.columns.map(quoteIdent).join(', ');
+  await target.query(
+    `CREATE TEMP TABLE IF NOT EXISTS ${keysTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${table} WITH NO DATA`,
+  );
+  await target.query(
+    `CREATE TEMP TABLE IF NOT EXISTS ${rowsTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${cols} FROM ${table} WITH NO DATA`,
+  );
+  ready.add(t.oid);
+}
+
+export interface ApplyResult {
+  keys: number;
+  rows: number;
+  bytes: number;
+}
+
+/**
+ * Runs inside the caller's source transaction (which holds the batch's snapshot) and commits the
+ * target transaction; the caller then deletes the consumed log rows and commits the source, so a
+ * crash in between only means the batch is applied again.
+ */
+export async function applyBatch(
+  source: pg.Client,
+  target: pg.Client,
+  t: ApplyTable,
+  batch: BatchSources,
+  ready: Set<number>,
+): Promise<ApplyResult> {
+  const table = qualified(t.schema, t.name);
+  await ensureTemps(target, t, ready);
+  await target.query('BEGIN');
+  try {
+    for (const rel of batch.truncates) {
+      // The name was written by pgferry's own trigger with format('%I.%I'); resolving it on the
+      // target both validates it and yields the canonical quoted name.
+      const { rows } = await target.query<{ name: string | null }>('SELECT to_regclass($1)::text AS name', [
+        rel,
+      ]);
+      if (rows[0]?.name) await target.query(`TRUNCATE ${rows[0].name}`);
+    }
+    const keyCols = t.key.map((k) => quoteIdent(k.name));
+    const keys = await pipeCopy({
+      source,
+      target,
+      copyOut: batch.keysOut,
+      copyIn: `COPY ${keysTemp(t)} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
+    });
+    const match =
+      keyCols.length === 1
+        ? `pgferry_t.${keyCols[0]} = pgferry_k.${keyCols[0]}`
+        : `(${keyCols.map((c) => `pgferry_t.${c}`).join(', ')}) = (${keyCols.map((c) => `pgferry_k.${c}`).join(', ')})`;
+    await target.query(`DELETE FROM ${table} AS pgferry_t USING ${keysTemp(t)} AS pgferry_k WHERE ${match}`);
+    const cols = t.columns.map(quoteIdent).join(', ');
+    const rows = await pipeCopy({
+      source,
+      target,
+      copyOut: batch.rowsOut,
+      copyIn: `COPY ${rowsTemp(t)} (${cols}) FROM STDIN${fmt(t.format)}`,
+    });
+    // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values.
+    await target.query(
+      `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${rowsTemp(t)}`,
+    );
+    await target.query('COMMIT');
+    return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
+  } catch (err) {
+    await target.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,48 @@
+// One COPY stream from the source into one COPY on the target, bytes passed through untouched.
+// Transactions are the caller's: on failure the stream is aborted, which makes pg-copy-streams
+// send CopyFail, so the target's COPY fails and its transaction can only roll back.
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+
+export class CopyPipeError extends Error {
+  constructor(
+    readonly side: 'source' | 'target',
+    override readonly cause: unknown,
+  ) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
+export interface CopyPipe {
+  source: pg.Client;
+  target: pg.Client;
+  copyOut: string;
+  copyIn: string;
+  onBytes?: (n: number) => void;
+  signal?: AbortSignal;
+}
+
+export async function pipeCopy(p: CopyPipe): Promise<{ rows: number; bytes: number }> {
+  const out = p.source.query(copyTo(p.copyOut));
+  const into = p.target.query(copyFrom(p.copyIn));
+  let bytes = 0;
+  const count = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      p.onBytes?.(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  let failedSide: 'source' | 'target' = 'target';
+  out.once('error', () => {
+    failedSide = 'source';
+  });
+  try {
+    await pipeline(out, count, into, p.signal ? { signal: p.signal } : {});
+  } catch (err) {
+    throw new CopyPipeError(failedSide, err);
+  }
+  return { rows: into.rowCount, bytes };
+}
