@@ -1,6 +1,6 @@
 // Layout of the checkpoint store. Bump SCHEMA_VERSION on any change: an older state file is then
 // refused with a clear message instead of being misread.
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA_SQL = `
 CREATE TABLE meta (
@@ -53,7 +53,7 @@ CREATE TABLE chunks (
 
 CREATE TABLE schema_objects (
   id          INTEGER PRIMARY KEY,
-  stage       TEXT NOT NULL CHECK (stage IN ('indexes', 'post-indexes', 'cutover')),
+  stage       TEXT NOT NULL CHECK (stage IN ('indexes', 'unique', 'post-indexes', 'cutover')),
   kind        TEXT NOT NULL,
   name        TEXT NOT NULL,
   sql         TEXT NOT NULL,

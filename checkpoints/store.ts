@@ -67,7 +67,7 @@ export interface ChunkRecord {
   attempts: number;
 }
 
-export const OBJECT_STAGES = ['indexes', 'post-indexes', 'cutover'] as const;
+export const OBJECT_STAGES = ['indexes', 'unique', 'post-indexes', 'cutover'] as const;
 export type ObjectStage = (typeof OBJECT_STAGES)[number];
 
 export interface SchemaObjectRecord {

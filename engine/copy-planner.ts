@@ -21,12 +21,12 @@ export interface PlanOptions {
 const INTEGER_TYPES = new Set([20, 21, 23]); // int8, int2, int4
 const SAMPLE_ROWS_PER_CHUNK = 64;
 const MAX_SAMPLE_ROWS = 100_000;
-/** Below this size a table is never split: one COPY is cheaper than planning. */
-const SPLIT_MIN_BYTES = 16 * 1024 * 1024;
+/** From this size on, a table is split into at least one chunk per worker, so that all help. */
+const SPREAD_MIN_BYTES = 16 * 1024 * 1024;
 
 export function chunkCount(bytes: number, opts: PlanOptions): number {
-  if (bytes < SPLIT_MIN_BYTES) return 1;
-  return Math.max(Math.ceil(bytes / opts.chunkBytes), opts.jobs);
+  const n = Math.max(1, Math.ceil(bytes / opts.chunkBytes));
+  return bytes >= SPREAD_MIN_BYTES ? Math.max(n, opts.jobs) : n;
 }
 
 const openRanges = (bounds: string[][]): PlannedChunk[] => {

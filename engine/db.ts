@@ -32,6 +32,11 @@ export async function connect(conn: ConnInfo, kind: SessionKind = 'control'): Pr
     statement_timeout: t.statement,
     lock_timeout: t.lock,
     idle_in_transaction_session_timeout: t.idleInTx,
+    // Values cross servers as text (text COPY, key boundaries read by one session and used by
+    // another): pin their output formats as pg_dump does, whatever the role or database sets.
+    // row_security=off makes a table filtered by row-level security fail loudly (42501) instead
+    // of silently copying only the rows its policies let this role see.
+    options: '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off',
     connectionTimeoutMillis: 15_000,
     keepAlive: true,
   });

@@ -279,7 +279,16 @@ class MigrateRun {
       store.event('warn', 'copy', msg);
       opts.log.warn(msg);
     }
-    this.snapshots ??= new SnapshotPool(opts.source, this.copyOnly ? null : opts.maxSnapshotAgeMs);
+    this.snapshots ??= new SnapshotPool(
+      opts.source,
+      this.copyOnly ? null : opts.maxSnapshotAgeMs,
+      undefined,
+      (fresh, old) => {
+        const what = old ? `snapshot renewed after ${Math.round(old.ageMs() / 1000)}s` : 'snapshot taken';
+        store.event('info', 'copy', `${what}: ${fresh.id}`);
+        opts.log.info({ snapshot: fresh.id }, what);
+      },
+    );
     const final = await runCopy({
       source: opts.source,
       target: opts.target,
@@ -315,9 +324,25 @@ class MigrateRun {
       concurrency: opts.jobs,
       settings: ["SET maintenance_work_mem = '256MB'"],
     });
-    await createDeferred({ ...common, stage: 'post-indexes', concurrency: 1 });
+    // Without capture the copy is one snapshot, so unique constraints hold already; with capture
+    // they wait until replay has caught up once (see replicatePhase).
+    if (this.copyOnly) await this.uniqueAndAfter();
     opts.log.info({ built, seconds: (Date.now() - t0) / 1000 }, 'primary keys and indexes built');
     this.finish('indexes');
+  }
+
+  /** Unique and exclusion constraints, then what follows indexes (partition index attach, statistics). */
+  private async uniqueAndAfter(): Promise<void> {
+    const { store, opts } = this;
+    const common = { target: opts.target, store, log: opts.log, signal: opts.signal };
+    await createDeferred({
+      ...common,
+      stage: 'unique',
+      concurrency: opts.jobs,
+      settings: ["SET maintenance_work_mem = '256MB'"],
+    });
+    await createDeferred({ ...common, stage: 'post-indexes', concurrency: 1 });
+    store.setMeta('unique_built', new Date().toISOString());
   }
 
   /**
@@ -384,6 +409,19 @@ class MigrateRun {
         opts.onReplayStats?.(s);
       },
     });
+    if (!store.getMeta('unique_built')) {
+      // Chunks copied under different snapshots may hold a unique value twice until replay has
+      // applied every change once: one whole batch per table makes each table equal to the source
+      // at that batch's snapshot, and unique constraints can then be built.
+      const t0 = Date.now();
+      const applied = await replayer.catchUp();
+      opts.log.info(
+        { changes: applied, seconds: (Date.now() - t0) / 1000 },
+        'caught up once: building unique constraints',
+      );
+      await this.uniqueAndAfter();
+      store.event('info', 'replicating', 'unique constraints built after the first catch-up');
+    }
     const final = await replayer.run();
     this.replay = final;
     store.setMeta('replay', JSON.stringify(final));

@@ -196,9 +196,9 @@ export class Replayer {
   }
 
   /** One batch of one table, with retries for transient errors and the UNIQUE fallback. */
-  private async tableBatch(t: ReplayTable): Promise<BatchOutcome | null> {
+  private async tableBatch(t: ReplayTable, whole = false): Promise<BatchOutcome | null> {
     const name = `${t.schema}.${t.name}`;
-    let limit: number | null = this.opts.batchSize ?? 50_000;
+    let limit: number | null = whole ? null : (this.opts.batchSize ?? 50_000);
     for (let attempt = 1; ; attempt++) {
       const s = await this.session();
       try {
@@ -237,6 +237,42 @@ export class Replayer {
     }
   }
 
+  /** One whole batch per table with a backlog: afterwards each table equals the source as of its batch. */
+  async catchUp(): Promise<number> {
+    const control = await connect(this.opts.source, 'control');
+    try {
+      const { pending } = await this.backlog(control);
+      return await this.round(pending, true);
+    } finally {
+      await control.end().catch(() => {});
+    }
+  }
+
+  /** Runs one batch for each of these tables, `jobs` tables at a time; returns the changes applied. */
+  private async round(pending: ReplayTable[], whole = false): Promise<number> {
+    const queue = [...pending];
+    let failure: unknown;
+    let applied = 0;
+    const worker = async () => {
+      for (let t = queue.shift(); t && !failure && !this.opts.signal.aborted; t = queue.shift()) {
+        try {
+          const out = await this.tableBatch(t, whole);
+          if (out) {
+            applied += out.changes;
+            this.applied += out.changes;
+            this.batches += 1;
+            this.recent.push({ at: Date.now(), n: out.changes });
+          }
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.jobs, pending.length) }, worker));
+    if (failure) throw failure;
+    return applied;
+  }
+
   /** Replays until stopped (or, with untilSynced, until a round finds nothing to do). */
   async run(): Promise<ReplayStats> {
     const { opts } = this;
@@ -266,24 +302,7 @@ export class Replayer {
           await sleep(opts.pollMs ?? 200, opts.signal);
           continue;
         }
-        const queue = [...pending];
-        let failure: unknown;
-        const worker = async () => {
-          for (let t = queue.shift(); t && !failure && !opts.signal.aborted; t = queue.shift()) {
-            try {
-              const out = await this.tableBatch(t);
-              if (out) {
-                this.applied += out.changes;
-                this.batches += 1;
-                this.recent.push({ at: Date.now(), n: out.changes });
-              }
-            } catch (err) {
-              failure ??= err;
-            }
-          }
-        };
-        await Promise.all(Array.from({ length: Math.min(opts.jobs, pending.length) }, worker));
-        if (failure) throw failure;
+        await this.round(pending);
       }
       return stats;
     } finally {

@@ -58,6 +58,18 @@ const STAGE_BY_TYPE: Record<string, ObjectStage> = {
   COMMENT: 'cutover',
 };
 
+/**
+ * Unique and exclusion constraints (and unique indexes) get a stage of their own: with capture,
+ * chunks are copied under different snapshots, so until replay has caught up once the copied rows
+ * may hold a unique value twice (two rows that swapped it between two chunks' snapshots). Primary
+ * keys cannot: every key lies in exactly one chunk's range.
+ */
+function stageOf(e: DumpEntry): ObjectStage {
+  if (e.type === 'CONSTRAINT' && !/\bPRIMARY KEY\b/.test(e.sql)) return 'unique';
+  if (e.type === 'INDEX' && /^CREATE UNIQUE INDEX\b/.test(e.sql)) return 'unique';
+  return STAGE_BY_TYPE[e.type] ?? 'post-indexes';
+}
+
 /** Post-data entries in dump order, each assigned the stage at which it is created. */
 export function classifyPostData(entries: DumpEntry[]): { objects: DeferredObject[]; skipped: DumpEntry[] } {
   const objects: DeferredObject[] = [];
@@ -70,7 +82,7 @@ export function classifyPostData(entries: DumpEntry[]): { objects: DeferredObjec
       continue;
     }
     objects.push({
-      stage: STAGE_BY_TYPE[e.type] ?? 'post-indexes',
+      stage: stageOf(e),
       kind: e.type,
       name: entryName(e),
       sql: e.sql,

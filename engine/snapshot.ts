@@ -58,6 +58,7 @@ export class SnapshotPool {
     private readonly source: ConnInfo,
     private readonly maxAgeMs: number | null,
     initial?: ExportedSnapshot,
+    private readonly onRenew?: (fresh: ExportedSnapshot, previous: ExportedSnapshot | undefined) => void,
   ) {
     this.current = initial;
   }
@@ -70,6 +71,7 @@ export class SnapshotPool {
       (fresh) => {
         this.current = fresh;
         this.taking = undefined;
+        this.onRenew?.(fresh, cur);
         if (cur) void this.releaseIfUnused(cur);
         return fresh;
       },

@@ -1,4 +1,5 @@
 import { CheckpointStore } from '../../checkpoints/store.js';
+import type { ReplayStats } from '../../engine/replay.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
 
@@ -13,6 +14,8 @@ export interface StatusReport {
   pauseReason: string | null;
   lagSeconds: number | null;
   backlog: number | null;
+  /** The replay's last figures: lag, backlog, rate, changes applied, and when they were taken. */
+  replay: ReplayStats | null;
   setup: ReturnType<CheckpointStore['setup']>;
   phases: ReturnType<CheckpointStore['phases']>;
   copy: { rows: number; bytes: number; chunksDone: number; chunksTotal: number; percent: number };
@@ -42,14 +45,17 @@ export function readStatus(file: string): StatusReport {
       format: t.copyFormat,
       percent: t.chunksTotal === 0 ? 0 : Math.round((t.chunksDone / t.chunksTotal) * 1000) / 10,
     }));
+    const replay = store.getMeta('replay');
+    const r = replay ? (JSON.parse(replay) as ReplayStats) : null;
     const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
     const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
     return {
       state: file,
       phase: store.phase(),
       pauseReason: null,
-      lagSeconds: null,
-      backlog: null,
+      lagSeconds: r?.lagSeconds ?? null,
+      backlog: r?.backlog ?? null,
+      replay: r,
       setup: store.setup(),
       phases: store.phases(),
       copy: {
@@ -85,6 +91,12 @@ export async function statusCommand(flags: Flags): Promise<void> {
   out.push(
     `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,
   );
+  if (report.replay) {
+    const r = report.replay;
+    out.push(
+      `replay  lag ${r.lagSeconds.toFixed(1)}s · backlog ${int(r.backlog)} changes · ${int(r.changesPerSec)} changes/s · ${int(r.appliedTotal)} applied (as of ${r.at})`,
+    );
+  }
   if (report.tables.length > 0) {
     out.push('');
     out.push(

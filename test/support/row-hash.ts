@@ -12,7 +12,11 @@ export async function tableHashes(
   url: string,
   opts: { schemas?: string[] } = {},
 ): Promise<Map<string, TableHash>> {
-  const client = new pg.Client({ connectionString: url });
+  // Fixed output formats: the text form of a row must not depend on the database's settings.
+  const client = new pg.Client({
+    connectionString: url,
+    options: '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c TimeZone=UTC',
+  });
   await client.connect();
   try {
     const { rows: tables } = await client.query<{ schema: string; name: string }>(

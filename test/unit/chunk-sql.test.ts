@@ -41,8 +41,9 @@ describe('chunk SQL', () => {
 
 describe('chunk count', () => {
   const opts = { chunkBytes: 128 * 1024 * 1024, jobs: 4 };
-  it('never splits a small table', () => {
+  it('splits by size: a table smaller than a chunk stays whole', () => {
     expect(chunkCount(1024, opts)).toBe(1);
+    expect(chunkCount(10 * 1024 * 1024, { chunkBytes: 1024 * 1024, jobs: 4 })).toBe(10);
   });
   it('splits a big table into at least one chunk per worker', () => {
     expect(chunkCount(64 * 1024 * 1024, opts)).toBe(4);

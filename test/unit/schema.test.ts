@@ -42,6 +42,13 @@ describe('pg_dump output', () => {
       ) +
       entry('t_a_idx', 'INDEX', 'public', 'CREATE INDEX t_a_idx ON public.t USING btree (a);') +
       entry(
+        't t_b_key',
+        'CONSTRAINT',
+        'public',
+        'ALTER TABLE ONLY public.t ADD CONSTRAINT t_b_key UNIQUE (b);',
+      ) +
+      entry('t_c_idx', 'INDEX', 'public', 'CREATE UNIQUE INDEX t_c_idx ON public.t USING btree (c);') +
+      entry(
         'p_pkey_1',
         'INDEX ATTACH',
         'public',
@@ -69,6 +76,8 @@ describe('pg_dump output', () => {
     expect(objects.map((o) => [o.stage, o.kind])).toEqual([
       ['indexes', 'CONSTRAINT'],
       ['indexes', 'INDEX'],
+      ['unique', 'CONSTRAINT'],
+      ['unique', 'INDEX'],
       ['post-indexes', 'INDEX ATTACH'],
       ['cutover', 'FK CONSTRAINT'],
       ['cutover', 'TRIGGER'],
