@@ -37,6 +37,8 @@ export interface TableInfo {
   columns: Column[];
   canSelect: boolean;
   canTrigger: boolean;
+  /** Row-level security applies to this role here: its policies would hide rows from the copy. */
+  rowSecurity: boolean;
 }
 
 export const displayName = (t: { schema: string; name: string }): string => `${t.schema}.${t.name}`;
@@ -53,6 +55,7 @@ interface TableRow {
   bytes: string;
   can_select: boolean;
   can_trigger: boolean;
+  row_security: boolean;
 }
 
 /**
@@ -72,7 +75,9 @@ export async function listTables(
             rn.nspname AS root_schema, r.relname AS root_name,
             c.reltuples::text AS reltuples, pg_table_size(c.oid)::text AS bytes,
             has_table_privilege(c.oid, 'SELECT') AS can_select,
-            has_table_privilege(c.oid, 'TRIGGER') AS can_trigger
+            has_table_privilege(c.oid, 'TRIGGER') AS can_trigger,
+            (c.relrowsecurity AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+             AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)) AS row_security
        FROM pg_class c
        JOIN pg_namespace n ON n.oid = c.relnamespace
        LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
@@ -149,6 +154,7 @@ export async function listTables(
     columns: cols.get(r.oid) ?? [],
     canSelect: r.can_select,
     canTrigger: r.can_trigger,
+    rowSecurity: r.row_security,
   }));
 }
 

@@ -203,6 +203,14 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
           fix: `GRANT SELECT ON ${quoteName(t)} TO ${opts.source.user}, or --exclude '${displayName(t)}'`,
         });
       }
+      for (const t of tables.filter((t) => t.rowSecurity)) {
+        problems.push({
+          code: 'row-level-security',
+          object: displayName(t),
+          message: `row-level security on ${displayName(t)} would hide rows from the source role ${opts.source.user}`,
+          fix: `connect as a role with BYPASSRLS, or ALTER TABLE ${quoteName(t)} NO FORCE ROW LEVEL SECURITY while migrating`,
+        });
+      }
       const objects = await sourceObjects(src);
       if (!opts.copyOnly) {
         for (const t of tables.filter((t) => t.canSelect && !t.canTrigger && t.partitionRoot === null)) {

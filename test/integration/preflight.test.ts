@@ -119,6 +119,36 @@ describe('preflight', () => {
     expect(res.stdout).toMatch(/Not ready: \d+ problem/);
   });
 
+  it('names a table whose row-level security would hide rows from the source role', async () => {
+    await source.query("CREATE ROLE rls_owner LOGIN PASSWORD 'rls-pw' NOSUPERUSER");
+    await source.query('CREATE DATABASE rlsdb OWNER rls_owner');
+    const owner = source.url({ db: 'rlsdb', user: 'rls_owner', password: 'rls-pw' });
+    const pg = await import('pg');
+    const c = new pg.default.Client({ connectionString: owner });
+    await c.connect();
+    await c.query(
+      `CREATE TABLE tenants (id int PRIMARY KEY, tenant text);
+       ALTER TABLE tenants ENABLE ROW LEVEL SECURITY;
+       ALTER TABLE tenants FORCE ROW LEVEL SECURITY;
+       CREATE POLICY only_a ON tenants USING (tenant = 'a');
+       CREATE TABLE open (id int PRIMARY KEY);`,
+    );
+    await c.end();
+    const res = await runCli([
+      'preflight',
+      '--source',
+      owner,
+      '--target',
+      target.url({ db: 'empty' }),
+      '--json',
+    ]);
+    expect(res.code).toBe(1);
+    const report = JSON.parse(res.stdout) as Report;
+    const rls = report.problems.filter((p) => p.code === 'row-level-security');
+    expect(rls.map((p) => p.object)).toEqual(['public.tenants']);
+    expect(rls[0]!.fix).toContain('BYPASSRLS');
+  });
+
   it('exits 2 with one line naming the server when it cannot connect', async () => {
     const port = await freePort();
     const res = await runCli([
