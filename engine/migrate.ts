@@ -41,6 +41,8 @@ export interface MigrateOptions {
   chunkBytes: number;
   /** With capture: a copy snapshot older than this is replaced by a fresh one. */
   maxSnapshotAgeMs: number;
+  /** How long capture install retries a locked table before giving up on it. */
+  captureLockWaitMs?: number;
   batchSize?: number;
   log: Logger;
   signal: AbortSignal;
@@ -365,7 +367,7 @@ class MigrateRun {
             this.src,
             t,
             selected.filter((p) => p.partitionRoot?.schema === t.schema && p.partitionRoot?.name === t.name),
-            { log: opts.log, signal: opts.signal },
+            { log: opts.log, signal: opts.signal, lockWaitMs: opts.captureLockWaitMs },
           );
       if (!installed.has(t.oid)) count++;
       store.saveCapture({

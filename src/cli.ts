@@ -82,6 +82,10 @@ export function buildProgram(): Command {
       'with capture: take a fresh snapshot when the current one is older',
       undefined,
     )
+    .option(
+      '--capture-lock-wait <duration>',
+      'how long to retry installing capture on a locked table, each try under a 2s lock_timeout (default 2m)',
+    )
     .option('--chunk-size <size>', 'target size of one primary-key range of the copy (default 128MB)')
     .option('--copy-only', 'schema, copy and indexes under one snapshot, no capture; exit 0 when done')
     .option('--exit-when-synced', 'exit 0 once the copy is done and the captured backlog is drained')

@@ -96,6 +96,7 @@ export interface MigrateConfig {
   capture: CaptureKind;
   http: { host: string; port: number } | null;
   maxSnapshotAgeMs: number;
+  captureLockWaitMs: number;
   chunkBytes: number;
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
 }
@@ -110,6 +111,7 @@ export interface MigrateFlags {
   capture?: string;
   http?: string;
   maxSnapshotAge?: string;
+  captureLockWait?: string;
   chunkSize?: string;
   copyOnly?: boolean;
   exitWhenSynced?: boolean;
@@ -163,6 +165,10 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     maxSnapshotAgeMs: parseDuration(
       flags.maxSnapshotAge ?? env.PGFERRY_MAX_SNAPSHOT_AGE ?? '10m',
       '--max-snapshot-age',
+    ),
+    captureLockWaitMs: parseDuration(
+      flags.captureLockWait ?? env.PGFERRY_CAPTURE_LOCK_WAIT ?? '2m',
+      '--capture-lock-wait',
     ),
     chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
     mode: flags.copyOnly

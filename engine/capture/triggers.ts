@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../catalog.js';
 import { q, qualified, quoteIdent, quoteLiteral } from '../db.js';
 import { classify, dbError, PgferryError } from '../errors.js';
+import { sleep } from '../sleep.js';
 
 export const TRIGGER_ROW = 'pgferry_capture';
 export const TRIGGER_TRUNCATE = 'pgferry_capture_truncate';
@@ -134,7 +135,8 @@ export interface InstallOptions {
   signal: AbortSignal;
   /** lock_timeout of each attempt: short, so the application never queues behind pgferry. */
   lockTimeoutMs?: number;
-  attempts?: number;
+  /** How long to keep retrying a locked table before reporting it. */
+  lockWaitMs?: number;
 }
 
 /**
@@ -150,7 +152,7 @@ export async function installCapture(
   opts: InstallOptions,
 ): Promise<CapturedTable> {
   const c = describeCapture(table);
-  const attempts = opts.attempts ?? 8;
+  const deadline = Date.now() + (opts.lockWaitMs ?? 120_000);
   const statements = [
     ...captureDdl(c),
     truncateTrigger(c, c),
@@ -167,18 +169,19 @@ export async function installCapture(
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       const e = dbError('source', err, displayName(table));
-      if (classify(e) === 'retry' && attempt < attempts && !opts.signal.aborted) {
+      if (classify(e) === 'retry' && Date.now() < deadline && !opts.signal.aborted) {
         opts.log.warn(
           { table: displayName(table), attempt, err: e.message },
           'table is locked: retrying the capture install',
         );
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random())));
+        const backoff = Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random());
+        await sleep(Math.max(0, Math.min(backoff, deadline - Date.now())), opts.signal);
         continue;
       }
       if (e.sqlstate === '55P03') {
         throw new PgferryError(
           'PGFERRY_CAPTURE_LOCKED',
-          `${displayName(table)} stayed locked through ${attempts} attempts to install capture`,
+          `${displayName(table)} stayed locked for ${Math.round((opts.lockWaitMs ?? 120_000) / 1000)}s (${attempt} attempts) while installing capture`,
           { side: 'source', object: displayName(table), sqlstate: e.sqlstate, cause: err },
         );
       }

@@ -67,6 +67,7 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       mode,
       chunkBytes: config.chunkBytes,
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
+      captureLockWaitMs: config.captureLockWaitMs,
       log,
       signal: stop.signal,
       onProgress: (p) => log.info(progressFields(p), progressLine(p)),
