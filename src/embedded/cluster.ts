@@ -1,0 +1,222 @@
+// Throwaway PostgreSQL clusters for tests and the demo: initdb in a temp dir, a free port,
+// wal_level=logical, started as the `postgres` user when we run as root, always torn down
+// (by stop(), or at the latest when this process exits) unless released with keepRunning().
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { type ServerVersion, serverBinDir } from './binaries.js';
+
+export interface Cluster {
+  readonly version: ServerVersion;
+  readonly port: number;
+  readonly dataDir: string;
+  /** The postmaster's process id. */
+  readonly pid: number;
+  /** Connection URL; defaults to the superuser `postgres` on database `postgres`. */
+  url(opts?: { db?: string; user?: string; password?: string }): string;
+  /** Runs SQL as the superuser on `db` (default `postgres`) and returns the rows. */
+  query<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params?: unknown[],
+    db?: string,
+  ): Promise<T[]>;
+  stop(): Promise<void>;
+  /** Leaves the server running after this process exits (its directory too). */
+  keepRunning(): void;
+}
+
+export interface ClusterOptions {
+  /** Where the cluster's directory is created (default the system temp dir). As root, the
+   *  `postgres` user must be able to traverse it. */
+  parentDir?: string;
+  /** Starts the server in its own process group, so a Ctrl-C on the terminal reaches only this
+   *  process, which then stops the server in its own order. */
+  ownProcessGroup?: boolean;
+}
+
+export const SUPERUSER_PASSWORD = 'super-secret-pw';
+
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Kills every server this process started and has not released, at once (a last resort). */
+export function killAllClusters(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { stdio: 'pipe' }).toString().trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { stdio: 'pipe' }).toString().trim());
+    return { uid, gid };
+  } catch {
+    throw new Error(
+      'PostgreSQL refuses to run as root, and this machine has no `postgres` user to run it as',
+    );
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startCluster(version: ServerVersion = 15, opts: ClusterOptions = {}): Promise<Cluster> {
+  const bin = serverBinDir(version);
+  const ids = postgresIds();
+  const base = fs.mkdtempSync(path.join(opts.parentDir ?? os.tmpdir(), `pgferry-pg${version}-`));
+  try {
+    return await startIn(base, bin, version, ids, opts);
+  } catch (err) {
+    fs.rmSync(base, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startIn(
+  base: string,
+  bin: string,
+  version: ServerVersion,
+  ids: { uid: number; gid: number } | undefined,
+  opts: ClusterOptions,
+): Promise<Cluster> {
+  const dataDir = path.join(base, 'data');
+  const pwfile = path.join(base, 'pwfile');
+  fs.writeFileSync(pwfile, `${SUPERUSER_PASSWORD}\n`);
+  if (ids) {
+    fs.chownSync(base, ids.uid, ids.gid);
+    fs.chownSync(pwfile, ids.uid, ids.gid);
+  }
+  const spawnOpts = { ...(ids ?? {}), env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } };
+  execFileSync(
+    path.join(bin, 'initdb'),
+    [
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      `--pwfile=${pwfile}`,
+      '--no-sync',
+    ],
+    { ...spawnOpts, stdio: 'pipe' },
+  );
+  const port = await freePort();
+  const settings: Record<string, string | number> = {
+    port,
+    listen_addresses: "'127.0.0.1'",
+    unix_socket_directories: `'${base}'`,
+    wal_level: 'logical',
+    max_wal_senders: 10,
+    max_replication_slots: 10,
+    max_connections: 100,
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off',
+    shared_buffers: "'128MB'",
+    log_min_messages: 'warning',
+    logging_collector: 'off',
+  };
+  fs.appendFileSync(
+    path.join(dataDir, 'postgresql.conf'),
+    Object.entries(settings)
+      .map(([k, v]) => `${k} = ${v}\n`)
+      .join(''),
+  );
+  const logFile = path.join(base, 'postgres.log');
+  const logFd = fs.openSync(logFile, 'a');
+  if (ids) fs.fchownSync(logFd, ids.uid, ids.gid);
+  const child = spawn(path.join(bin, 'postgres'), ['-D', dataDir], {
+    ...spawnOpts,
+    stdio: ['ignore', logFd, logFd],
+    detached: opts.ownProcessGroup === true,
+  });
+  fs.closeSync(logFd);
+  running.add(child);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+    running.delete(child);
+  });
+
+  const url = (u: { db?: string; user?: string; password?: string } = {}) => {
+    const user = encodeURIComponent(u.user ?? 'postgres');
+    const password = encodeURIComponent(u.password ?? SUPERUSER_PASSWORD);
+    return `postgresql://${user}:${password}@127.0.0.1:${port}/${encodeURIComponent(u.db ?? 'postgres')}`;
+  };
+
+  const stop = async () => {
+    if (!exited) {
+      const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGINT'); // fast shutdown
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await done;
+      clearTimeout(timer);
+    }
+    fs.rmSync(base, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) {
+      throw new Error(`postgres ${version} exited during start:\n${fs.readFileSync(logFile, 'utf8')}`);
+    }
+    const probe = new pg.Client({ connectionString: url() });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      await probe.end();
+      break;
+    } catch {
+      await probe.end().catch(() => {});
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`postgres ${version} did not start on port ${port}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  return {
+    version,
+    port,
+    dataDir,
+    pid: child.pid ?? 0,
+    url,
+    async query(sql, params, db) {
+      const client = new pg.Client({ connectionString: url({ db: db ?? 'postgres' }) });
+      await client.connect();
+      try {
+        const res = await client.query(sql, params);
+        // A multi-statement query yields an array of results; the last one is the interesting one.
+        const last = Array.isArray(res) ? res[res.length - 1] : res;
+        return last?.rows ?? [];
+      } finally {
+        await client.end();
+      }
+    },
+    stop,
+    keepRunning() {
+      running.delete(child);
+      child.unref();
+    },
+  };
+}
