@@ -1,0 +1,111 @@
+// The copy benchmark's data: a pgbench-style `accounts` table (narrow rows, ~100 bytes) and a `wide`
+// table (~1 kB rows of jsonb, bytea, numeric, timestamptz and text[]), generated server-side with
+// generate_series. Rows stay under the TOAST threshold (~2 kB), so nothing is compressed and the
+// COPY stream is about as big as the heap.
+import pg from 'pg';
+
+export interface TableSize {
+  table: string;
+  rows: number;
+  heapBytes: number;
+  totalBytes: number;
+  avgRowBytes: number;
+}
+
+export const BENCH_TABLES = ['public.accounts', 'public.wide'] as const;
+
+const ACCOUNTS_SQL = (rows: number) => `
+  CREATE TABLE accounts (aid int NOT NULL, bid int, abalance int, filler char(84));
+  INSERT INTO accounts SELECT g, (g - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${rows}) g;
+  ALTER TABLE accounts ADD PRIMARY KEY (aid);`;
+
+// Every seventeenth amount is NULL and every eleventh tags array empty, so NULLs and empty values
+// travel too.
+const WIDE_SQL = (rows: number) => `
+  CREATE TABLE wide (id bigint NOT NULL, doc jsonb, blob bytea, amount numeric(12,2), at timestamptz,
+                     tags text[]);
+  INSERT INTO wide
+  SELECT g,
+         jsonb_build_object(
+           'id', g, 'name', 'customer ' || g, 'email', 'customer' || g || '@example.com',
+           'active', g % 3 <> 0, 'score', round((g % 1000) / 7.0, 3), 'note', repeat(md5(g::text), 7),
+           'address', jsonb_build_object('street', g || ' Main Street', 'city', 'City ' || (g % 500),
+                                         'zip', lpad((g % 100000)::text, 5, '0'))),
+         decode(repeat(md5(g::text) || md5((-g)::text), 10), 'hex'),
+         CASE WHEN g % 17 = 0 THEN NULL ELSE ((g::bigint * 7919) % 1000000000) / 100.0 END,
+         timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+         CASE WHEN g % 11 = 0 THEN '{}'::text[]
+              ELSE ARRAY['tag' || (g % 10), 'group-' || (g % 100), 'c' || md5(g::text)] END
+    FROM generate_series(1, ${rows}) g;
+  ALTER TABLE wide ADD PRIMARY KEY (id);`;
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates and fills both tables (in parallel), then freezes them so no run pays for hint bits. */
+export async function loadDataset(url: string, accountRows: number): Promise<void> {
+  const rows = Math.max(1, Math.floor(accountRows));
+  await Promise.all([
+    withClient(url, (c) => c.query(ACCOUNTS_SQL(rows))),
+    withClient(url, (c) => c.query(WIDE_SQL(Math.max(1, Math.floor(rows / 5))))),
+  ]);
+  // The first scan after a bulk load writes hint bits on every page: do it here, not in a timed run.
+  await withClient(url, (c) => c.query('VACUUM (FREEZE, ANALYZE) accounts, wide'));
+}
+
+export async function tableSizes(url: string): Promise<TableSize[]> {
+  return withClient(url, async (c) => {
+    const out: TableSize[] = [];
+    for (const table of BENCH_TABLES) {
+      const { rows } = await c.query<{ n: string; heap: string; total: string; avg: string }>(
+        `SELECT (SELECT count(*) FROM ${table}) AS n, pg_relation_size($1::regclass) AS heap,
+                pg_total_relation_size($1::regclass) AS total,
+                (SELECT coalesce(avg(pg_column_size(r.*)), 0) FROM ${table} AS r) AS avg`,
+        [table],
+      );
+      const r = rows[0]!;
+      out.push({
+        table,
+        rows: Number(r.n),
+        heapBytes: Number(r.heap),
+        totalBytes: Number(r.total),
+        avgRowBytes: Math.round(Number(r.avg)),
+      });
+    }
+    return out;
+  });
+}
+
+export interface TableDigest {
+  rows: number;
+  /** Order-independent sum of a 64-bit hash of every row's text form. */
+  hash: string;
+  primaryKey: boolean;
+}
+
+/** Row count, content hash and whether the primary key exists, per benchmark table. */
+export async function tableDigests(url: string): Promise<Map<string, TableDigest>> {
+  return withClient(url, async (c) => {
+    // The text form of timestamptz depends on TimeZone: pin it so both sides print alike.
+    await c.query("SET TimeZone = 'UTC'");
+    const out = new Map<string, TableDigest>();
+    for (const table of BENCH_TABLES) {
+      const { rows } = await c.query<{ n: string; h: string | null; pk: boolean }>(
+        `SELECT count(*) AS n, sum(hashtextextended("bench row"::text, 0)::numeric)::text AS h,
+                EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary) AS pk
+           FROM ${table} AS "bench row"`,
+        [table],
+      );
+      const r = rows[0]!;
+      out.set(table, { rows: Number(r.n), hash: r.h ?? '0', primaryKey: r.pk });
+    }
+    return out;
+  });
+}
