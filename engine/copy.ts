@@ -77,7 +77,19 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
   const onAbort = () => stop.abort(ctx.signal.reason);
   ctx.signal.addEventListener('abort', onAbort);
   let failure: unknown;
-  let next = 0;
+  // Workers prefer a table no other worker is writing: two COPYs into one table queue on its
+  // relation extension lock (seen as Lock:extend waits), while two tables grow independently.
+  // Biggest tables first; a table is shared only when there are fewer tables than workers.
+  const writing = new Map<number, number>();
+  const takeChunk = (): ChunkRecord | undefined => {
+    let i = work.findIndex((c) => !writing.get(c.tableId));
+    if (i < 0) i = work.length > 0 ? 0 : -1;
+    if (i < 0) return undefined;
+    const [chunk] = work.splice(i, 1);
+    writing.set(chunk!.tableId, (writing.get(chunk!.tableId) ?? 0) + 1);
+    return chunk;
+  };
+  const doneWriting = (tableId: number) => writing.set(tableId, (writing.get(tableId) ?? 1) - 1);
   const timer = setInterval(() => ctx.onProgress?.(progress.snapshot()), ctx.progressIntervalMs ?? 5_000);
 
   const worker = async (id: number) => {
@@ -98,7 +110,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
     };
     try {
       while (!stop.signal.aborted) {
-        const chunk = work[next++];
+        const chunk = takeChunk();
         if (!chunk) break;
         const table = tables.get(chunk.tableId)!;
         const name = `${table.schema}.${table.name}`;
@@ -162,6 +174,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
             throw e;
           }
         }
+        doneWriting(chunk.tableId);
       }
     } catch (err) {
       failure ??= err;

@@ -281,6 +281,7 @@ class MigrateRun {
       store.event('warn', 'copy', msg);
       opts.log.warn(msg);
     }
+    const copyStarted = Date.now();
     this.snapshots ??= new SnapshotPool(
       opts.source,
       this.copyOnly ? null : opts.maxSnapshotAgeMs,
@@ -306,7 +307,7 @@ class MigrateRun {
       {
         rows: final.rows,
         bytes: final.bytes,
-        seconds: final.elapsedSeconds,
+        seconds: (Date.now() - copyStarted) / 1000,
         rowsPerSec: final.rowsPerSec,
         bytesPerSec: final.bytesPerSec,
       },

@@ -116,7 +116,7 @@ async function expectTypesCopied(src: string, dst: string, state: string): Promi
     'public.user_types': 2_003,
     'public.toasted': 3,
     'public.no_key': 4,
-    'public.vehicle': 3,
+    'public.vehicle': 1, // its own rows: the hash reads ONLY the table, car's rows count for car
     'public.car': 2,
     'public.cache_entries': 100,
   });
