@@ -21,9 +21,15 @@ export interface ChunkTable {
 const tuple = (parts: string[]) => (parts.length === 1 ? parts[0]! : `(${parts.join(', ')})`);
 
 /** WHERE clause of a key range; null bounds are open ends. */
-export function rangePredicate(key: KeyColumnRef[] | null, lo: string[] | null, hi: string[] | null): string {
+export function rangePredicate(
+  key: KeyColumnRef[] | null,
+  lo: string[] | null,
+  hi: string[] | null,
+  /** Qualifies the key columns with this (already quoted) alias. */
+  alias?: string,
+): string {
   if (!key || (lo === null && hi === null)) return 'true';
-  const cols = tuple(key.map((k) => quoteIdent(k.name)));
+  const cols = tuple(key.map((k) => (alias ? `${alias}.${quoteIdent(k.name)}` : quoteIdent(k.name))));
   const literal = (values: string[]) => tuple(values.map((v, i) => `${quoteLiteral(v)}::${key[i]!.type}`));
   const parts: string[] = [];
   if (lo !== null) parts.push(`${cols} >= ${literal(lo)}`);

@@ -88,8 +88,7 @@ describe('usage', () => {
     const url = 'postgresql://a:b@127.0.0.1/db';
     for (const args of [
       ['migrate', '--cutover-when-synced', '--source', url, '--target', url],
-      ['verify', '--source', url, '--target', url],
-      ['demo'],
+      ['dump-restore', '--source', url, '--target', url],
     ]) {
       const res = await runCli(args);
       expect(res.code, args.join(' ')).toBe(2);
