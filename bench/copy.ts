@@ -1,6 +1,7 @@
-// Copy benchmark: pgferry's `migrate --copy-only` against psql COPY pipes (binary and text) on the
-// same data, same parallelism, same pair of throwaway clusters. Each round runs all three, in an
-// order rotated from round to round so that none always goes first; the table shows medians.
+// Copy benchmark: pgferry's `migrate --copy-only` against psql COPY pipes (binary and text) and, for
+// the whole clone, against `pg_dump -Fd -j` + `pg_restore -j` and `pgcopydb clone`, on the same
+// data, same parallelism, same pair of throwaway clusters. Each round runs them all, in an order
+// rotated from round to round so that none always goes first; the tables show medians.
 // Prints a markdown table and writes bench/results/copy-<date>.json.
 //
 //   npm run bench:copy -- [--rows N] [--quick] [--rounds N]
@@ -14,12 +15,22 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
-import { type CopyBenchResult, markdown } from './copy-report.js';
+import { ActivitySampler } from './clone-activity.js';
+import { dumpScript, restoreScript, runDumpRestore } from './clone-dump-restore.js';
+import { ensurePgcopydb, pgcopydbArgs, runPgcopydb, writePgpass } from './clone-pgcopydb.js';
+import {
+  type CopyBenchResult,
+  markdown,
+  type PgcopydbVariant,
+  type Sampled,
+  summarize,
+} from './copy-report.js';
 import { BENCH_TABLES, loadDataset, type TableDigest, tableDigests, tableSizes } from './dataset.js';
 import { type PgferryRun, runPgferry } from './pgferry-run.js';
 import {
   bash,
   type Endpoint,
+  PG_BIN,
   type PipeRun,
   pipeScript,
   runPipes,
@@ -30,6 +41,8 @@ import {
 const DEFAULT_ROWS = 3_000_000;
 const QUICK_ROWS = 100_000;
 const JOBS = 2;
+/** pgcopydb's same-table split threshold in the split variant: pgferry's default chunk size. */
+const PGCOPYDB_SPLIT = '128MB';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const { values: flags } = parseArgs({
@@ -91,23 +104,28 @@ async function settle(...urls: string[]): Promise<void> {
   execFileSync('sync');
 }
 
-/** Never report figures for a broken copy. */
-function assertEqual(source: Map<string, TableDigest>, target: Map<string, TableDigest>): void {
+/** Never report figures for a broken clone: rows, content, primary key and index count, per table. */
+async function assertClone(who: string, source: Map<string, TableDigest>, targetUrl: string): Promise<void> {
+  const target = await tableDigests(targetUrl).catch((err: Error) => {
+    throw new Error(`${who}'s clone cannot be read: ${err.message}`);
+  });
   for (const table of BENCH_TABLES) {
     const s = source.get(table)!;
     const t = target.get(table);
-    if (!t || t.rows !== s.rows || t.hash !== s.hash || !t.primaryKey) {
+    if (!t || t.rows !== s.rows || t.hash !== s.hash || !t.primaryKey || t.indexes !== s.indexes) {
       throw new Error(
-        `pgferry's copy of ${table} differs: source ${JSON.stringify(s)}, target ${JSON.stringify(t)}`,
+        `${who}'s clone of ${table} differs: source ${JSON.stringify(s)}, target ${JSON.stringify(t)}`,
       );
     }
   }
 }
 
-const RUNS = ['binary', 'text', 'pgferry'] as const;
+const RUNS = ['binary', 'text', 'pgferry', 'dump-restore', 'pgcopydb', 'pgcopydb-split'] as const;
 type RunKind = (typeof RUNS)[number];
 
 async function main(): Promise<void> {
+  const pgcopydbTool = ensurePgcopydb(say);
+  if (!pgcopydbTool.available) say(`pgcopydb unavailable (${pgcopydbTool.reason}); carrying on without it`);
   say(`starting two PostgreSQL 15 clusters in ${os.tmpdir()}`);
   const [src, dst] = await Promise.all([startCluster(15), startCluster(15)]);
   clusters.push(src, dst);
@@ -138,18 +156,61 @@ async function main(): Promise<void> {
 
   const expected = new Map(sizes.map((t) => [t.table, t.rows]));
   const pipeRuns: Record<'binary' | 'text', PipeRun[]> = { binary: [], text: [] };
-  const pgferryRuns: PgferryRun[] = [];
+  const pgferryRuns: Sampled<PgferryRun>[] = [];
   const loadAverages: number[] = [];
+  const schedule: CopyBenchResult['machine']['schedule'] = [];
+  let current = { round: 0, run: '' };
+  /** Just before a timed run: when it starts and how busy the machine is (other work shows here). */
+  const noteStart = () => {
+    const loadAverage1m = os.loadavg()[0]!;
+    loadAverages.push(loadAverage1m);
+    schedule.push({ ...current, startedAt: new Date().toISOString(), loadAverage1m });
+  };
+
+  // Whole-clone peers: each into an empty database of its own on the target cluster, created
+  // before and dropped after every run (untimed).
+  const restoreEnd: Endpoint = { ...pipeEnd, db: 'bench_restore' };
+  const dumpRestoreRuns: CopyBenchResult['dumpRestore']['runs'] = [];
+  const pgpassFile = path.join(workDir, 'pgpass');
+  writePgpass(pgpassFile, [
+    { port: src.port, user: 'postgres', password: SUPERUSER_PASSWORD },
+    { port: dst.port, user: 'postgres', password: SUPERUSER_PASSWORD },
+  ]);
+  const pgcopydbEnds = {
+    src: { port: src.port, user: 'postgres', db: 'bench' },
+    dst: { port: dst.port, user: 'postgres', db: 'bench_pgcopydb' },
+  };
+  const pgcopydbVariants: Record<'pgcopydb' | 'pgcopydb-split', PgcopydbVariant & { split?: string }> = {
+    pgcopydb: { label: 'pgcopydb clone', commandLine: '', runs: [], failures: [] },
+    'pgcopydb-split': {
+      label: `pgcopydb clone --split-tables-larger-than ${PGCOPYDB_SPLIT}`,
+      split: PGCOPYDB_SPLIT,
+      commandLine: '',
+      runs: [],
+      failures: [],
+    },
+  };
+  const runKinds = RUNS.filter((k) => pgcopydbTool.available || !k.startsWith('pgcopydb'));
+
+  /** An empty database on the target, a settled machine, and a sampler for the run that follows. */
+  const prepareClone = async (db: string) => {
+    await dst.query(`DROP DATABASE IF EXISTS ${db}`);
+    await dst.query(`CREATE DATABASE ${db}`);
+    await settle(srcUrl, dst.url({ db }));
+    noteStart();
+    return ActivitySampler.start([
+      { name: 'source', url: srcUrl, db: 'bench' },
+      { name: 'target', url: dst.url({ db }), db },
+    ]);
+  };
 
   for (let round = 0; round < rounds; round++) {
-    const order: RunKind[] = RUNS.map((_, i) => RUNS[(i + round) % RUNS.length]!);
+    const order: RunKind[] = runKinds.map((_, i) => runKinds[(i + round) % runKinds.length]!);
     for (const kind of order) {
       const tag = `round ${round + 1}/${rounds}`;
+      current = { round: round + 1, run: kind };
       if (kind === 'pgferry') {
-        await dst.query('DROP DATABASE IF EXISTS bench');
-        await dst.query('CREATE DATABASE bench');
-        await settle(srcUrl, dstUrl);
-        loadAverages.push(os.loadavg()[0]!);
+        const sampler = await prepareClone('bench');
         say(`${tag}: pgferry migrate --copy-only --jobs ${JOBS}`);
         const run = await runPgferry({
           sourceUrl: srcUrl,
@@ -157,13 +218,51 @@ async function main(): Promise<void> {
           stateFile: path.join(workDir, `state-${round}.sqlite`),
           jobs: JOBS,
           workDir,
-        });
+        }).finally(() => sampler.stop());
+        const activity = await sampler.stop();
         say(`  copy ${run.phases.copy.toFixed(2)} s, whole clone ${run.wallSeconds.toFixed(2)} s; verifying`);
-        assertEqual(sourceDigests, await tableDigests(dstUrl));
-        pgferryRuns.push(run);
+        await assertClone('pgferry', sourceDigests, dstUrl);
+        pgferryRuns.push({ ...run, activity });
+      } else if (kind === 'dump-restore') {
+        const sampler = await prepareClone(restoreEnd.db);
+        say(`${tag}: pg_dump -Fd -j ${JOBS} + pg_restore -j ${JOBS}`);
+        const run = await runDumpRestore({
+          src: srcEnd,
+          dst: restoreEnd,
+          jobs: JOBS,
+          dir: path.join(workDir, `dump-${round}`),
+          passwords,
+        }).finally(() => sampler.stop());
+        const activity = await sampler.stop();
+        say(`  dump ${run.dumpSeconds.toFixed(2)} s + restore ${run.restoreSeconds.toFixed(2)} s; verifying`);
+        await assertClone('pg_dump + pg_restore', sourceDigests, dst.url({ db: restoreEnd.db }));
+        await dst.query(`DROP DATABASE ${restoreEnd.db}`);
+        dumpRestoreRuns.push({ ...run, activity });
+      } else if (kind === 'pgcopydb' || kind === 'pgcopydb-split') {
+        const variant = pgcopydbVariants[kind];
+        const dir = path.join(workDir, `${kind}-${round}`);
+        const args = pgcopydbArgs({ ...pgcopydbEnds, jobs: JOBS, dir, splitTablesLargerThan: variant.split });
+        variant.commandLine =
+          `PGPASSFILE=<tmp>/pgpass PG_CONFIG=${PG_BIN}/pg_config PATH=${PG_BIN}:$PATH ` +
+          `pgcopydb ${args.join(' ').replaceAll(dir, `<tmp>/${kind}-<round>`).replaceAll(workDir, '<tmp>')}`;
+        const sampler = await prepareClone(pgcopydbEnds.dst.db);
+        say(`${tag}: ${variant.label} --table-jobs ${JOBS} --index-jobs ${JOBS}`);
+        try {
+          const run = await runPgcopydb(args, pgpassFile, dir).finally(() => sampler.stop());
+          const activity = await sampler.stop();
+          say(`  ${run.seconds.toFixed(2)} s; verifying`);
+          await assertClone(variant.label, sourceDigests, dst.url({ db: pgcopydbEnds.dst.db }));
+          variant.runs.push({ ...run, activity });
+        } catch (err) {
+          // A peer's failure is recorded and left out of the figures; the bench carries on.
+          const msg = err instanceof Error ? err.message : String(err);
+          say(`  FAILED, left out of the figures: ${msg.split('\n')[0]}`);
+          variant.failures.push(msg);
+        }
+        await dst.query(`DROP DATABASE IF EXISTS ${pgcopydbEnds.dst.db}`);
       } else {
         await settle(srcUrl, pipeUrl);
-        loadAverages.push(os.loadavg()[0]!);
+        noteStart();
         say(`${tag}: psql pipe, ${kind}: ${BENCH_TABLES.length} tables at once`);
         const run = await runPipes(BENCH_TABLES, kind, srcEnd, pipeEnd, passwords);
         for (const t of run.tables) {
@@ -211,6 +310,7 @@ async function main(): Promise<void> {
       node: process.version,
       postgres: ver?.server_version ?? '?',
       loadAverage1mBeforeRuns: loadAverages,
+      schedule,
     },
     jobs: JOBS,
     tables: sizes,
@@ -222,23 +322,33 @@ async function main(): Promise<void> {
         `node bin/pgferry.js ${last.args.join(' ').replace(workDir, '<tmp>')}`,
     },
     pipes,
+    dumpRestore: {
+      runs: dumpRestoreRuns,
+      commandLines: [dumpScript(srcEnd, '<tmp>/dump', JOBS), restoreScript(restoreEnd, '<tmp>/dump', JOBS)],
+    },
+    pgcopydb: {
+      tool: pgcopydbTool,
+      variants: Object.values(pgcopydbVariants).map(({ split: _, ...v }) => v),
+    },
     bytesNote:
       'Bytes: pgferry\'s from its "copy finished" log line; the pipes\' from a separate, untimed ' +
       '`COPY … TO STDOUT | wc -c` of each table in that format (pgferry sends one COPY per chunk, so each ' +
       `binary chunk adds its own 21-byte header and trailer): ${sameFormat.join('; ')}.`,
     verified:
-      `Verified after every pgferry run: row count, an order-independent hash of every row's text form ` +
-      `and the primary key are equal on both sides for ${BENCH_TABLES.join(', ')}; every pipe's COPY row ` +
-      'counts were checked.',
+      `Verified after every pgferry, pg_restore and pgcopydb run: row count, an order-independent hash of ` +
+      `every row's text form, the primary key and the number of valid indexes are equal on both sides for ` +
+      `${BENCH_TABLES.join(', ')} (a pgcopydb run that fails this is left out of the figures and listed ` +
+      "under its variant's failures); every pipe's COPY row counts were checked.",
   };
-  const md = markdown(result);
+  const summary = summarize(result);
+  const md = markdown(result, summary);
   console.log(md);
 
   const suffix =
     accountsRows === DEFAULT_ROWS ? '' : flags.quick && !flags.rows ? '-quick' : `-${accountsRows}rows`;
   const out = path.join(HERE, 'results', `copy-${date}${suffix}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ ...result, markdown: md }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ ...summary, ...result, markdown: md }, null, 2)}\n`);
   say(`results written to ${path.relative(process.cwd(), out)}`);
 }
 

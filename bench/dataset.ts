@@ -88,23 +88,27 @@ export interface TableDigest {
   /** Order-independent sum of a 64-bit hash of every row's text form. */
   hash: string;
   primaryKey: boolean;
+  /** Indexes on the table (the primary key's included), valid and ready. */
+  indexes: number;
 }
 
-/** Row count, content hash and whether the primary key exists, per benchmark table. */
+/** Row count, content hash, whether the primary key exists and the index count, per benchmark table. */
 export async function tableDigests(url: string): Promise<Map<string, TableDigest>> {
   return withClient(url, async (c) => {
     // The text form of timestamptz depends on TimeZone: pin it so both sides print alike.
     await c.query("SET TimeZone = 'UTC'");
     const out = new Map<string, TableDigest>();
     for (const table of BENCH_TABLES) {
-      const { rows } = await c.query<{ n: string; h: string | null; pk: boolean }>(
+      const { rows } = await c.query<{ n: string; h: string | null; pk: boolean; ix: number }>(
         `SELECT count(*) AS n, sum(hashtextextended("bench row"::text, 0)::numeric)::text AS h,
-                EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary) AS pk
+                EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary) AS pk,
+                (SELECT count(*)::int FROM pg_index
+                  WHERE indrelid = $1::regclass AND indisvalid AND indisready) AS ix
            FROM ${table} AS "bench row"`,
         [table],
       );
       const r = rows[0]!;
-      out.set(table, { rows: Number(r.n), hash: r.h ?? '0', primaryKey: r.pk });
+      out.set(table, { rows: Number(r.n), hash: r.h ?? '0', primaryKey: r.pk, indexes: r.ix });
     }
     return out;
   });

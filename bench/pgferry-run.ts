@@ -28,8 +28,12 @@ export interface PgferryTable {
 export interface PgferryRun {
   args: string[];
   wallSeconds: number;
-  /** Phase times from log timestamps: "<phase> started" to the phase's closing line. */
-  phases: { schema: number; copy: number; indexes: number; finalize: number };
+  /**
+   * Phase times from log timestamps: "<phase> started" to the phase's closing line. startup is from
+   * spawning the process to "schema started" (node, config, preflight checks); exit from the closing
+   * line to the process's exit.
+   */
+  phases: { startup: number; schema: number; copy: number; indexes: number; finalize: number; exit: number };
   /**
    * Rows and bytes from the "copy finished" line; streamSeconds from "copy planned in primary-key
    * ranges" to "copy finished" (the line's own `seconds` field is rounded to whole seconds).
@@ -98,6 +102,7 @@ export async function runPgferry(opts: {
     ? [GNU_TIME, ['-v', '-o', timeFile, process.execPath, PGFERRY_BIN, ...args]]
     : [process.execPath, [PGFERRY_BIN, ...args]];
   const t0 = performance.now();
+  const spawnedAt = Date.now();
   // The URLs carry passwords: they go in the environment (a documented way), not on argv.
   const child = spawn(file, argv, {
     env: {
@@ -119,6 +124,7 @@ export async function runPgferry(opts: {
     child.on('close', (c) => resolve(c));
   });
   const wallSeconds = (performance.now() - t0) / 1000;
+  const exitedAt = Date.now();
   const polledKb = poll?.stop() ?? 0;
   if (code !== 0)
     throw new Error(`pgferry exited with ${code}:\n${stderr.trim().split('\n').slice(-20).join('\n')}`);
@@ -159,10 +165,12 @@ export async function runPgferry(opts: {
     args,
     wallSeconds,
     phases: {
+      startup: (at(phaseSpans.schema[0]).time - spawnedAt) / 1000,
       schema: span(phaseSpans.schema),
       copy: span(phaseSpans.copy),
       indexes: span(phaseSpans.indexes),
       finalize: span(phaseSpans.finalize),
+      exit: (exitedAt - at(DONE).time) / 1000,
     },
     copy: {
       rows: Number(finished.rows),

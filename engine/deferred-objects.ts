@@ -23,6 +23,10 @@ export interface DeferredRun {
   errorCode?: ErrorCode;
   /** Session settings for the builds (e.g. maintenance_work_mem). */
   settings?: string[];
+  /** Rewrites a statement before it runs (e.g. a foreign key made NOT VALID at cutover). */
+  transform?: (sql: string) => string;
+  /** SQLSTATEs on which the rewritten statement is retried as recorded. */
+  fallbackOn?: string[];
 }
 
 async function session(run: DeferredRun): Promise<pg.Client> {
@@ -50,7 +54,14 @@ export async function createDeferred(run: DeferredRun): Promise<number> {
     }
     const started = Date.now();
     try {
-      await client.query(obj.sql);
+      const sql = run.transform ? run.transform(obj.sql) : obj.sql;
+      try {
+        await client.query(sql);
+      } catch (err) {
+        const state = sqlstateOf(err);
+        if (sql === obj.sql || !state || !run.fallbackOn?.includes(state)) throw err;
+        await client.query(obj.sql);
+      }
       run.log.info(
         { kind: obj.kind, object: obj.name, seconds: (Date.now() - started) / 1000 },
         `${obj.kind.toLowerCase()} created`,

@@ -132,6 +132,21 @@ export const ERRORS = {
     summary: 'A replayed batch violated a constraint on the target even when applied whole.',
     hint: 'The target holds rows or constraints the source does not (written by something else, or a constraint that differs): compare the table on both sides, fix the target, and run again.',
   },
+  PGFERRY_CUTOVER_REFUSED: {
+    exit: 1,
+    http: 409,
+    retryable: true,
+    summary: 'The cutover was refused: replication is not close enough to the source.',
+    hint: 'Wait until `pgferry status` shows a lag under --max-lag, or pass --force to cut over anyway (a longer freeze).',
+  },
+  PGFERRY_CUTOVER_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: true,
+    summary:
+      'A cutover step failed before the target was declared ready; writes on the source were given back.',
+    hint: 'The message names the step and the cause; replication goes on. Fix the cause and run the cutover again.',
+  },
   PGFERRY_STATE_LOCKED: {
     exit: 2,
     http: 409,

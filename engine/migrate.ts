@@ -15,6 +15,7 @@ import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } 
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
+import { type CutoverOptions, type CutoverResult, cutover } from './cutover.js';
 import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
@@ -37,7 +38,9 @@ export interface MigrateOptions {
   /** copy-only: one snapshot, no capture, finish with sequences and deferred objects.
    *  exit-when-synced: capture, copy, replay until the backlog is drained, then return.
    *  run: capture, copy, replay until the signal aborts. */
-  mode: 'copy-only' | 'exit-when-synced' | 'run';
+  mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
+  /** How the cutover runs (--cutover-when-synced). */
+  cutover?: CutoverSettings;
   chunkBytes: number;
   /** With capture: a copy snapshot older than this is replaced by a fresh one. */
   maxSnapshotAgeMs: number;
@@ -51,6 +54,19 @@ export interface MigrateOptions {
   onReplayStats?: (s: ReplayStats) => void;
 }
 
+export type CutoverSettings = Pick<
+  CutoverOptions,
+  'freeze' | 'maxLagSeconds' | 'force' | 'settleMs' | 'verify'
+>;
+
+export const DEFAULT_CUTOVER: CutoverSettings = {
+  freeze: 'readonly',
+  maxLagSeconds: 5,
+  force: false,
+  settleMs: 2000,
+  verify: 'counts',
+};
+
 export interface MigrateResult {
   resumed: boolean;
   tables: number;
@@ -59,6 +75,7 @@ export interface MigrateResult {
   seconds: number;
   sequences: number;
   replay: ReplayStats | null;
+  cutover: CutoverResult | null;
 }
 
 export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
@@ -85,6 +102,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
 class MigrateRun {
   private snapshots: SnapshotPool | undefined;
   private replay: ReplayStats | null = null;
+  private cutover: CutoverResult | null = null;
   private src!: pg.Client;
   private dst!: pg.Client;
 
@@ -111,7 +129,7 @@ class MigrateRun {
 
   async execute(started: number): Promise<MigrateResult> {
     const { store, opts } = this;
-    if (store.phase() === 'done') {
+    if (store.phase() === 'done' || store.phaseDone('done')) {
       opts.log.info('this run is already done; nothing to do');
       return this.result(started);
     }
@@ -159,6 +177,7 @@ class MigrateRun {
       seconds: (Date.now() - started) / 1000,
       sequences: Number(this.store.getMeta('sequences_synced') ?? 0),
       replay: this.replay,
+      cutover: this.cutover,
     };
   }
 
@@ -402,7 +421,10 @@ class MigrateRun {
       jobs: opts.jobs,
       signal: opts.signal,
       batchSize: opts.batchSize,
-      untilSynced: opts.mode === 'exit-when-synced',
+      untilSynced: opts.mode === 'exit-when-synced' || opts.mode === 'cutover-when-synced',
+      // Under a live load the log is never empty: the cutover starts once the lag is small.
+      syncedLagSeconds:
+        opts.mode === 'cutover-when-synced' ? (opts.cutover ?? DEFAULT_CUTOVER).maxLagSeconds / 2 : undefined,
       onStats: (s) => {
         this.replay = s;
         if (Date.now() - lastSaved >= 1000) {
@@ -428,7 +450,20 @@ class MigrateRun {
     const final = await replayer.run();
     this.replay = final;
     store.setMeta('replay', JSON.stringify(final));
-    if (opts.mode === 'exit-when-synced' && !opts.signal.aborted) {
+    if (opts.mode === 'cutover-when-synced' && !opts.signal.aborted) {
+      opts.log.info(final, 'synced: starting the cutover');
+      this.cutover = await cutover({
+        source: opts.source,
+        target: opts.target,
+        store,
+        log: opts.log,
+        signal: opts.signal,
+        jobs: opts.jobs,
+        filter: opts.filter,
+        replayer,
+        ...(opts.cutover ?? DEFAULT_CUTOVER),
+      });
+    } else if (opts.mode === 'exit-when-synced' && !opts.signal.aborted) {
       store.event('info', 'replicating', `synced: backlog drained (${final.appliedTotal} changes applied)`);
       opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
     } else {
@@ -456,5 +491,65 @@ class MigrateRun {
     const views = await withClient(opts.target, 'index', (long) => refreshMatviews(this.src, long));
     opts.log.info({ materializedViews: views.length }, 'materialized views refreshed');
     this.finish('cutover');
+  }
+}
+
+export interface StandaloneCutoverOptions {
+  source: ConnInfo;
+  target: ConnInfo;
+  statePath: string;
+  jobs: number;
+  log: Logger;
+  signal: AbortSignal;
+  settings: CutoverSettings;
+}
+
+/**
+ * `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped. It takes the
+ * state's lock like `migrate`, so it refuses to run beside a live daemon.
+ */
+export async function runCutover(opts: StandaloneCutoverOptions): Promise<CutoverResult> {
+  const store = CheckpointStore.open(opts.statePath, { create: false });
+  try {
+    store.acquireLock();
+    const setup = store.setup();
+    if (!setup)
+      throw new PgferryError('PGFERRY_STATE_INVALID', `${opts.statePath} holds no run`, { side: 'state' });
+    store.bindSetup({ ...setup, source: opts.source.identity(), target: opts.target.identity() });
+    if (setup.mode !== 'replicate' || !store.phaseDone('indexes') || !store.getMeta('unique_built')) {
+      throw new PgferryError(
+        'PGFERRY_CUTOVER_REFUSED',
+        `this run is not replicating yet (phase ${store.phase() ?? 'none'}): the copy and index build must be done first`,
+        { side: 'state' },
+      );
+    }
+    if (store.phaseDone('done')) {
+      throw new PgferryError('PGFERRY_CUTOVER_REFUSED', 'this run was already cut over', { side: 'state' });
+    }
+    const replayer = new Replayer({
+      source: opts.source,
+      target: opts.target,
+      store,
+      log: opts.log,
+      jobs: opts.jobs,
+      signal: opts.signal,
+    });
+    try {
+      return await cutover({
+        source: opts.source,
+        target: opts.target,
+        store,
+        log: opts.log,
+        signal: opts.signal,
+        jobs: opts.jobs,
+        filter: { include: setup.include, exclude: setup.exclude },
+        replayer,
+        ...opts.settings,
+      });
+    } finally {
+      await replayer.close();
+    }
+  } finally {
+    store.close();
   }
 }

@@ -39,6 +39,8 @@ export interface ReplayOptions {
   pollMs?: number;
   /** Return once a round finds every log empty. */
   untilSynced?: boolean;
+  /** With untilSynced: return as soon as the lag is at most this, after at least one round. */
+  syncedLagSeconds?: number;
   onStats?: (s: ReplayStats) => void;
 }
 
@@ -285,6 +287,7 @@ export class Replayer {
       batches: 0,
       at: '',
     };
+    let rounds = 0;
     try {
       while (!opts.signal.aborted) {
         const { total, lagSeconds, pending } = await this.backlog(control);
@@ -297,12 +300,15 @@ export class Replayer {
           at: new Date().toISOString(),
         };
         opts.onStats?.(stats);
+        const closeEnough =
+          opts.syncedLagSeconds !== undefined && rounds > 0 && lagSeconds <= opts.syncedLagSeconds;
+        if (opts.untilSynced && (pending.length === 0 || closeEnough)) return stats;
         if (pending.length === 0) {
-          if (opts.untilSynced) return stats;
           await sleep(opts.pollMs ?? 200, opts.signal);
           continue;
         }
         await this.round(pending);
+        rounds++;
       }
       return stats;
     } finally {

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { isPgferryError, PgferryError, redact } from '../engine/errors.js';
 import { cleanupCommand } from './commands/cleanup.js';
+import { cutoverCommand } from './commands/cutover.js';
 import { demoCommand } from './commands/demo.js';
 import { migrateCommand } from './commands/migrate.js';
 import { preflightCommand } from './commands/preflight.js';
@@ -26,6 +27,11 @@ const excludeOpt = () =>
     '--exclude <pattern>',
     'leave out tables matching schema.table (* wildcard; repeatable)',
   ).argParser(collect);
+const freezeOpt = () =>
+  new Option(
+    '--freeze <method>',
+    'how writes stop on the source at cutover: readonly (default: database read-only, other sessions ended), revoke (write privileges revoked, their sessions ended) or external (you stopped the application; pgferry waits for quiet)',
+  ).choices(['readonly', 'revoke', 'external']);
 const stateOpt = () =>
   new Option('--state <file>', 'checkpoint store (SQLite) of this run (or PGFERRY_STATE)').default(
     undefined,
@@ -92,12 +98,40 @@ export function buildProgram(): Command {
     .option('--copy-only', 'schema, copy and indexes under one snapshot, no capture; exit 0 when done')
     .option('--exit-when-synced', 'exit 0 once the copy is done and the captured backlog is drained')
     .option('--cutover-when-synced', 'once synced, run the cutover and exit 0 when it succeeded')
+    .addOption(freezeOpt())
+    .option(
+      '--max-lag <duration>',
+      'with --cutover-when-synced: refuse the cutover above this lag (default 5s)',
+    )
+    .option('--verify <how>', 'with --cutover-when-synced: counts (default) or checksums')
+    .option('--settle <duration>', 'with --freeze external: how long the source must stay quiet (default 2s)')
+    .option('--force', 'with --cutover-when-synced: cut over whatever the lag')
     .addHelpText(
       'after',
       '\nA run is resumable: run the same command again with the same --state after a crash or a stop.\n' +
         'Today only --copy-only is implemented; change capture and replay come next.',
     )
     .action(migrateCommand);
+
+  program
+    .command('cutover')
+    .description('freeze writes on the source, drain, set sequences, create constraints and triggers, verify')
+    .addOption(sourceOpt())
+    .addOption(targetOpt())
+    .addOption(stateOpt())
+    .addOption(freezeOpt())
+    .option('--max-lag <duration>', 'refuse unless the replication lag is below this (default 5s)')
+    .option('--force', 'cut over whatever the lag')
+    .option('--settle <duration>', 'with --freeze external: how long the source must stay quiet (default 2s)')
+    .option('--verify <how>', 'counts (default) or checksums')
+    .option('--jobs <n>', 'parallel sessions for the drain and the verification (default 4)')
+    .addHelpText(
+      'after',
+      '\nRun it while `pgferry migrate` is stopped (SIGTERM), or use `migrate --cutover-when-synced`.\n' +
+        'If a step fails before the target is ready, the source gets its writes back and the run can go on\n' +
+        'replicating. The write downtime (freeze to target ready) is printed and kept in the state file.',
+    )
+    .action(cutoverCommand);
 
   program
     .command('status')

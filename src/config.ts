@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { ConnInfo } from '../engine/conn-info.js';
 import { PgferryError } from '../engine/errors.js';
+import { FREEZE_METHODS, type FreezeMethod } from '../engine/freeze.js';
+import type { CutoverSettings } from '../engine/migrate.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -179,4 +181,38 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
           ? 'cutover-when-synced'
           : 'run',
   });
+}
+
+export interface CutoverFlags {
+  freeze?: string;
+  maxLag?: string;
+  force?: boolean;
+  settle?: string;
+  verify?: string;
+}
+
+export function loadCutoverSettings(flags: CutoverFlags, env = process.env): CutoverSettings {
+  const freeze = flags.freeze ?? env.PGFERRY_FREEZE ?? 'readonly';
+  if (!(FREEZE_METHODS as readonly string[]).includes(freeze)) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `--freeze "${freeze}" must be one of ${FREEZE_METHODS.join(', ')}`,
+      {
+        side: 'config',
+      },
+    );
+  }
+  const verify = flags.verify ?? 'counts';
+  if (verify !== 'counts' && verify !== 'checksums') {
+    throw new PgferryError('PGFERRY_CONFIG_INVALID', `--verify "${verify}" must be counts or checksums`, {
+      side: 'config',
+    });
+  }
+  return {
+    freeze: freeze as FreezeMethod,
+    maxLagSeconds: parseDuration(flags.maxLag ?? env.PGFERRY_MAX_LAG ?? '5s', '--max-lag') / 1000,
+    force: flags.force ?? false,
+    settleMs: parseDuration(flags.settle ?? '2s', '--settle'),
+    verify,
+  };
 }

@@ -1,11 +1,12 @@
+import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { migrate } from '../../engine/migrate.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
-import { loadMigrateConfig, type MigrateFlags } from '../config.js';
+import { type CutoverFlags, loadCutoverSettings, loadMigrateConfig, type MigrateFlags } from '../config.js';
 import { bytes, duration, int } from '../format.js';
 import { createLogger } from '../logger.js';
 
-export async function migrateCommand(flags: MigrateFlags): Promise<void> {
+export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promise<void> {
   const config = loadMigrateConfig(flags);
   if (config.capture !== 'triggers') {
     throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', `--capture ${config.capture} is not implemented yet`, {
@@ -18,16 +19,6 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       '--http (the status and control API) is not implemented yet',
       {
         side: 'config',
-      },
-    );
-  }
-  if (config.mode === 'cutover-when-synced') {
-    throw new PgferryError(
-      'PGFERRY_NOT_IMPLEMENTED',
-      '--cutover-when-synced (the cutover) is not implemented yet',
-      {
-        side: 'config',
-        hint: 'Use --exit-when-synced, then stop the application and run --exit-when-synced again for a final drain.',
       },
     );
   }
@@ -68,6 +59,7 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       chunkBytes: config.chunkBytes,
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       captureLockWaitMs: config.captureLockWaitMs,
+      cutover: loadCutoverSettings(flags),
       log,
       signal: stop.signal,
       onProgress: (p) => log.info(progressFields(p), progressLine(p)),
@@ -94,6 +86,7 @@ export async function migrateCommand(flags: MigrateFlags): Promise<void> {
       process.stdout.write(
         `${stop.signal.aborted ? 'stopped' : 'synced'}: ${copied}${replayed}, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
       );
+      if (result.cutover) process.stdout.write(cutoverLine(result.cutover));
     }
   } catch (err) {
     // A signal is how a replicating daemon is stopped: a clean stop, resumable, exit 0.
@@ -129,4 +122,12 @@ function progressFields(p: ProgressSnapshot) {
       .slice(0, 10)
       .map((t) => ({ table: t.table, percent: t.percent, rows: t.rows, bytes: t.bytes })),
   };
+}
+
+export function cutoverLine(c: CutoverResult): string {
+  return (
+    `cutover done: write downtime ${c.downtimeSeconds.toFixed(2)}s (freeze ${c.freeze}); ` +
+    `${int(c.changesDrained)} changes drained, ${c.sequences} sequences set, ${c.materializedViews} materialized views refreshed, ` +
+    `${c.deferredObjects} constraints/triggers created, ${c.foreignKeysValidated} foreign keys validated\n`
+  );
 }

@@ -1,0 +1,45 @@
+import { runCutover } from '../../engine/migrate.js';
+import {
+  type CutoverFlags,
+  loadCutoverSettings,
+  parseJobs,
+  sourceConn,
+  statePath,
+  targetConn,
+} from '../config.js';
+import { createLogger } from '../logger.js';
+import { cutoverLine } from './migrate.js';
+
+interface Flags extends CutoverFlags {
+  source?: string;
+  target?: string;
+  state?: string;
+  jobs?: string;
+}
+
+export async function cutoverCommand(flags: Flags): Promise<void> {
+  const settings = loadCutoverSettings(flags);
+  const source = sourceConn(flags.source);
+  const target = targetConn(flags.target);
+  const log = createLogger();
+  const stop = new AbortController();
+  // The cutover is short and must finish or roll back: a signal asks it to stop at the next step.
+  const onSignal = () => stop.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const result = await runCutover({
+      source,
+      target,
+      statePath: statePath(flags.state),
+      jobs: parseJobs(flags.jobs ?? process.env.PGFERRY_JOBS ?? '4'),
+      log,
+      signal: stop.signal,
+      settings,
+    });
+    process.stdout.write(cutoverLine(result));
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
