@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CheckpointStore, type Phase, type RunSetup } from '../checkpoints/store.js';
+import { analyzeTables } from './analyze.js';
 import {
   captureUnits,
   describeCapture,
@@ -365,6 +366,13 @@ class MigrateRun {
     });
     await createDeferred({ ...common, stage: 'post-indexes', concurrency: 1 });
     store.setMeta('unique_built', new Date().toISOString());
+    // Every copied table (partitions included) and, under capture, the partitioned roots.
+    const roots = new Map<string, { schema: string; name: string }>();
+    for (const t of store.tables()) {
+      roots.set(`${t.schema}.${t.name}`, { schema: t.schema, name: t.name });
+    }
+    for (const c of store.captures()) roots.set(`${c.schema}.${c.name}`, { schema: c.schema, name: c.name });
+    await analyzeTables(opts.target, [...roots.values()], opts.jobs, opts.log);
   }
 
   /**
