@@ -30,19 +30,14 @@ export interface BatchSources {
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
 const keysTemp = (t: ApplyTable) => quoteIdent(`pgferry_keys_${t.oid}`);
-const rowsTemp = (t: ApplyTable) => quoteIdent(`pgferry_rows_${t.oid}`);
 
-/** Temporary tables shaped like the table's key and written columns, emptied at each commit. */
+/** A temporary table shaped like the table's key, emptied at each commit. */
 async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<number>): Promise<void> {
   if (ready.has(t.oid)) return;
   const table = qualified(t.schema, t.name);
   const keys = t.key.map((k) => quoteIdent(k.name)).join(', ');
-  const cols = t.columns.map(quoteIdent).join(', ');
   await target.query(
     `CREATE TEMP TABLE IF NOT EXISTS ${keysTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${table} WITH NO DATA`,
-  );
-  await target.query(
-    `CREATE TEMP TABLE IF NOT EXISTS ${rowsTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${cols} FROM ${table} WITH NO DATA`,
   );
   ready.add(t.oid);
 }
@@ -89,17 +84,16 @@ export async function applyBatch(
         ? `pgferry_t.${keyCols[0]} = pgferry_k.${keyCols[0]}`
         : `(${keyCols.map((c) => `pgferry_t.${c}`).join(', ')}) = (${keyCols.map((c) => `pgferry_k.${c}`).join(', ')})`;
     await target.query(`DELETE FROM ${table} AS pgferry_t USING ${keysTemp(t)} AS pgferry_k WHERE ${match}`);
+    // Every key of the batch is gone from the table now, so the current rows are copied straight
+    // into it (no staging table: one write per row). COPY writes identity GENERATED ALWAYS
+    // columns as given, and routes rows of a partitioned table to their partitions.
     const cols = t.columns.map(quoteIdent).join(', ');
     const rows = await pipeCopy({
       source,
       target,
       copyOut: batch.rowsOut,
-      copyIn: `COPY ${rowsTemp(t)} (${cols}) FROM STDIN${fmt(t.format)}`,
+      copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
     });
-    // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values.
-    await target.query(
-      `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${rowsTemp(t)}`,
-    );
     await target.query('COMMIT');
     return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
   } catch (err) {
