@@ -348,6 +348,27 @@ export class CheckpointStore {
       .run(key, value);
   }
 
+  deleteMeta(key: string): void {
+    this.db.prepare('DELETE FROM meta WHERE key = ?').run(key);
+  }
+
+  /** Why replay is paused (meta `paused`, kept across restarts), or null when it is not. */
+  pauseReason(): string | null {
+    return this.getMeta('paused');
+  }
+
+  /** Pauses replay with a reason, or (null) resumes it. */
+  setPaused(reason: string | null): void {
+    if (reason === null) this.deleteMeta('paused');
+    else this.setMeta('paused', reason);
+  }
+
+  /** The phase as an operator sees it: `paused` while replay is held, otherwise the stored one. */
+  reportedPhase(): Phase | null {
+    const phase = this.phase();
+    return phase === 'replicating' && this.pauseReason() !== null ? 'paused' : phase;
+  }
+
   // ---- tables and chunks ----
 
   /** Records the copy plan of every table at once: a crash during planning leaves no half plan. */

@@ -24,7 +24,11 @@ const TIMEOUTS: Record<SessionKind, { statement: number; lock: number; idleInTx:
 
 export type Client = pg.Client;
 
-export async function connect(conn: ConnInfo, kind: SessionKind = 'control'): Promise<pg.Client> {
+export async function connect(
+  conn: ConnInfo,
+  kind: SessionKind = 'control',
+  opts: { connectTimeoutMs?: number } = {},
+): Promise<pg.Client> {
   const t = TIMEOUTS[kind];
   const client = new pg.Client({
     connectionString: conn.url,
@@ -37,7 +41,7 @@ export async function connect(conn: ConnInfo, kind: SessionKind = 'control'): Pr
     // row_security=off makes a table filtered by row-level security fail loudly (42501) instead
     // of silently copying only the rows its policies let this role see.
     options: '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off',
-    connectionTimeoutMillis: 15_000,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 15_000,
     keepAlive: true,
   });
   // An idle client whose server goes away emits 'error'; the next query on it fails and is

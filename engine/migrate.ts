@@ -25,6 +25,7 @@ import { requireTool } from './pg-tools.js';
 import { targetUserTables } from './preflight.js';
 import type { ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
+import type { RunControl } from './run-control.js';
 import { applyPreData, classifyPostData, dumpSection, parseDump, preparePreData } from './schema.js';
 import { syncSequences } from './sequences.js';
 import { ExportedSnapshot, SnapshotPool } from './snapshot.js';
@@ -53,6 +54,12 @@ export interface MigrateOptions {
   progressIntervalMs?: number;
   onProgress?: (p: ProgressSnapshot) => void;
   onReplayStats?: (s: ReplayStats) => void;
+  /** After each applied replay batch (metrics). */
+  onReplayBatch?: (table: string, changes: number, seconds: number) => void;
+  /** A replay batch failed with a transient error and is retried (metrics). */
+  onReplayRetry?: (code: string) => void;
+  /** The operator's handle on the run (the HTTP API): store, pause, cutover requests. */
+  control?: RunControl;
 }
 
 export type CutoverSettings = Pick<
@@ -93,9 +100,11 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
     };
     const resumed = store.bindSetup(setup) === 'resume';
     store.event('info', store.phase(), resumed ? 'run resumed' : 'run started');
+    opts.control?.attachStore(store);
     const run = new MigrateRun(opts, store, resumed);
     return await run.execute(started);
   } finally {
+    opts.control?.attachStore(null);
     store.close();
   }
 }
@@ -441,6 +450,8 @@ class MigrateRun {
         }
         opts.onReplayStats?.(s);
       },
+      onBatch: opts.onReplayBatch,
+      onRetry: opts.onReplayRetry,
     });
     if (!store.getMeta('unique_built')) {
       // Chunks copied under different snapshots may hold a unique value twice until replay has
@@ -455,9 +466,10 @@ class MigrateRun {
       await this.uniqueAndAfter();
       store.event('info', 'replicating', 'unique constraints built after the first catch-up');
     }
-    const final = await replayer.run();
+    const final = await this.replicateUntilDone(replayer);
     this.replay = final;
     store.setMeta('replay', JSON.stringify(final));
+    if (this.cutover) return;
     if (opts.mode === 'cutover-when-synced' && !opts.signal.aborted) {
       opts.log.info(final, 'synced: starting the cutover');
       this.cutover = await cutover({
@@ -476,6 +488,52 @@ class MigrateRun {
       opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
     } else {
       store.event('info', 'replicating', 'stopped by signal between batches');
+    }
+  }
+
+  /**
+   * The replay loop. A cutover requested through the API (opts.control) stops it between batches
+   * and runs with this Replayer; if the cutover is refused or fails before the target is ready
+   * (writes given back, phase replicating again), the requester hears why and replay goes on.
+   */
+  private async replicateUntilDone(replayer: Replayer): Promise<ReplayStats> {
+    const { store, opts } = this;
+    opts.control?.attachReplayer(replayer);
+    try {
+      for (;;) {
+        const stats = await replayer.run();
+        const request = opts.control?.takeCutover();
+        if (!request) return stats;
+        if (opts.signal.aborted) {
+          request.reject(new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before the cutover started'));
+          return stats;
+        }
+        opts.log.info({ ...request.settings }, 'cutover requested through the API: replay stopped');
+        try {
+          this.cutover = await cutover({
+            source: opts.source,
+            target: opts.target,
+            store,
+            log: opts.log,
+            signal: opts.signal,
+            jobs: opts.jobs,
+            filter: opts.filter,
+            replayer,
+            ...request.settings,
+          });
+          request.resolve(this.cutover);
+          return stats;
+        } catch (err) {
+          request.reject(err);
+          if (opts.signal.aborted || store.phase() !== 'replicating') throw err;
+          opts.log.warn(
+            { err: isPgferryError(err) ? err.code : String(err) },
+            'cutover did not happen: replay goes on',
+          );
+        }
+      }
+    } finally {
+      opts.control?.attachReplayer(null);
     }
   }
 

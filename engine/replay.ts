@@ -42,6 +42,10 @@ export interface ReplayOptions {
   /** With untilSynced: return as soon as the lag is at most this, after at least one round. */
   syncedLagSeconds?: number;
   onStats?: (s: ReplayStats) => void;
+  /** After each applied batch: the table (schema.name), its changes, and how long it took. */
+  onBatch?: (table: string, changes: number, seconds: number) => void;
+  /** A batch failed with a transient error and is retried. */
+  onRetry?: (code: string) => void;
 }
 
 interface ReplayTable extends ApplyTable {
@@ -143,6 +147,7 @@ export class Replayer {
   private applied = 0;
   private batches = 0;
   private readonly recent: { at: number; n: number }[] = [];
+  private stopping = false;
 
   constructor(private readonly opts: ReplayOptions) {
     this.tables = opts.store.captures().map(toReplayTable);
@@ -163,6 +168,16 @@ export class Replayer {
 
   private async discard(s: Session): Promise<void> {
     await Promise.all([s.src.end().catch(() => {}), s.dst.end().catch(() => {})]);
+  }
+
+  /** Makes run() return after the batches in flight (the cutover through the API takes over). */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** A pause (checkpoint store meta `paused`) holds the replay loop between batches. */
+  private paused(): boolean {
+    return this.opts.store.pauseReason() !== null;
   }
 
   async close(): Promise<void> {
@@ -230,6 +245,7 @@ export class Replayer {
           });
         }
         if (classify(e) === 'retry' && attempt < 5 && !this.opts.signal.aborted) {
+          this.opts.onRetry?.(e.code);
           this.opts.log.warn({ table: name, attempt, err: e.message }, 'batch failed, retrying');
           await sleep(500 * 2 ** attempt, this.opts.signal);
           continue;
@@ -255,15 +271,19 @@ export class Replayer {
     const queue = [...pending];
     let failure: unknown;
     let applied = 0;
+    // The loop's rounds stop between batches on a pause or a stop; catch-ups (whole) never do.
+    const held = () => !whole && (this.stopping || this.paused());
     const worker = async () => {
-      for (let t = queue.shift(); t && !failure && !this.opts.signal.aborted; t = queue.shift()) {
+      for (let t = queue.shift(); t && !failure && !this.opts.signal.aborted && !held(); t = queue.shift()) {
         try {
+          const started = performance.now();
           const out = await this.tableBatch(t, whole);
           if (out) {
             applied += out.changes;
             this.applied += out.changes;
             this.batches += 1;
             this.recent.push({ at: Date.now(), n: out.changes });
+            this.opts.onBatch?.(`${t.schema}.${t.name}`, out.changes, (performance.now() - started) / 1000);
           }
         } catch (err) {
           failure ??= err;
@@ -275,7 +295,10 @@ export class Replayer {
     return applied;
   }
 
-  /** Replays until stopped (or, with untilSynced, until a round finds nothing to do). */
+  /**
+   * Replays until the signal aborts or stop() is called (or, with untilSynced, until a round finds
+   * nothing to do). While paused it keeps measuring lag and backlog but applies nothing.
+   */
   async run(): Promise<ReplayStats> {
     const { opts } = this;
     const control = await connect(opts.source, 'control');
@@ -288,8 +311,9 @@ export class Replayer {
       at: '',
     };
     let rounds = 0;
+    let wasPaused = false;
     try {
-      while (!opts.signal.aborted) {
+      while (!opts.signal.aborted && !this.stopping) {
         const { total, lagSeconds, pending } = await this.backlog(control);
         stats = {
           lagSeconds: Math.round(lagSeconds * 1000) / 1000,
@@ -300,6 +324,19 @@ export class Replayer {
           at: new Date().toISOString(),
         };
         opts.onStats?.(stats);
+        const reason = opts.store.pauseReason();
+        if (reason !== null) {
+          if (!wasPaused)
+            opts.log.warn(
+              { reason },
+              'replay paused: capture keeps recording; POST /resume on the --http API goes on',
+            );
+          wasPaused = true;
+          await sleep(opts.pollMs ?? 200, opts.signal);
+          continue;
+        }
+        if (wasPaused) opts.log.info('replay resumed');
+        wasPaused = false;
         const closeEnough =
           opts.syncedLagSeconds !== undefined && rounds > 0 && lagSeconds <= opts.syncedLagSeconds;
         if (opts.untilSynced && (pending.length === 0 || closeEnough)) return stats;
@@ -312,6 +349,7 @@ export class Replayer {
       }
       return stats;
     } finally {
+      this.stopping = false;
       await control.end().catch(() => {});
       await this.close();
     }

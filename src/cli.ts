@@ -84,7 +84,10 @@ export function buildProgram(): Command {
     .addOption(
       new Option('--capture <kind>', 'change source for replay').choices(['triggers', 'bucardo', 'logical']),
     )
-    .option('--http <host:port>', 'serve the status and control API (default bind 127.0.0.1)')
+    .option(
+      '--http <host:port>',
+      'serve the status and control API and Prometheus metrics (or PGFERRY_HTTP; default host 127.0.0.1)',
+    )
     .option(
       '--max-snapshot-age <duration>',
       'with capture: take a fresh snapshot when the current one is older',
@@ -109,7 +112,9 @@ export function buildProgram(): Command {
     .addHelpText(
       'after',
       '\nA run is resumable: run the same command again with the same --state after a crash or a stop.\n' +
-        'Today only --copy-only is implemented; change capture and replay come next.',
+        'With --http, GET /status, /tables, /metrics, /healthz, /readyz answer anyone who reaches the port;\n' +
+        'POST /pause, /resume, /cutover, /verify need Authorization: Bearer $PGFERRY_API_TOKEN. A bind beyond\n' +
+        'loopback is refused without PGFERRY_API_TOKEN.',
     )
     .action(migrateCommand);
 

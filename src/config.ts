@@ -1,5 +1,6 @@
 // One place resolves configuration: flags > PGFERRY_* environment > defaults, validated once and
 // frozen. Connection URLs become ConnInfo objects whose password is never enumerable.
+import net from 'node:net';
 import { z } from 'zod';
 import { ConnInfo } from '../engine/conn-info.js';
 import { PgferryError } from '../engine/errors.js';
@@ -135,6 +136,19 @@ function parseHttp(text: string): { host: string; port: number } {
   return { host: m[1] || '127.0.0.1', port };
 }
 
+/** The API token (PGFERRY_API_TOKEN), or null when control calls are disabled. Never stored. */
+export function apiToken(env = process.env): string | null {
+  return env.PGFERRY_API_TOKEN ? env.PGFERRY_API_TOKEN : null;
+}
+
+/** Whether a bind address only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  if (net.isIPv6(host)) return host === '::1' || /^::ffff:127\./i.test(host);
+  return false;
+}
+
 export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Readonly<MigrateConfig> {
   const modes = [flags.copyOnly, flags.exitWhenSynced, flags.cutoverWhenSynced].filter(Boolean).length;
   if (modes > 1) {
@@ -155,6 +169,15 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     );
   }
   const httpText = flags.http ?? env.PGFERRY_HTTP;
+  const http = httpText ? parseHttp(httpText) : null;
+  if (http && !isLoopback(http.host) && !apiToken(env)) {
+    // Anyone who can reach the port could pause the run or cut it over: never without a token.
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `--http ${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port} binds beyond this machine: set PGFERRY_API_TOKEN, or bind 127.0.0.1`,
+      { side: 'config' },
+    );
+  }
   return Object.freeze({
     source: sourceConn(flags.source, env),
     target: targetConn(flags.target, env),
@@ -163,7 +186,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     include: flags.include ?? [],
     exclude: flags.exclude ?? [],
     capture: capture as CaptureKind,
-    http: httpText ? parseHttp(httpText) : null,
+    http,
     maxSnapshotAgeMs: parseDuration(
       flags.maxSnapshotAge ?? env.PGFERRY_MAX_SNAPSHOT_AGE ?? '10m',
       '--max-snapshot-age',

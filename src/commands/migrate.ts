@@ -2,9 +2,20 @@ import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { migrate } from '../../engine/migrate.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
-import { type CutoverFlags, loadCutoverSettings, loadMigrateConfig, type MigrateFlags } from '../config.js';
+import type { ReplayStats } from '../../engine/replay.js';
+import { RunControl } from '../../engine/run-control.js';
+import {
+  apiToken,
+  type CutoverFlags,
+  loadCutoverSettings,
+  loadMigrateConfig,
+  type MigrateConfig,
+  type MigrateFlags,
+} from '../config.js';
 import { bytes, duration, int } from '../format.js';
-import { createLogger } from '../logger.js';
+import { type ApiServer, startApiServer } from '../http/server.js';
+import { createLogger, type Logger } from '../logger.js';
+import { Metrics } from '../metrics.js';
 
 export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promise<void> {
   const config = loadMigrateConfig(flags);
@@ -13,15 +24,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
       side: 'config',
     });
   }
-  if (config.http) {
-    throw new PgferryError(
-      'PGFERRY_NOT_IMPLEMENTED',
-      '--http (the status and control API) is not implemented yet',
-      {
-        side: 'config',
-      },
-    );
-  }
+  const cutoverSettings = loadCutoverSettings(flags);
   const mode = config.mode;
   const log = createLogger();
   const stop = new AbortController();
@@ -38,7 +41,11 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const control = config.http ? new RunControl(config.state) : undefined;
+  let metrics: Metrics | undefined;
+  let api: ApiServer | undefined;
   try {
+    if (control) ({ metrics, api } = await startApi(config, control, cutoverSettings, log));
     log.info(
       {
         source: config.source.label(),
@@ -59,11 +66,18 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
       chunkBytes: config.chunkBytes,
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       captureLockWaitMs: config.captureLockWaitMs,
-      cutover: loadCutoverSettings(flags),
+      cutover: cutoverSettings,
       log,
       signal: stop.signal,
-      onProgress: (p) => log.info(progressFields(p), progressLine(p)),
+      control,
+      onProgress: (p) => {
+        metrics?.copyProgress(p);
+        log.info(progressFields(p), progressLine(p));
+      },
+      onReplayBatch: metrics && ((table, changes, seconds) => metrics?.replayBatch(table, changes, seconds)),
+      onReplayRetry: metrics && ((code) => metrics?.error(code)),
       onReplayStats: (r) => {
+        metrics?.replayStats(r);
         if (Date.now() - lastReplayLog < 5_000) return;
         lastReplayLog = Date.now();
         log.info(
@@ -88,7 +102,13 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
       );
       if (result.cutover) process.stdout.write(cutoverLine(result.cutover));
     }
+    if (api && mode === 'run' && !stop.signal.aborted) {
+      // A daemon stops on a signal only: after a cutover through the API, /status keeps saying so.
+      log.info({ http: api.address }, 'the run is over; the HTTP API keeps answering until SIGTERM');
+      await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+    }
   } catch (err) {
+    if (isPgferryError(err) && err.code !== 'PGFERRY_RUN_CANCELLED') metrics?.error(err.code);
     // A signal is how a replicating daemon is stopped: a clean stop, resumable, exit 0.
     if (mode !== 'copy-only' && isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED') {
       process.stdout.write('stopped: run the same command with the same --state to resume\n');
@@ -96,9 +116,51 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
     }
     throw err;
   } finally {
+    await api?.close().catch(() => {});
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Starts the HTTP API before the pipeline, its metrics seeded from an earlier run's state. */
+async function startApi(
+  config: Readonly<MigrateConfig>,
+  control: RunControl,
+  cutoverDefaults: ReturnType<typeof loadCutoverSettings>,
+  log: Logger,
+): Promise<{ metrics: Metrics; api: ApiServer }> {
+  const http = config.http!;
+  const metrics = new Metrics(
+    () =>
+      control.read((s) => ({
+        phase: s.reportedPhase() ?? 'preflight',
+        downtimeSeconds: Number(s.getMeta('cutover_downtime_seconds')) || null,
+      })) ?? { phase: 'preflight', downtimeSeconds: null },
+  );
+  control.read((s) => {
+    metrics.seedCopy(s.tables());
+    const replay = s.getMeta('replay');
+    if (replay) metrics.replayStats(JSON.parse(replay) as ReplayStats);
+  });
+  const token = apiToken();
+  const api = await startApiServer({
+    host: http.host,
+    port: http.port,
+    token,
+    control,
+    metrics,
+    source: config.source,
+    target: config.target,
+    filter: { include: config.include, exclude: config.exclude },
+    jobs: config.jobs,
+    cutoverDefaults,
+    log,
+  });
+  log.info(
+    { http: api.address, control: token ? 'enabled' : 'disabled (no PGFERRY_API_TOKEN)' },
+    'HTTP API listening',
+  );
+  return { metrics, api };
 }
 
 function progressLine(p: ProgressSnapshot): string {

@@ -35,42 +35,48 @@ export interface StatusReport {
 export function readStatus(file: string): StatusReport {
   const store = CheckpointStore.open(file, { create: false, readonly: true });
   try {
-    const tables = store.tables().map((t) => ({
-      table: `${t.schema}.${t.name}`,
-      rowsEstimate: t.rowsEstimate,
-      rowsCopied: t.rowsCopied,
-      bytesCopied: t.bytesCopied,
-      chunksDone: t.chunksDone,
-      chunksTotal: t.chunksTotal,
-      format: t.copyFormat,
-      percent: t.chunksTotal === 0 ? 0 : Math.round((t.chunksDone / t.chunksTotal) * 1000) / 10,
-    }));
-    const replay = store.getMeta('replay');
-    const r = replay ? (JSON.parse(replay) as ReplayStats) : null;
-    const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
-    const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
-    return {
-      state: file,
-      phase: store.phase(),
-      pauseReason: null,
-      lagSeconds: r?.lagSeconds ?? null,
-      backlog: r?.backlog ?? null,
-      replay: r,
-      setup: store.setup(),
-      phases: store.phases(),
-      copy: {
-        rows: tables.reduce((a, t) => a + t.rowsCopied, 0),
-        bytes: tables.reduce((a, t) => a + t.bytesCopied, 0),
-        chunksDone,
-        chunksTotal,
-        percent: chunksTotal === 0 ? 0 : Math.round((chunksDone / chunksTotal) * 1000) / 10,
-      },
-      tables,
-      events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
-    };
+    return statusOf(store);
   } finally {
     store.close();
   }
+}
+
+/** The status of a run from its store (the daemon's open one, or a read-only handle). */
+export function statusOf(store: CheckpointStore): StatusReport {
+  const tables = store.tables().map((t) => ({
+    table: `${t.schema}.${t.name}`,
+    rowsEstimate: t.rowsEstimate,
+    rowsCopied: t.rowsCopied,
+    bytesCopied: t.bytesCopied,
+    chunksDone: t.chunksDone,
+    chunksTotal: t.chunksTotal,
+    format: t.copyFormat,
+    percent: t.chunksTotal === 0 ? 0 : Math.round((t.chunksDone / t.chunksTotal) * 1000) / 10,
+  }));
+  const replay = store.getMeta('replay');
+  const r = replay ? (JSON.parse(replay) as ReplayStats) : null;
+  const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
+  const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
+  const phase = store.reportedPhase();
+  return {
+    state: store.file,
+    phase,
+    pauseReason: phase === 'paused' ? store.pauseReason() : null,
+    lagSeconds: r?.lagSeconds ?? null,
+    backlog: r?.backlog ?? null,
+    replay: r,
+    setup: store.setup(),
+    phases: store.phases(),
+    copy: {
+      rows: tables.reduce((a, t) => a + t.rowsCopied, 0),
+      bytes: tables.reduce((a, t) => a + t.bytesCopied, 0),
+      chunksDone,
+      chunksTotal,
+      percent: chunksTotal === 0 ? 0 : Math.round((chunksDone / chunksTotal) * 1000) / 10,
+    },
+    tables,
+    events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
+  };
 }
 
 export async function statusCommand(flags: Flags): Promise<void> {
@@ -88,6 +94,7 @@ export async function statusCommand(flags: Flags): Promise<void> {
     out.push(`run     ${s.mode}: ${id(s.source)} → ${id(s.target)}`);
   }
   out.push(`phase   ${report.phase ?? 'not started'}`);
+  if (report.pauseReason !== null) out.push(`paused  ${report.pauseReason}`);
   out.push(
     `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,
   );

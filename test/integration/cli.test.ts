@@ -87,7 +87,7 @@ describe('usage', () => {
   it('modes that are not built yet say so and exit non-zero', async () => {
     const url = 'postgresql://a:b@127.0.0.1/db';
     for (const args of [
-      ['migrate', '--http', '127.0.0.1:9999', '--source', url, '--target', url],
+      ['migrate', '--capture', 'logical', '--source', url, '--target', url],
       ['dump-restore', '--source', url, '--target', url],
     ]) {
       const res = await runCli(args);

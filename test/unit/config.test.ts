@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadMigrateConfig, parseDuration, parseSize } from '../../src/config.js';
+import { isLoopback, loadMigrateConfig, parseDuration, parseSize } from '../../src/config.js';
+import { bearerMatches } from '../../src/http/server.js';
 
 describe('configuration', () => {
   it('parses durations and sizes', () => {
@@ -47,5 +48,35 @@ describe('configuration', () => {
     expect(() => loadMigrateConfig({ copyOnly: true, exitWhenSynced: true }, env)).toThrow(
       /exclude each other/,
     );
+  });
+
+  it('--http binds loopback by default and beyond it only with an API token', () => {
+    const env = { PGFERRY_SOURCE_URL: 'postgresql://a@b/c', PGFERRY_TARGET_URL: 'postgresql://a@b/c' };
+    expect(loadMigrateConfig({ http: '8080' }, env).http).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(loadMigrateConfig({ http: '[::1]:8080' }, env).http).toEqual({ host: '::1', port: 8080 });
+    for (const http of ['0.0.0.0:8080', '[::]:8080', 'pgferry.internal:8080', '10.0.0.5:8080']) {
+      expect(() => loadMigrateConfig({ http }, env), http).toThrow(/PGFERRY_API_TOKEN/);
+      expect(loadMigrateConfig({ http }, { ...env, PGFERRY_API_TOKEN: 's3cret' }).http?.port).toBe(8080);
+    }
+    expect(
+      JSON.stringify(loadMigrateConfig({ http: '8080' }, { ...env, PGFERRY_API_TOKEN: 's3cret' })),
+    ).not.toContain('s3cret');
+    expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost'].every(isLoopback)).toBe(true);
+  });
+
+  it('compares the bearer token exactly', () => {
+    expect(bearerMatches('Bearer tok-123', 'tok-123')).toBe(true);
+    expect(bearerMatches('bearer tok-123', 'tok-123')).toBe(true);
+    for (const header of [
+      undefined,
+      '',
+      'Bearer',
+      'Bearer tok-12',
+      'Bearer tok-1234',
+      'Basic tok-123',
+      'tok-123',
+    ]) {
+      expect(bearerMatches(header, 'tok-123'), String(header)).toBe(false);
+    }
   });
 });

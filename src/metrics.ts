@@ -1,0 +1,141 @@
+// Every Prometheus metric pgferry exposes, in one place (names per DESIGN.md). Labels stay
+// bounded: a table name (schema.table) or an error code, never a key or a value. The engine feeds
+// them through its progress, replay-stats and batch callbacks; phase, pause and downtime are read
+// from the checkpoint store at scrape time.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
+import type { ProgressSnapshot } from '../engine/progress.js';
+import type { ReplayStats } from '../engine/replay.js';
+
+/** What the gauges read from the run at each scrape. */
+export interface RunState {
+  phase: Phase;
+  downtimeSeconds: number | null;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly lag: Gauge;
+  private readonly backlog: Gauge;
+  private readonly copyRows: Counter<'table'>;
+  private readonly copyBytes: Counter<'table'>;
+  private readonly replayChanges: Counter<'table'>;
+  private readonly batchSeconds: Histogram;
+  private readonly errors: Counter<'code'>;
+  /** The last cumulative copy figures seen per table: counters advance by the difference. */
+  private readonly copied = new Map<string, { rows: number; bytes: number }>();
+
+  constructor(state: () => RunState) {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'pgferry_phase',
+      help: 'The phase the run is in: 1 for the current phase, 0 for the others',
+      labelNames: ['phase'],
+      registers,
+      collect() {
+        const current = state().phase;
+        for (const phase of PHASES) this.set({ phase }, phase === current ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'pgferry_paused',
+      help: 'Whether replay is paused by the operator (1) or not (0)',
+      registers,
+      collect() {
+        this.set(state().phase === 'paused' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'pgferry_cutover_downtime_seconds',
+      help: 'Write downtime of the cutover, from the freeze to the target declared ready (0 before it)',
+      registers,
+      collect() {
+        this.set(state().downtimeSeconds ?? 0);
+      },
+    });
+    this.lag = new Gauge({
+      name: 'pgferry_replication_lag_seconds',
+      help: 'Age of the oldest captured change not yet applied to the target',
+      registers,
+    });
+    this.backlog = new Gauge({
+      name: 'pgferry_backlog_changes',
+      help: 'Captured changes waiting in the log on the source',
+      registers,
+    });
+    this.copyRows = new Counter({
+      name: 'pgferry_copy_rows_total',
+      help: 'Rows copied to the target by the initial copy, per table',
+      labelNames: ['table'],
+      registers,
+    });
+    this.copyBytes = new Counter({
+      name: 'pgferry_copy_bytes_total',
+      help: 'COPY bytes streamed to the target by the initial copy, per table',
+      labelNames: ['table'],
+      registers,
+    });
+    this.replayChanges = new Counter({
+      name: 'pgferry_replay_changes_total',
+      help: 'Captured changes replayed to the target, per table',
+      labelNames: ['table'],
+      registers,
+    });
+    this.batchSeconds = new Histogram({
+      name: 'pgferry_replay_batch_duration_seconds',
+      help: 'Time to apply one replay batch of one table (source read, target write, log delete)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'pgferry_errors_total',
+      help: 'Errors by pgferry error code (including transient ones that were retried)',
+      labelNames: ['code'],
+      registers,
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Starts the copy counters at what the state file says was copied before this process. */
+  seedCopy(tables: TableRecord[]): void {
+    for (const t of tables) this.copyTable(`${t.schema}.${t.name}`, t.rowsCopied, t.bytesCopied);
+  }
+
+  copyProgress(p: ProgressSnapshot): void {
+    for (const t of p.tables) this.copyTable(t.table, t.rows, t.bytes);
+  }
+
+  private copyTable(table: string, rows: number, bytes: number): void {
+    const last = this.copied.get(table) ?? { rows: 0, bytes: 0 };
+    // Bytes of a failed chunk are taken back by the progress; a counter never goes down.
+    if (rows > last.rows) this.copyRows.inc({ table }, rows - last.rows);
+    if (bytes > last.bytes) this.copyBytes.inc({ table }, bytes - last.bytes);
+    if (!this.copied.has(table)) {
+      this.copyRows.inc({ table }, 0);
+      this.copyBytes.inc({ table }, 0);
+    }
+    this.copied.set(table, { rows: Math.max(rows, last.rows), bytes: Math.max(bytes, last.bytes) });
+  }
+
+  replayStats(s: Pick<ReplayStats, 'lagSeconds' | 'backlog'>): void {
+    this.lag.set(s.lagSeconds);
+    this.backlog.set(s.backlog);
+  }
+
+  replayBatch(table: string, changes: number, seconds: number): void {
+    this.replayChanges.inc({ table }, changes);
+    this.batchSeconds.observe(seconds);
+  }
+
+  error(code: string): void {
+    this.errors.inc({ code });
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
