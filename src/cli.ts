@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { isPgferryError, PgferryError, redact } from '../engine/errors.js';
 import { cleanupCommand } from './commands/cleanup.js';
+import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { demoCommand } from './commands/demo.js';
 import { migrateCommand } from './commands/migrate.js';
@@ -137,6 +138,35 @@ export function buildProgram(): Command {
         'replicating. The write downtime (freeze to target ready) is printed and kept in the state file.',
     )
     .action(cutoverCommand);
+
+  program
+    .command('ctl')
+    .description('drive a running daemon through its HTTP API: status, pause, resume, cutover, verify')
+    .argument('<action>', 'status, pause, resume, cutover or verify')
+    .option('--api <url>', 'the daemon API (or PGFERRY_API_URL; default http://127.0.0.1:8080)')
+    .option('--token <token>', 'API token for control calls (or PGFERRY_API_TOKEN)')
+    .option('--reason <text>', 'pause: why, shown in /status')
+    .addOption(freezeOpt())
+    .option('--max-lag <duration>', 'cutover: refuse above this lag')
+    .option('--force', 'cutover: whatever the lag')
+    .option('--verify <how>', 'cutover: counts or checksums')
+    .option('--checksums', 'verify: hash every row')
+    .addHelpText(
+      'after',
+      '\nPrints the API answer as JSON; exit 0 on success, 1 when verify finds differences.',
+    )
+    .action(async (action: string, flags: Record<string, unknown>) => {
+      if (!(CTL_ACTIONS as readonly string[]).includes(action)) {
+        throw new PgferryError(
+          'PGFERRY_CONFIG_INVALID',
+          `ctl "${action}" must be one of ${CTL_ACTIONS.join(', ')}`,
+          {
+            side: 'config',
+          },
+        );
+      }
+      await ctlCommand(action as CtlAction, flags);
+    });
 
   program
     .command('status')

@@ -163,6 +163,17 @@ describe('migrate --http', () => {
     );
     expect((await getJson('/tables')).tables).toHaveLength(2);
 
+    // The thin client, pgferry ctl.
+    const ctlStatus = await runCli(['ctl', 'status', '--api', api]);
+    expect(ctlStatus.code, ctlStatus.stderr).toBe(0);
+    expect(JSON.parse(ctlStatus.stdout).phase).toBe('replicating');
+    const ctlNoToken = await runCli(['ctl', 'pause', '--api', api], { PGFERRY_API_TOKEN: '' });
+    expect(ctlNoToken.code).toBe(2);
+    expect(ctlNoToken.stderr).toContain('PGFERRY_API_UNAUTHORIZED');
+    const ctlDown = await runCli(['ctl', 'status', '--api', `http://127.0.0.1:${await freePort()}`]);
+    expect(ctlDown.code).toBe(2);
+    expect(ctlDown.stderr).toContain('cannot reach the pgferry API');
+
     // The metrics.
     const metrics = await get('/metrics');
     expect(metrics.status).toBe(200);
@@ -242,9 +253,9 @@ describe('migrate --http', () => {
     expect(noRoute.status).toBe(404);
     expect(JSON.parse(noRoute.text).error.code).toBe('PGFERRY_API_NOT_FOUND');
 
-    // Resume: the backlog drains.
-    const resumed = await post('/resume');
-    expect(resumed.status).toBe(200);
+    // Resume (through pgferry ctl): the backlog drains.
+    const resumed = await runCli(['ctl', 'resume', '--api', api, '--token', TOKEN]);
+    expect(resumed.code, resumed.stderr).toBe(0);
     await waitFor('the backlog to drain', async () => {
       const s = await getJson('/status');
       return s.phase === 'replicating' && s.backlog === 0 && s.replay.appliedTotal >= 302;
@@ -259,6 +270,11 @@ describe('migrate --http', () => {
     expect(verified.status).toBe(200);
     expect(verified.json.equal).toBe(true);
     expect(verified.json.tables).toHaveLength(2);
+    const ctlVerify = await runCli(['ctl', 'verify', '--checksums', '--api', api], {
+      PGFERRY_API_TOKEN: TOKEN,
+    });
+    expect(ctlVerify.code, ctlVerify.stderr).toBe(0);
+    expect(JSON.parse(ctlVerify.stdout).equal).toBe(true);
 
     // The cutover through the API, run by the daemon's own replay.
     const cut = await post('/cutover', { freeze: 'revoke' });
