@@ -22,9 +22,14 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/package.json ./
-ENV PGFERRY_STATE=/state/pgferry-state.sqlite PGFERRY_PG_BIN=/usr/lib/postgresql/17/bin
+# Configured by environment: PGFERRY_SOURCE_URL, PGFERRY_TARGET_URL, PGFERRY_API_TOKEN (required
+# for a non-loopback bind), PGFERRY_JOBS, PGFERRY_MAX_SNAPSHOT_AGE, PGFERRY_LOG_LEVEL.
+ENV PGFERRY_STATE=/state/pgferry-state.sqlite PGFERRY_PG_BIN=/usr/lib/postgresql/17/bin PGFERRY_HTTP=0.0.0.0:8080
 RUN mkdir /state && chown node:node /state
 VOLUME /state
 USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
+  CMD node -e "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 ENTRYPOINT ["node", "/app/bin/pgferry.js"]
-CMD ["--help"]
+CMD ["migrate"]
