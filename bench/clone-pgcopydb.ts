@@ -30,10 +30,20 @@ function run(cmd: string, args: string[]): { ok: boolean; output: string } {
 
 const lastLine = (text: string) => text.trim().split('\n').pop() ?? '';
 
-/** `command -v pgcopydb`, else `apt-get install -y pgcopydb` (after `apt-get update` if that fails). */
-export function ensurePgcopydb(say: (msg: string) => void): PgcopydbTool {
+/**
+ * `command -v pgcopydb`, else (with `install`) `apt-get install -y pgcopydb`, after `apt-get update`
+ * if that fails. Without `install` (the --quick smoke runs) a missing pgcopydb is only reported.
+ */
+export function ensurePgcopydb(say: (msg: string) => void, opts: { install: boolean }): PgcopydbTool {
   const found = () => run('bash', ['-c', 'command -v pgcopydb']).ok;
   let installedByBench = false;
+  if (!found() && !opts.install) {
+    return {
+      available: false,
+      reason:
+        'not installed, and --quick does not install it (the full bench runs apt-get install -y pgcopydb)',
+    };
+  }
   if (!found()) {
     say('pgcopydb is not installed: apt-get install -y pgcopydb');
     let install = run('apt-get', ['install', '-y', 'pgcopydb']);

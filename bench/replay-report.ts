@@ -2,6 +2,7 @@
 // drains a standing backlog, how far it lags behind a steady load, and the memory it takes.
 import type { PgbenchRun } from './pgbench.js';
 import type { BacklogStatement } from './replay-data.js';
+import type { LogicalRun } from './replay-logical.js';
 
 export interface LagSample {
   /** ms since the start of the pgbench run. */
@@ -24,6 +25,7 @@ export interface ReplayBenchResult {
     /** os.loadavg()[0] just before each timed part: other work on the machine shows here. */
     loadAverage1m: Record<string, number>;
   };
+  build: { gitHead: string; uncommitted: string[]; distBuiltAt: string; rebuiltDuringRun?: boolean };
   jobs: number;
   excluded: string[];
   commands: Record<string, string>;
@@ -48,6 +50,10 @@ export interface ReplayBenchResult {
     drain_wall_seconds: number;
     drain_cpu_seconds: number;
     changes_per_s: number;
+    /** Native logical replication applying the same backlog. */
+    logical: LogicalRun;
+    /** changes_per_s over logical replication's (higher is better). */
+    ratio_vs_logical: number;
     lag_pgbench: PgbenchRun;
     lag_pgbench_tps: number;
     lag_p50_s: number;
@@ -86,7 +92,8 @@ export function markdown(r: ReplayBenchResult): string {
     `### Replay: pgbench scale ${r.scale} (${int(r.tables['public.pgbench_accounts'] ?? 0)} accounts)`,
     '',
     `${r.date}, ${r.machine.cpus} CPUs, PostgreSQL ${r.machine.postgres} → same, node ${r.machine.node}, ` +
-      `pgferry --jobs ${r.jobs}, \`--exclude ${r.excluded.join(' ')}\` (pgbench_history has no primary ` +
+      `pgferry ${r.build.gitHead}${r.build.uncommitted.length > 0 ? ' + uncommitted changes' : ''} ` +
+      `(dist/ built ${r.build.distBuiltAt}), --jobs ${r.jobs}, \`--exclude ${r.excluded.join(' ')}\` (pgbench_history has no primary ` +
       'key, so it is neither captured nor replayed; pgbench still inserts into it).',
     '',
     '| measure | value |',
@@ -99,6 +106,9 @@ export function markdown(r: ReplayBenchResult): string {
     `| **replay.changes_per_s** (backlog ÷ drain) | **${int(p.changes_per_s)}** |`,
     `| drain: process wall time, s (batches) | ${fixed(p.drain_wall_seconds, 2)} (${p.batches}) |`,
     `| drain: pgferry CPU, s (user + system) | ${fixed(p.drain_cpu_seconds, 2)} |`,
+    `| native logical replication, same backlog: ENABLE → last commit applied, s (apply worker up after) | ${fixed(p.logical.catch_up_s, 2)} (${fixed(p.logical.worker_start_s, 2)}) |`,
+    `| logical replication changes/s | ${int(p.logical.changes_per_s)} |`,
+    `| **replay.ratio_vs_logical** (pgferry ÷ logical changes/s) | **${fixed(p.ratio_vs_logical, 2)}** |`,
     `| pgbench tps while pgferry replays (\`-T ${lag.seconds}\`) | ${fixed(p.lag_pgbench_tps)} |`,
     `| lag p50 / **p95 (replay.lag_p95_s)** / max, s | ${fixed(p.lag_p50_s, 2)} / **${fixed(p.lag_p95_s, 2)}** / ${fixed(p.lag_max_s, 2)} |`,
     `| backlog max during the load / at its end, changes | ${int(p.backlog_max)} / ${int(p.backlog_at_pgbench_end)} |`,
@@ -108,6 +118,11 @@ export function markdown(r: ReplayBenchResult): string {
     `Lag: ${p.lag_samples.length} distinct replay stats records (pgferry writes them to its state file ` +
       'about once a second; the bench reads it every 0.5 s) taken during the pgbench run; the lag is the ' +
       'age of the oldest captured change not yet replayed when a round starts.',
+    ...(r.build.rebuiltDuringRun
+      ? ['**dist/ was rebuilt during this run: the parts may have run different code.**']
+      : []),
+    `Logical replication: ${p.logical.method}; its walsender decoded ${fixed(p.logical.wal_bytes / 1e6)} MB of WAL ` +
+      "(pgferry's capture-log inserts and pgbench_history's rows included; only the three tables' changes are sent).",
     `Verified equal (row count, sum of the balance, order-independent hash of every row): ${r.verified.join('; ')}.`,
   ].join('\n');
 }

@@ -1,11 +1,23 @@
 // pino: JSON lines on stderr by default (for log shippers), human-readable on a terminal.
 // stdout stays free for command output (tables, --json).
+
+import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
+const lineSink = (write: (line: string) => void) =>
+  new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      write(chunk.toString());
+      cb();
+    },
+  });
+
 export type { Logger };
 
-export function createLogger(opts: { level?: string; pretty?: boolean } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; pretty?: boolean; write?: (line: string) => void } = {},
+): Logger {
   const level = opts.level ?? process.env.PGFERRY_LOG_LEVEL ?? 'info';
   const usePretty = opts.pretty ?? process.stderr.isTTY === true;
   const base = {
@@ -18,10 +30,12 @@ export function createLogger(opts: { level?: string; pretty?: boolean } = {}): L
     return pino(
       base,
       pretty({
-        destination: 2,
+        // A terminal with progress bars takes the lines through them (printed above the bars).
+        destination: opts.write ? lineSink(opts.write) : 2,
         sync: true,
         colorize: true,
         ignore: 'pid,hostname,app',
+        singleLine: true,
         translateTime: 'HH:MM:ss',
       }),
     );

@@ -16,6 +16,7 @@ import { bytes, duration, int } from '../format.js';
 import { type ApiServer, startApiServer } from '../http/server.js';
 import { createLogger, type Logger } from '../logger.js';
 import { Metrics } from '../metrics.js';
+import { ProgressView } from '../progress-view.js';
 
 export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promise<void> {
   const config = loadMigrateConfig(flags);
@@ -26,7 +27,12 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
   }
   const cutoverSettings = loadCutoverSettings(flags);
   const mode = config.mode;
-  const log = createLogger();
+  // Progress bars on a terminal (PGFERRY_PROGRESS=off turns them off); JSON log lines elsewhere.
+  const view =
+    process.stderr.isTTY && process.env.PGFERRY_PROGRESS !== 'off'
+      ? new ProgressView(process.stderr)
+      : undefined;
+  const log = createLogger(view ? { write: (line) => view.log(line) } : {});
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.signal.aborted) {
@@ -70,15 +76,18 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
       log,
       signal: stop.signal,
       control,
+      progressIntervalMs: view ? 500 : 5_000,
       onProgress: (p) => {
         metrics?.copyProgress(p);
-        log.info(progressFields(p), progressLine(p));
+        if (view) view.copy(p);
+        else log.info(progressFields(p), progressLine(p));
       },
       onReplayBatch: metrics && ((table, changes, seconds) => metrics?.replayBatch(table, changes, seconds)),
       onReplayRetry: metrics && ((code) => metrics?.error(code)),
       onReplayStats: (r) => {
         metrics?.replayStats(r);
-        if (Date.now() - lastReplayLog < 5_000) return;
+        view?.replay(r);
+        if (view || Date.now() - lastReplayLog < 5_000) return;
         lastReplayLog = Date.now();
         log.info(
           { phase: 'replicating', ...r },
@@ -86,6 +95,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
         );
       },
     });
+    view?.stop();
     log.info(result, `migrate (${mode}) ${stop.signal.aborted ? 'stopped' : 'done'}`);
     const copied = `${result.tables} tables, ${int(result.rows)} rows, ${bytes(result.bytes)} copied`;
     if (mode === 'copy-only') {
@@ -116,6 +126,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
     }
     throw err;
   } finally {
+    view?.stop();
     await api?.close().catch(() => {});
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
