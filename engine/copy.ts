@@ -24,6 +24,8 @@ export interface CopyContext {
   snapshots: SnapshotPool;
   progressIntervalMs?: number;
   onProgress?: (p: ProgressSnapshot) => void;
+  /** A table's last chunk committed in this run (its indexes can be built while others copy). */
+  onTableCopied?: (table: TableRecord) => void;
 }
 
 const MAX_ATTEMPTS = 3;
@@ -62,6 +64,8 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
   const work = store
     .chunks({ status: ['pending', 'copying'] })
     .sort((a, b) => bySize(b) - bySize(a) || a.tableId - b.tableId || a.seq - b.seq);
+  const left = new Map<number, number>();
+  for (const c of work) left.set(c.tableId, (left.get(c.tableId) ?? 0) + 1);
   const progress = progressFrom(store);
   progress.markBaseline();
   if (work.length === 0) return progress.snapshot();
@@ -155,6 +159,9 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
             });
             store.finishChunk(chunk.id, res.rows, res.bytes);
             progress.chunkDone(name, res.rows);
+            const remaining = (left.get(chunk.tableId) ?? 1) - 1;
+            left.set(chunk.tableId, remaining);
+            if (remaining === 0) ctx.onTableCopied?.(table);
             log.debug(
               { worker: id, table: name, chunk: chunk.seq, rows: res.rows, bytes: res.bytes },
               'chunk copied',

@@ -27,6 +27,8 @@ export interface DeferredRun {
   transform?: (sql: string) => string;
   /** SQLSTATEs on which the rewritten statement is retried as recorded. */
   fallbackOn?: string[];
+  /** Builds only the objects this accepts (e.g. those of one table). */
+  only?: (obj: SchemaObjectRecord) => boolean;
 }
 
 async function session(run: DeferredRun): Promise<pg.Client> {
@@ -38,7 +40,9 @@ async function session(run: DeferredRun): Promise<pg.Client> {
 }
 
 export async function createDeferred(run: DeferredRun): Promise<number> {
-  const pending = run.store.schemaObjects(run.stage).filter((o) => o.status === 'pending');
+  const pending = run.store
+    .schemaObjects(run.stage)
+    .filter((o) => o.status === 'pending' && (run.only?.(o) ?? true));
   if (pending.length === 0) return 0;
   const idle: pg.Client[] = [];
   const queue = new PQueue({ concurrency: Math.max(1, run.concurrency) });

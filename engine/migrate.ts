@@ -1,6 +1,7 @@
 // The `migrate` pipeline: schema → copy → indexes (→ with --copy-only, the deferred objects and
 // sequences at once; otherwise capture and replay, not built yet). Every phase is recorded in the
 // checkpoint store and skipped on resume once finished.
+import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CheckpointStore, type Phase, type RunSetup } from '../checkpoints/store.js';
@@ -26,7 +27,14 @@ import { targetUserTables } from './preflight.js';
 import type { ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
 import type { RunControl } from './run-control.js';
-import { applyPreData, classifyPostData, dumpSection, parseDump, preparePreData } from './schema.js';
+import {
+  applyPreData,
+  classifyPostData,
+  dumpSection,
+  objectTable,
+  parseDump,
+  preparePreData,
+} from './schema.js';
 import { syncSequences } from './sequences.js';
 import { ExportedSnapshot, SnapshotPool } from './snapshot.js';
 import type { TableFilter } from './table-filter.js';
@@ -321,6 +329,10 @@ class MigrateRun {
         opts.log.info({ snapshot: fresh.id }, what);
       },
     );
+    // A table whose last chunk is in gets its primary key and indexes built while the other
+    // tables still copy, one build at a time. A failure here is only logged: the index phase
+    // builds whatever is left and reports it properly.
+    const early = new PQueue({ concurrency: 1 });
     const final = await runCopy({
       source: opts.source,
       target: opts.target,
@@ -331,7 +343,28 @@ class MigrateRun {
       snapshots: this.snapshots,
       progressIntervalMs: opts.progressIntervalMs,
       onProgress: opts.onProgress,
-    });
+      onTableCopied: (t) =>
+        void early.add(() =>
+          createDeferred({
+            target: opts.target,
+            store,
+            log: opts.log,
+            signal: opts.signal,
+            stage: 'indexes',
+            concurrency: 1,
+            settings: ["SET maintenance_work_mem = '256MB'"],
+            only: (o) => {
+              const on = objectTable(o.sql);
+              return on !== null && on.schema === t.schema && on.name === t.name;
+            },
+          }).catch((err) =>
+            opts.log.warn(
+              { table: `${t.schema}.${t.name}`, err: (err as Error).message },
+              'early index build failed; retried after the copy',
+            ),
+          ),
+        ),
+    }).finally(() => early.onIdle());
     opts.log.info(
       {
         rows: final.rows,

@@ -195,3 +195,15 @@ export async function applyPreData(psql: PgTool, target: ConnInfo, script: strin
     });
   }
 }
+
+const IDENT = '(?:"(?:[^"]|"")*"|[^\\s."]+)';
+const ON_TABLE = new RegExp(
+  `^(?:ALTER TABLE (?:ONLY )?|CREATE (?:UNIQUE )?INDEX ${IDENT} ON (?:ONLY )?)(${IDENT})\\.(${IDENT})\\s`,
+);
+const unquote = (id: string) => (id.startsWith('"') ? id.slice(1, -1).replace(/""/g, '"') : id);
+
+/** The table a post-data statement (constraint or index) is on, as `schema.table` unquoted. */
+export function objectTable(sql: string): { schema: string; name: string } | null {
+  const m = ON_TABLE.exec(sql);
+  return m ? { schema: unquote(m[1]!), name: unquote(m[2]!) } : null;
+}

@@ -85,3 +85,23 @@ describe('pg_dump output', () => {
     expect(skipped.map((s) => s.type)).toEqual(['EVENT TRIGGER']);
   });
 });
+
+describe('objectTable', () => {
+  it('names the table of a constraint or an index, quoted names unquoted', async () => {
+    const { objectTable } = await import('../../engine/schema.js');
+    expect(objectTable('ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);')).toEqual({
+      schema: 'public',
+      name: 't',
+    });
+    expect(
+      objectTable(
+        'ALTER TABLE ONLY "Mixed Case"."Tab ""q"""\n    ADD CONSTRAINT "Tab ""q""_pkey" PRIMARY KEY (k);',
+      ),
+    ).toEqual({ schema: 'Mixed Case', name: 'Tab "q"' });
+    expect(objectTable('CREATE UNIQUE INDEX "my idx" ON ONLY app.events USING btree (id);')).toEqual({
+      schema: 'app',
+      name: 'events',
+    });
+    expect(objectTable('ALTER INDEX public.p_pkey ATTACH PARTITION public.p1_pkey;')).toBeNull();
+  });
+});
