@@ -1,11 +1,12 @@
-// Every benchmark in one run: the copy bench (bench/copy.ts), then the replay bench
-// (bench/replay.ts), each on a pair of throwaway clusters of its own; prints both markdown tables
-// and the headline figures, and writes one JSON with the figures issue 4 names.
+// Every benchmark in one run: the copy bench (bench/copy.ts), the replay bench (bench/replay.ts),
+// then the cutover bench (bench/cutover.ts), each on a pair of throwaway clusters of its own; prints
+// their markdown tables and the headline figures, and writes one JSON with the figures issues 4 and
+// 5 name.
 //
 //   npm run bench -- [--scale N] [--quick] [--json FILE]
 //
-// --scale N is pgbench's scale in both: N × 100,000 `accounts` rows (+ N × 20,000 `wide` rows) for
-// the copy, `pgbench -i -s N` for the replay (whose backlog stays 1,000,000 changes, 50,000 with
+// --scale N is pgbench's scale in all three: N × 100,000 `accounts` rows (+ N × 20,000 `wide` rows)
+// for the copy, `pgbench -i -s N` for the replay and the cutover (the replay's backlog stays 1,000,000 changes, 50,000 with
 // --quick). Default 30 (the 3,000,000-row copy dataset, 3 rounds); --quick: 2, 1 round, short loads,
 // and pgcopydb skipped when it is not installed (no apt-get in a smoke run).
 //
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { copyBench } from './copy.js';
+import { cutoverBench } from './cutover.js';
 import { replayBench } from './replay.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -33,6 +35,8 @@ const TARGETS: Record<string, string> = {
   'replay.lag_p95_s': '< 1',
   'capture.tps_ratio': '≥ 0.75',
   rss_peak_mb: '< 200',
+  'cutover.downtime_reported_s': '< 2 (issue 5)',
+  'cutover.downtime_observed_s': '< 2 (issue 5)',
 };
 
 /** The figures issue 4 names, as dotted paths into the JSON; each must be a number. */
@@ -45,6 +49,8 @@ const HEADLINE = [
   'replay.lag_p95_s',
   'capture.tps_ratio',
   'rss_peak_mb',
+  'cutover.downtime_reported_s',
+  'cutover.downtime_observed_s',
   'scale',
   'machine.cpus',
 ] as const;
@@ -89,6 +95,9 @@ try {
   const copySeconds = (performance.now() - t0) / 1000;
   say(`replay bench: pgbench scale ${scale}`);
   const replay = await replayBench({ scale, quick });
+  const replaySeconds = (performance.now() - t0) / 1000 - copySeconds;
+  say(`cutover bench: pgbench scale ${scale}`);
+  const cutover = await cutoverBench({ scale, quick });
   const totalSeconds = (performance.now() - t0) / 1000;
 
   const c = copy.summary;
@@ -133,16 +142,23 @@ try {
       tps_on: round3(r.capture.tps_on),
       tps_ratio: round3(r.capture.tps_ratio),
     },
+    cutover: {
+      downtime_reported_s: round3(cutover.result.downtime_reported_s),
+      downtime_observed_s: round3(cutover.result.downtime_observed_s),
+      pgbench_tps_before_freeze: round3(cutover.result.pgbench_tps_before_freeze),
+    },
     rss_peak_mb: round3(Math.max(copyRss, r.rss_peak_mb)),
     rss: { copy_mb: round3(copyRss), replay_mb: round3(r.rss_peak_mb) },
     seconds: {
       copy_bench: round3(copySeconds),
-      replay_bench: round3(totalSeconds - copySeconds),
+      replay_bench: round3(replaySeconds),
+      cutover_bench: round3(totalSeconds - copySeconds - replaySeconds),
       total: round3(totalSeconds),
     },
     details: {
       copy: { ...copy.result, markdown: copy.markdown },
       replay: { ...r, markdown: replay.markdown },
+      cutover: { ...cutover.result, markdown: cutover.markdown },
     },
   };
 
@@ -152,9 +168,9 @@ try {
     `${out.machine.cpus} CPUs, PostgreSQL ${out.versions.postgres}, node ${out.versions.node}, ` +
       `pgferry ${out.versions.pgferry}; copy: ${(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} accounts + ` +
       `${((scale * ACCOUNTS_PER_SCALE) / 5).toLocaleString('en-US')} wide rows, median of ${copy.result.rounds} round(s); ` +
-      `replay: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
+      `replay and cutover: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
     '',
-    '| key | value | target (issue 4, default scale) |',
+    '| key | value | target (issues 4 and 5, default scale) |',
     '|---|--:|---|',
     ...Object.entries(TARGETS).map(([k, target]) => {
       const v = get(out, k);
@@ -165,7 +181,7 @@ try {
       return `| \`${k}\` | ${shown} | ${target} |`;
     }),
   ].join('\n');
-  console.log(`${copy.markdown}\n\n${replay.markdown}\n\n${headline}`);
+  console.log(`${copy.markdown}\n\n${replay.markdown}\n\n${cutover.markdown}\n\n${headline}`);
 
   const suffix = `${quick ? '-quick' : ''}${scale !== defaultScale ? `-s${scale}` : ''}`;
   const file = flags.json

@@ -14,7 +14,7 @@ export class ProgressView {
   private readonly tables = new Map<string, cliProgress.SingleBar>();
   private replayBar: cliProgress.SingleBar | undefined;
 
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
+  constructor(stream: NodeJS.WriteStream = process.stderr) {
     this.multi = new cliProgress.MultiBar(
       {
         stream,

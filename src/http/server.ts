@@ -5,17 +5,19 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { ConnInfo } from '../../engine/conn-info.js';
 import { connect } from '../../engine/db.js';
 import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
-import { FREEZE_METHODS } from '../../engine/freeze.js';
 import type { CutoverSettings } from '../../engine/migrate.js';
 import type { RunControl } from '../../engine/run-control.js';
 import type { TableFilter } from '../../engine/table-filter.js';
 import { verify } from '../../engine/verify.js';
 import { statusOf } from '../commands/status.js';
 import type { Metrics } from '../metrics.js';
+import { openApiDocument } from './openapi.js';
+import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
+import { statusPageCsp, statusPageHtml } from './status-page.js';
 
 export interface ApiServerOptions {
   host: string;
@@ -38,17 +40,6 @@ export interface ApiServer {
   readonly address: string;
   close(): Promise<void>;
 }
-
-const PauseBody = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() });
-const ResumeBody = z.strictObject({});
-const CutoverBody = z.strictObject({
-  freeze: z.enum(FREEZE_METHODS).optional(),
-  maxLagSeconds: z.number().nonnegative().optional(),
-  force: z.boolean().optional(),
-  verify: z.enum(['counts', 'checksums']).optional(),
-  settleSeconds: z.number().nonnegative().max(3600).optional(),
-});
-const VerifyBody = z.strictObject({ checksums: z.boolean().optional() });
 
 /** Errors a client caused (bad body, no token, no route): answered, not counted as run errors. */
 const CLIENT_CODES = new Set([
@@ -96,9 +87,15 @@ async function ping(conn: ConnInfo): Promise<{ ok: true } | { ok: false; error: 
   }
 }
 
-export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+/** The routes, without listening: startApiServer binds it; the OpenAPI test lists its routes. */
+export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
   const { control, metrics, log } = opts;
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      if (method !== 'HEAD') routes.push({ method, url: route.url });
+  });
 
   const sendError = (reply: FastifyReply, err: PgferryError) => {
     if (!CLIENT_CODES.has(err.code)) metrics.error(err.code);
@@ -169,6 +166,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     };
   };
 
+  app.get('/', async (_req, reply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', statusPageCsp)
+      .header('cache-control', 'no-store')
+      .send(statusPageHtml),
+  );
+  app.get('/openapi.json', async () => openApiDocument);
   app.get('/healthz', async () => ({ ok: true }));
 
   // Concurrent probes share one check: bounded connections to production.
@@ -240,6 +245,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   });
 
+  return { app, routes };
+}
+
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const { app } = buildApiApp(opts);
   try {
     await app.listen({ host: opts.host, port: opts.port });
   } catch (err) {

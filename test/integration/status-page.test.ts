@@ -1,0 +1,163 @@
+// The live status page in a real headless browser (Debian's chromium, driven by playwright-core,
+// no browser download) against `migrate --http` on real clusters: it shows the phase and the
+// tables, the token typed into it pauses and resumes replay, and a wrong token shows the API's
+// error. The screenshot README.md shows (docs/status-page.png) is taken here.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type BrowserContext, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCli } from '../support/cli.js';
+import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const hasChromium = fs.existsSync(CHROMIUM);
+if (!hasChromium) {
+  console.warn(`status-page test skipped: ${CHROMIUM} is missing (apt-get install chromium; .ci/run does)`);
+}
+const TOKEN = 'page-token-8d2e61b0c3';
+const SCREENSHOT = path.resolve(import.meta.dirname, '../../docs/status-page.png');
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${String(last ?? '')})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let source: Cluster;
+let target: Cluster;
+let dir: string;
+let daemon: ReturnType<typeof startCli> | undefined;
+let browser: BrowserContext | undefined;
+
+beforeAll(async () => {
+  if (!hasChromium) return;
+  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-page-'));
+  await source.query('CREATE DATABASE app');
+  await target.query('CREATE DATABASE app');
+  await source.query(
+    `CREATE TABLE customers (id int PRIMARY KEY, name text);
+     INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 3000) g;
+     CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int, total numeric);
+     INSERT INTO orders SELECT g, g % 3000 + 1, g * 1.5 FROM generate_series(1, 20000) g;`,
+    [],
+    'app',
+  );
+});
+
+afterAll(async () => {
+  await browser?.close().catch(() => {});
+  if (daemon) {
+    daemon.child.kill('SIGTERM');
+    await daemon.done;
+  }
+  await Promise.all([source?.stop(), target?.stop()]);
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!hasChromium)('status page', () => {
+  it('shows the run, and pauses and resumes it with the token', async () => {
+    const port = await freePort();
+    const api = `http://127.0.0.1:${port}`;
+    daemon = startCli(
+      [
+        'migrate',
+        '--http',
+        `127.0.0.1:${port}`,
+        '--source',
+        source.url({ db: 'app' }),
+        '--target',
+        target.url({ db: 'app' }),
+        '--state',
+        path.join(dir, 'state.sqlite'),
+        '--jobs',
+        '2',
+      ],
+      { PGFERRY_API_TOKEN: TOKEN },
+    );
+    const getStatus = async () => (await (await fetch(`${api}/status`)).json()) as Record<string, unknown>;
+    await waitFor('replicating', async () => (await getStatus()).phase === 'replicating').catch((err) => {
+      throw new Error(`${(err as Error).message}\npgferry said:\n${daemon?.output().stderr.slice(-3000)}`);
+    });
+
+    browser = await chromium.launchPersistentContext(path.join(dir, 'chromium-profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+      viewport: { width: 1280, height: 900 },
+    });
+    const page = browser.pages()[0] ?? (await browser.newPage());
+    const pageErrors: string[] = [];
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('console', (msg) => {
+      // The 401 of the wrong-token click is logged by the browser; the page itself must not fail.
+      if (msg.type() === 'error' && !msg.text().includes('status of 401')) pageErrors.push(msg.text());
+    });
+    await page.goto(`${api}/`);
+
+    // What it shows: the phase, both tables fully copied, events, a lag chart.
+    await page.locator('#phase', { hasText: 'replicating' }).waitFor({ timeout: 10_000 });
+    const orders = page.locator('#tables tr[data-table="public.orders"]');
+    await orders.waitFor({ timeout: 10_000 });
+    expect(await orders.textContent()).toContain('20,000');
+    expect(await orders.textContent()).toContain('100 %');
+    expect(await page.locator('#tables tr[data-table="public.customers"]').count()).toBe(1);
+    expect(await page.locator('#events li').count()).toBeGreaterThan(0);
+    await page.locator('#chart polyline').waitFor({ state: 'attached', timeout: 10_000 });
+    expect(await page.locator('#lag').textContent()).toMatch(/\d s$/);
+
+    // No token, then a wrong one: the page says why.
+    await page.click('#pause');
+    await page.locator('#message', { hasText: 'enter the API token' }).waitFor({ timeout: 5_000 });
+    await page.fill('#token', 'not-the-token');
+    await page.click('#pause');
+    await page.locator('#message', { hasText: 'PGFERRY_API_UNAUTHORIZED' }).waitFor({ timeout: 5_000 });
+    expect((await getStatus()).phase).toBe('replicating');
+
+    // The token: pause, and the page and the API agree.
+    await page.fill('#token', TOKEN);
+    await page.fill('#reason', 'month-end batch on the source');
+    await page.click('#pause');
+    await page.locator('#phase', { hasText: 'paused' }).waitFor({ timeout: 10_000 });
+    await page
+      .locator('#pause-reason', { hasText: 'month-end batch on the source' })
+      .waitFor({ timeout: 5_000 });
+    expect(await getStatus()).toMatchObject({
+      phase: 'paused',
+      pauseReason: 'month-end batch on the source',
+    });
+    // The token stays for the tab's life, not beyond it.
+    expect(await page.evaluate("sessionStorage.getItem('pgferry.token')")).toBe(TOKEN);
+
+    // Writes while paused: the page shows the backlog growing; then the picture README.md shows.
+    await source.query('INSERT INTO orders SELECT g, 1, 1 FROM generate_series(20001, 20500) g', [], 'app');
+    await page.locator('#backlog', { hasText: '500' }).waitFor({ timeout: 10_000 });
+    await page.waitForTimeout(1_500);
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    await page.click('#resume');
+    await page.locator('#phase', { hasText: 'replicating' }).waitFor({ timeout: 10_000 });
+    expect(await getStatus()).toMatchObject({ phase: 'replicating', pauseReason: null });
+    await page.locator('#backlog', { hasText: /^0$/ }).waitFor({ timeout: 20_000 });
+    expect(pageErrors).toEqual([]);
+  });
+});
