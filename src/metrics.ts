@@ -20,6 +20,8 @@ export class Metrics {
   private readonly copyRows: Counter<'table'>;
   private readonly copyBytes: Counter<'table'>;
   private readonly replayChanges: Counter<'table'>;
+  private readonly replayBatches: Counter<'table'>;
+  private readonly chunks: Gauge<'table' | 'state'>;
   private readonly batchSeconds: Histogram;
   private readonly errors: Counter<'code'>;
   /** The last cumulative copy figures seen per table: counters advance by the difference. */
@@ -81,6 +83,18 @@ export class Metrics {
       labelNames: ['table'],
       registers,
     });
+    this.replayBatches = new Counter({
+      name: 'pgferry_replay_batches_total',
+      help: 'Replay batches applied to the target, per table',
+      labelNames: ['table'],
+      registers,
+    });
+    this.chunks = new Gauge({
+      name: 'pgferry_copy_chunks',
+      help: 'Chunks (primary-key ranges) of the initial copy per table: planned, and done',
+      labelNames: ['table', 'state'],
+      registers,
+    });
     this.batchSeconds = new Histogram({
       name: 'pgferry_replay_batch_duration_seconds',
       help: 'Time to apply one replay batch of one table (source read, target write, log delete)',
@@ -98,11 +112,20 @@ export class Metrics {
 
   /** Starts the copy counters at what the state file says was copied before this process. */
   seedCopy(tables: TableRecord[]): void {
-    for (const t of tables) this.copyTable(`${t.schema}.${t.name}`, t.rowsCopied, t.bytesCopied);
+    for (const t of tables) {
+      const table = `${t.schema}.${t.name}`;
+      this.copyTable(table, t.rowsCopied, t.bytesCopied);
+      this.chunks.set({ table, state: 'planned' }, t.chunksTotal);
+      this.chunks.set({ table, state: 'done' }, t.chunksDone);
+    }
   }
 
   copyProgress(p: ProgressSnapshot): void {
-    for (const t of p.tables) this.copyTable(t.table, t.rows, t.bytes);
+    for (const t of p.tables) {
+      this.copyTable(t.table, t.rows, t.bytes);
+      this.chunks.set({ table: t.table, state: 'planned' }, t.chunksTotal);
+      this.chunks.set({ table: t.table, state: 'done' }, t.chunksDone);
+    }
   }
 
   private copyTable(table: string, rows: number, bytes: number): void {
@@ -124,6 +147,7 @@ export class Metrics {
 
   replayBatch(table: string, changes: number, seconds: number): void {
     this.replayChanges.inc({ table }, changes);
+    this.replayBatches.inc({ table });
     this.batchSeconds.observe(seconds);
   }
 

@@ -186,6 +186,7 @@ describe('migrate --http', () => {
     expect(sample(samples, 'pgferry_paused')?.value).toBe(0);
     expect(sample(samples, 'pgferry_copy_rows_total', { table: 'public.items' })?.value).toBe(5000);
     expect(sample(samples, 'pgferry_copy_bytes_total', { table: 'public.items' })?.value).toBeGreaterThan(0);
+    expect(sample(samples, 'pgferry_copy_chunks', { table: 'public.items', state: 'done' })?.value).toBe(1);
     expect(sample(samples, 'process_cpu_user_seconds_total')).toBeDefined();
     expect(sample(samples, 'process_resident_memory_bytes')).toBeDefined();
     expect(metrics.text).toContain('# TYPE pgferry_replay_batch_duration_seconds histogram');
@@ -263,6 +264,9 @@ describe('migrate --http', () => {
     const drained = parseMetrics((await get('/metrics')).text);
     expect(sample(drained, 'pgferry_replay_changes_total', { table: 'public.items' })?.value).toBe(300);
     expect(sample(drained, 'pgferry_replay_batch_duration_seconds_count')?.value).toBeGreaterThan(0);
+    expect(sample(drained, 'pgferry_replay_batches_total', { table: 'public.items' })?.value).toBeGreaterThan(
+      0,
+    );
     // Restarted after the copy: the copy counters come from the state file.
     expect(sample(drained, 'pgferry_copy_rows_total', { table: 'public.items' })?.value).toBe(5000);
 
