@@ -16,11 +16,11 @@ import {
   freezeWrites,
   unfreezeWrites,
   waitForQuiet,
+  waitForSessionsGone,
 } from './freeze.js';
 import { refreshMatviews } from './matviews.js';
 import type { Replayer } from './replay.js';
 import { syncSequences } from './sequences.js';
-import { sleep } from './sleep.js';
 import type { TableFilter } from './table-filter.js';
 import { verify } from './verify.js';
 
@@ -66,31 +66,6 @@ async function drain(replayer: Replayer, control: pg.Client, signal: AbortSignal
   }
 }
 
-/** Waits until no other session of the source database holds a transaction id (is writing). */
-async function noWriteInFlight(control: pg.Client, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const [row] = await q<{ n: number }>(
-      control,
-      'source',
-      `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND pid <> pg_backend_pid()
-          AND backend_xid IS NOT NULL AND application_name <> 'pgferry'`,
-    );
-    if ((row?.n ?? 0) === 0) return;
-    if (Date.now() > deadline || signal.aborted) {
-      throw new PgferryError(
-        'PGFERRY_CUTOVER_FAILED',
-        `${row?.n} session(s) still writing to the source after the freeze`,
-        {
-          side: 'source',
-        },
-      );
-    }
-    await sleep(50, signal);
-  }
-}
-
 export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
   const { store, log, replayer } = opts;
   const control = await connect(opts.source, 'control');
@@ -117,17 +92,15 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
       'writes frozen on the source',
     );
 
-    // Confirm writes have stopped: nothing new reaches the log for a settle time. With readonly
-    // or revoke pgferry stopped them itself, so a short settle will do; a session it could not
-    // end (another role's, without pg_signal_backend) that keeps writing fails the cutover here.
-    if (opts.freeze !== 'external') await noWriteInFlight(control, opts.signal);
-    const position = async () => String((await replayer.backlog(control)).total);
-    await waitForQuiet(
-      position,
-      opts.freeze === 'external' ? opts.settleMs : 300,
-      opts.freeze === 'external' ? 120_000 : 30_000,
-      opts.signal,
-    );
+    // Confirm writes have stopped. With readonly or revoke pgferry ended the writers' sessions
+    // itself: once they are gone no write is in flight. With external, nothing new may reach
+    // the log for the settle time.
+    if (opts.freeze === 'external') {
+      const position = async () => String((await replayer.backlog(control)).total);
+      await waitForQuiet(position, opts.settleMs, 120_000, opts.signal);
+    } else {
+      await waitForSessionsGone(control, frozen);
+    }
     const drained = await drain(replayer, control, opts.signal);
     log.info({ changes: drained }, 'change log drained to empty');
 

@@ -13,7 +13,7 @@
 import type pg from 'pg';
 import type { ConnInfo } from './conn-info.js';
 import { q, quoteIdent } from './db.js';
-import { PgferryError } from './errors.js';
+import { dbError, PgferryError, sqlstateOf } from './errors.js';
 
 export const FREEZE_METHODS = ['external', 'revoke', 'readonly'] as const;
 export type FreezeMethod = (typeof FREEZE_METHODS)[number];
@@ -33,21 +33,73 @@ export interface FreezeRecord {
   sessionsEnded?: number;
 }
 
-/** Ends every other session of this database (of the given roles, if any) that pgferry may end. */
+// The application's sessions on this database (of the given roles, if any): everything but
+// pgferry's own sessions and background workers. Without pg_read_all_stats another role's row
+// shows NULL in most columns (application_name, backend_type): IS DISTINCT FROM keeps those rows;
+// usesysid is NULL only for background workers.
+const OTHER_SESSIONS = `FROM pg_stat_activity
+  WHERE datname = current_database() AND pid <> pg_backend_pid() AND usesysid IS NOT NULL
+    AND backend_type IS DISTINCT FROM 'walsender'
+    AND (usename <> current_user OR application_name IS DISTINCT FROM 'pgferry')
+    AND ($1::text[] IS NULL OR usename = ANY($1))`;
+
+/**
+ * Ends those sessions one by one: pg_terminate_backend raises an error (42501) for a session of a
+ * role pgferry may not signal; that one is left for waitForSessionsGone to report by name.
+ */
 async function endSessions(client: pg.Client, roles: string[] | null): Promise<number> {
-  const rows = await q<{ ended: boolean }>(
-    client,
-    'source',
-    // Without pg_read_all_stats, another role's row shows NULL in most columns (application_name,
-    // backend_type): IS DISTINCT FROM keeps those rows; usesysid is NULL only for background workers.
-    `SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
-      WHERE datname = current_database() AND pid <> pg_backend_pid() AND usesysid IS NOT NULL
-        AND backend_type IS DISTINCT FROM 'walsender'
-        AND (usename <> current_user OR application_name IS DISTINCT FROM 'pgferry')
-        AND ($1::text[] IS NULL OR usename = ANY($1))`,
-    [roles],
-  );
-  return rows.filter((r) => r.ended).length;
+  const pids = await q<{ pid: number }>(client, 'source', `SELECT pid ${OTHER_SESSIONS}`, [roles]);
+  let ended = 0;
+  for (const { pid } of pids) {
+    try {
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [pid]);
+      if (rows[0]?.ok) ended++;
+    } catch (err) {
+      if (sqlstateOf(err) !== '42501') throw dbError('source', err);
+    }
+  }
+  return ended;
+}
+
+/** The roles whose sessions the freeze ends: every role for readonly, the revoked ones for revoke. */
+export const frozenRoles = (record: FreezeRecord): string[] | null =>
+  record.method === 'revoke' ? [...new Set(record.grants?.map((g) => g.role))] : null;
+
+/**
+ * Waits until the sessions the freeze ended are gone (a terminated backend exits a moment later,
+ * and its transaction ends with it): then no write is in flight. A session pgferry could not end
+ * (another role's, without pg_signal_backend) fails the freeze by name.
+ */
+export async function waitForSessionsGone(
+  client: pg.Client,
+  record: FreezeRecord,
+  timeoutMs = 5_000,
+): Promise<void> {
+  if (record.method === 'external') return;
+  const roles = frozenRoles(record);
+  if (roles !== null && roles.length === 0) return;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = await q<{ role: string | null }>(
+      client,
+      'source',
+      `SELECT usename AS role ${OTHER_SESSIONS}`,
+      [roles],
+    );
+    if (rows.length === 0) return;
+    if (Date.now() > deadline) {
+      const who = [...new Set(rows.map((r) => r.role ?? '?'))].join(', ');
+      throw new PgferryError(
+        'PGFERRY_CUTOVER_FAILED',
+        `${rows.length} session(s) of ${who} could not be ended on the source, so writes may go on`,
+        {
+          side: 'source',
+          hint: 'Grant pg_signal_backend to the source role, stop the application first, or use --freeze external.',
+        },
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export async function freezeWrites(
@@ -71,13 +123,16 @@ export async function freezeWrites(
       'source',
       `ALTER DATABASE ${quoteIdent(source.database)} SET default_transaction_read_only = on`,
     );
-    const ended = await endSessions(client, null);
-    return {
+    const record: FreezeRecord = {
       method,
       startedAt,
       readonlyWasSet: db?.ro !== null && db?.ro !== undefined,
-      sessionsEnded: ended,
     };
+    record.sessionsEnded = await endSessions(client, null).catch(async (err) => {
+      await unfreezeWrites(client, source, record).catch(() => {});
+      throw err;
+    });
+    return record;
   }
   // revoke: who may write to the replicated tables, other than pgferry's own role?
   const names = tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`);
@@ -118,7 +173,13 @@ export async function freezeWrites(
     throw err;
   }
   const roles = [...new Set(record.grants?.map((g) => g.role))];
-  record.sessionsEnded = roles.length > 0 ? await endSessions(client, roles) : 0;
+  record.sessionsEnded =
+    roles.length > 0
+      ? await endSessions(client, roles).catch(async (err) => {
+          await unfreezeWrites(client, source, record).catch(() => {});
+          throw err;
+        })
+      : 0;
   return record;
 }
 

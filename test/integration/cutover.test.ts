@@ -40,7 +40,8 @@ beforeAll(async () => {
      CREATE ROLE app_writer LOGIN PASSWORD '${WRITER_PW}' NOSUPERUSER;
      -- --freeze readonly ends the application's sessions: with an application role other than
      -- pgferry's, that takes pg_signal_backend (on Heroku both usually share one role).
-     GRANT pg_signal_backend TO app_owner;`,
+     GRANT pg_signal_backend TO app_owner;
+     CREATE ROLE plain_owner LOGIN PASSWORD '${OWNER_PW}' NOSUPERUSER;`,
   );
 });
 
@@ -49,10 +50,13 @@ afterAll(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function prepare(db: string): Promise<{ owner: string; writer: string; targetUrl: string }> {
-  await source.query(`CREATE DATABASE ${db} OWNER app_owner`);
-  await source.query('ALTER SCHEMA public OWNER TO app_owner', [], db);
-  const owner = source.url({ db, user: 'app_owner', password: OWNER_PW });
+async function prepare(
+  db: string,
+  ownerRole = 'app_owner',
+): Promise<{ owner: string; writer: string; targetUrl: string }> {
+  await source.query(`CREATE DATABASE ${db} OWNER ${ownerRole}`);
+  await source.query(`ALTER SCHEMA public OWNER TO ${ownerRole}`, [], db);
+  const owner = source.url({ db, user: ownerRole, password: OWNER_PW });
   const c = new pg.Client({ connectionString: owner });
   await c.connect();
   await c.query(WORKLOAD_SCHEMA);
@@ -213,6 +217,32 @@ describe.each(['readonly', 'revoke', 'external'] as const)('cutover with --freez
 });
 
 describe('a cutover that fails after the freeze', () => {
+  it('names application sessions it could not end, and gives the writes back', async () => {
+    const db = 'cut_noend';
+    const { owner, writer, targetUrl } = await prepare(db, 'plain_owner');
+    const state = path.join(dir, `${db}.sqlite`);
+    const base = ['--source', owner, '--target', targetUrl, '--state', state];
+    const synced = await runCli(['migrate', '--exit-when-synced', ...base]);
+    expect(synced.code, synced.stderr.slice(-2000)).toBe(0);
+    // The application writes as another role, which plain_owner may not signal.
+    const app = new pg.Client({ connectionString: writer });
+    await app.connect();
+    try {
+      const cut = await runCli(['cutover', '--freeze', 'readonly', ...base]);
+      expect(cut.code).toBe(1);
+      expect(cut.stderr).toContain('PGFERRY_CUTOVER_FAILED');
+      expect(cut.stderr).toContain('app_writer');
+      // The database is writable again, for new sessions too.
+      await app.query(`INSERT INTO kv VALUES ('still-writable', 'x', NULL)`);
+      const fresh = new pg.Client({ connectionString: writer });
+      await fresh.connect();
+      await fresh.query(`INSERT INTO kv VALUES ('new-session', 'x', NULL)`);
+      await fresh.end();
+    } finally {
+      await app.end();
+    }
+  });
+
   it('gives the source its writes back and replication goes on', async () => {
     const db = 'cut_fail';
     const { owner, writer, targetUrl } = await prepare(db);
