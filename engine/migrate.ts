@@ -535,6 +535,15 @@ class MigrateRun {
     try {
       for (;;) {
         const stats = await replayer.run();
+        const task = opts.control?.takeTask();
+        if (task) {
+          if (opts.signal.aborted) {
+            task.reject(new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before the task started'));
+            return stats;
+          }
+          await task.run(replayer).then(task.resolve, task.reject);
+          continue;
+        }
         const request = opts.control?.takeCutover();
         if (!request) return stats;
         if (opts.signal.aborted) {

@@ -84,10 +84,13 @@ export async function replayTableBatch(
   s: Session,
   t: ReplayTable,
   limit: number | null,
+  /** An exported snapshot to run the batch in, instead of a fresh one. */
+  snapshotId?: string,
 ): Promise<BatchOutcome | null> {
   const log = qualified(PGFERRY_SCHEMA, t.logTable);
   const name = `${t.schema}.${t.name}`;
   await q(s.src, 'source', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+  if (snapshotId) await q(s.src, 'source', `SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
   try {
     const [head] = await q<{ n: number; cutoff: string | null; trunc: boolean; lag: number | null }>(
       s.src,
@@ -213,13 +216,13 @@ export class Replayer {
   }
 
   /** One batch of one table, with retries for transient errors and the UNIQUE fallback. */
-  private async tableBatch(t: ReplayTable, whole = false): Promise<BatchOutcome | null> {
+  private async tableBatch(t: ReplayTable, whole = false, snapshotId?: string): Promise<BatchOutcome | null> {
     const name = `${t.schema}.${t.name}`;
     let limit: number | null = whole ? null : (this.opts.batchSize ?? 50_000);
     for (let attempt = 1; ; attempt++) {
       const s = await this.session();
       try {
-        const out = await replayTableBatch(s, t, limit);
+        const out = await replayTableBatch(s, t, limit, snapshotId);
         this.idle.push(s);
         return out;
       } catch (err) {
@@ -252,6 +255,30 @@ export class Replayer {
         }
         throw e;
       }
+    }
+  }
+
+  /**
+   * Applies every change visible in an exported snapshot, one whole batch per table, each run in
+   * that snapshot: afterwards the target equals the source as of the snapshot, which a
+   * verification can then read. The replay loop must be stopped meanwhile.
+   */
+  async drainAt(snapshotId: string): Promise<number> {
+    const control = await connect(this.opts.source, 'control');
+    let applied = 0;
+    try {
+      const { pending } = await this.backlog(control);
+      for (const t of pending) {
+        const out = await this.tableBatch(t, true, snapshotId);
+        if (out) {
+          applied += out.changes;
+          this.applied += out.changes;
+          this.batches += 1;
+        }
+      }
+      return applied;
+    } finally {
+      await control.end().catch(() => {});
     }
   }
 

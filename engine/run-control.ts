@@ -14,10 +14,18 @@ export interface CutoverRequest {
   reject: (err: unknown) => void;
 }
 
+/** Work the replication loop runs between batches, with replay stopped (e.g. a consistent verify). */
+export interface LoopTask {
+  run: (replayer: Replayer) => Promise<unknown>;
+  resolve: (result: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 export class RunControl {
   private store: CheckpointStore | null = null;
   private replayer: Replayer | null = null;
   private pending: CutoverRequest | null = null;
+  private task: LoopTask | null = null;
   private cutoverBusy = false;
 
   constructor(readonly statePath: string) {}
@@ -30,6 +38,15 @@ export class RunControl {
   /** The replication loop announces its Replayer (null when it leaves the loop). */
   attachReplayer(replayer: Replayer | null): void {
     this.replayer = replayer;
+    if (!replayer && this.task) {
+      const task = this.task;
+      this.task = null;
+      task.reject(
+        new PgferryError('PGFERRY_RUN_CANCELLED', 'replication ended before the task could run', {
+          side: 'state',
+        }),
+      );
+    }
     if (!replayer && this.pending) {
       const request = this.pending;
       this.pending = null;
@@ -135,6 +152,26 @@ export class RunControl {
     }).finally(() => {
       this.cutoverBusy = false;
     });
+  }
+
+  /**
+   * Runs fn in the replication loop between batches, replay stopped meanwhile; null when the run
+   * is not replicating (the caller then does the work on its own).
+   */
+  runInLoop<T>(fn: (replayer: Replayer) => Promise<T>): Promise<T> | null {
+    const replayer = this.replayer;
+    if (!replayer || this.task || this.pending) return null;
+    return new Promise<T>((resolve, reject) => {
+      this.task = { run: fn, resolve: resolve as (r: unknown) => void, reject };
+      replayer.stop();
+    });
+  }
+
+  /** For the replication loop: the task waiting for it, taken once. */
+  takeTask(): LoopTask | null {
+    const task = this.task;
+    this.task = null;
+    return task;
   }
 
   /** For the replication loop: the cutover request waiting for it, taken once. */

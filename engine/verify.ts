@@ -46,13 +46,19 @@ export interface VerifyOptions {
   rangeRows?: number;
   /** Differing keys listed per table at most. */
   maxDifferences?: number;
+  /** Read the source in this exported snapshot (a drained point of a running replication). */
+  sourceSnapshot?: string;
 }
 
 const ALIAS = '"pgferry verify row"';
 
-async function session(conn: ConnInfo): Promise<pg.Client> {
+async function session(conn: ConnInfo, snapshotId?: string): Promise<pg.Client> {
   const c = await connect(conn, 'copy');
   await c.query("SET TimeZone = 'UTC'");
+  if (snapshotId) {
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await c.query(`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
+  }
   return c;
 }
 
@@ -185,7 +191,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   const verdicts: TableVerdict[] = [];
   let failure: unknown;
   const worker = async () => {
-    const src = await session(opts.source);
+    const src = await session(opts.source, opts.sourceSnapshot);
     try {
       const dst = await session(opts.target);
       try {

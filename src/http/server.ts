@@ -11,6 +11,7 @@ import { connect } from '../../engine/db.js';
 import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
 import type { CutoverSettings } from '../../engine/migrate.js';
 import type { RunControl } from '../../engine/run-control.js';
+import { ExportedSnapshot } from '../../engine/snapshot.js';
 import type { TableFilter } from '../../engine/table-filter.js';
 import { verify } from '../../engine/verify.js';
 import { statusOf } from '../commands/status.js';
@@ -233,13 +234,25 @@ export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
     verifying = true;
     try {
       log.info({ checksums: body.checksums ?? false, from: req.ip }, 'API: verify');
-      return await verify({
+      const settings = {
         source: opts.source,
         target: opts.target,
         filter: opts.filter,
         checksums: body.checksums ?? false,
         jobs: Math.min(opts.jobs, 4),
+      };
+      // While replicating: replay stops, every change visible in a fresh source snapshot is
+      // applied, and the source is read in that snapshot: a drained point, however busy the source.
+      const consistent = opts.control.runInLoop(async (replayer) => {
+        const snapshot = await ExportedSnapshot.take(opts.source);
+        try {
+          await replayer.drainAt(snapshot.id);
+          return await verify({ ...settings, sourceSnapshot: snapshot.id });
+        } finally {
+          await snapshot.release();
+        }
       });
+      return await (consistent ?? verify(settings));
     } finally {
       verifying = false;
     }
