@@ -1,6 +1,6 @@
 // verify: are source and target equal? Row counts per table always; with checksums, a hash of
-// every row compared per primary-key range (ranges checked in parallel), and a range that differs
-// narrowed down to the keys that differ. Rows are hashed from their text form, in sessions whose
+// every row compared per primary-key range (the ranges of all tables checked in parallel), and a
+// range that differs narrowed down to the keys that differ. Rows are hashed from their text form, in sessions whose
 // output settings are pinned (engine/db.ts) and whose TimeZone is UTC, so equal values hash
 // equally on servers of different versions and settings.
 import type pg from 'pg';
@@ -104,79 +104,40 @@ async function keyHashes(c: pg.Client, side: 'source' | 'target', t: TableInfo, 
   return map;
 }
 
-async function verifyTable(
+/** Runs fn over items with `jobs` workers, each with its own source and target session. */
+async function pool<T>(
   opts: VerifyOptions,
-  src: pg.Client,
-  dst: pg.Client,
-  t: TableInfo,
-): Promise<TableVerdict> {
-  const table = displayName(t);
-  const [sourceRows, targetRows] = await Promise.all([
-    countRows(src, 'source', t),
-    countRows(dst, 'target', t),
-  ]);
-  const verdict: TableVerdict = { table, equal: sourceRows === targetRows, sourceRows, targetRows };
-  if (!opts.checksums) return verdict;
-  const max = opts.maxDifferences ?? 20;
-  const rangeRows = opts.rangeRows ?? 100_000;
-  if (!t.primaryKey) {
-    const [a, b] = await Promise.all([
-      rangeHash(src, 'source', t, 'true'),
-      rangeHash(dst, 'target', t, 'true'),
-    ]);
-    return {
-      ...verdict,
-      equal: a === b,
-      rangesChecked: 1,
-      rangesDiffering: a === b ? 0 : 1,
-      note: 'no primary key: compared whole',
-    };
-  }
-  // Ranges planned on the source, by rows rather than bytes: bytes per row times rows per range.
-  const bytesPerRow = t.rowsEstimate > 0 ? t.bytes / t.rowsEstimate : 100;
-  const chunks = await planChunks(
-    src,
-    { ...t, kind: 'r' },
-    { chunkBytes: Math.max(8192, rangeRows * bytesPerRow), jobs: 1 },
-  );
-  const key = t.primaryKey.map((k) => ({ name: k.name, type: k.type }));
-  const differences: KeyDifference[] = [];
-  let total = 0;
-  let differing = 0;
-  for (const c of chunks) {
-    const qualifiedWhere = rangePredicate(key, c.lo, c.hi, ALIAS);
-    const [a, b] = await Promise.all([
-      rangeHash(src, 'source', t, qualifiedWhere),
-      rangeHash(dst, 'target', t, qualifiedWhere),
-    ]);
-    if (a === b) continue;
-    differing++;
-    const [hs, ht] = await Promise.all([
-      keyHashes(src, 'source', t, qualifiedWhere),
-      keyHashes(dst, 'target', t, qualifiedWhere),
-    ]);
-    const note = (k: string, kind: KeyDifference['kind']) => {
-      total++;
-      if (differences.length < max) {
-        const values = JSON.parse(k) as string[];
-        differences.push({ key: Object.fromEntries(key.map((col, i) => [col.name, values[i]!])), kind });
+  items: T[],
+  fn: (item: T, src: pg.Client, dst: pg.Client) => Promise<void>,
+): Promise<void> {
+  const queue = [...items];
+  let failure: unknown;
+  const worker = async () => {
+    const src = await session(opts.source, opts.sourceSnapshot);
+    try {
+      const dst = await session(opts.target);
+      try {
+        for (let item = queue.shift(); item !== undefined && !failure; item = queue.shift()) {
+          await fn(item, src, dst);
+        }
+      } finally {
+        await dst.end().catch(() => {});
       }
-    };
-    for (const [k, h] of hs) {
-      const other = ht.get(k);
-      if (other === undefined) note(k, 'missing-on-target');
-      else if (other !== h) note(k, 'different');
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      await src.end().catch(() => {});
     }
-    for (const k of ht.keys()) if (!hs.has(k)) note(k, 'extra-on-target');
-  }
-  return {
-    ...verdict,
-    equal: verdict.equal && differing === 0,
-    rangesChecked: chunks.length,
-    rangesDiffering: differing,
-    differences,
-    moreDifferences: Math.max(0, total - differences.length),
   };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, items.length)) }, worker));
+  if (failure) throw failure;
+}
+
+interface Range {
+  table: TableInfo;
+  verdict: TableVerdict;
+  lo: string[] | null;
+  hi: string[] | null;
 }
 
 export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
@@ -187,27 +148,89 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   } finally {
     await control.end().catch(() => {});
   }
-  const queue = [...tables];
+  const max = opts.maxDifferences ?? 20;
+  const rangeRows = opts.rangeRows ?? 100_000;
   const verdicts: TableVerdict[] = [];
-  let failure: unknown;
-  const worker = async () => {
-    const src = await session(opts.source, opts.sourceSnapshot);
-    try {
-      const dst = await session(opts.target);
-      try {
-        for (let t = queue.shift(); t && !failure; t = queue.shift())
-          verdicts.push(await verifyTable(opts, src, dst, t));
-      } finally {
-        await dst.end().catch(() => {});
-      }
-    } catch (err) {
-      failure ??= err;
-    } finally {
-      await src.end().catch(() => {});
+  const ranges: Range[] = [];
+  const totals = new Map<TableVerdict, number>();
+
+  // Counts per table; with checksums, a table without a key is hashed whole and the others are
+  // planned into primary-key ranges (by rows: bytes per row times rows per range).
+  await pool(opts, tables, async (t, src, dst) => {
+    const [sourceRows, targetRows] = await Promise.all([
+      countRows(src, 'source', t),
+      countRows(dst, 'target', t),
+    ]);
+    const verdict: TableVerdict = {
+      table: displayName(t),
+      equal: sourceRows === targetRows,
+      sourceRows,
+      targetRows,
+    };
+    verdicts.push(verdict);
+    if (!opts.checksums) return;
+    if (!t.primaryKey) {
+      const [a, b] = await Promise.all([
+        rangeHash(src, 'source', t, 'true'),
+        rangeHash(dst, 'target', t, 'true'),
+      ]);
+      Object.assign(verdict, {
+        equal: verdict.equal && a === b,
+        rangesChecked: 1,
+        rangesDiffering: a === b ? 0 : 1,
+        note: 'no primary key: compared whole',
+      });
+      return;
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.jobs, tables.length)) }, worker));
-  if (failure) throw failure;
+    const bytesPerRow = t.rowsEstimate > 0 ? t.bytes / t.rowsEstimate : 100;
+    const chunks = await planChunks(
+      src,
+      { ...t, kind: 'r' },
+      { chunkBytes: Math.max(8192, rangeRows * bytesPerRow), jobs: opts.jobs },
+    );
+    Object.assign(verdict, {
+      rangesChecked: chunks.length,
+      rangesDiffering: 0,
+      differences: [],
+      moreDifferences: 0,
+    });
+    for (const c of chunks) ranges.push({ table: t, verdict, lo: c.lo, hi: c.hi });
+  });
+
+  // Every range of every table, in parallel; a range that differs is narrowed to its keys.
+  await pool(opts, ranges, async (r, src, dst) => {
+    const t = r.table;
+    const key = t.primaryKey!.map((k) => ({ name: k.name, type: k.type }));
+    const where = rangePredicate(key, r.lo, r.hi, ALIAS);
+    const [a, b] = await Promise.all([
+      rangeHash(src, 'source', t, where),
+      rangeHash(dst, 'target', t, where),
+    ]);
+    if (a === b) return;
+    const v = r.verdict;
+    v.equal = false;
+    v.rangesDiffering = (v.rangesDiffering ?? 0) + 1;
+    const [hs, ht] = await Promise.all([
+      keyHashes(src, 'source', t, where),
+      keyHashes(dst, 'target', t, where),
+    ]);
+    const note = (k: string, kind: KeyDifference['kind']) => {
+      totals.set(v, (totals.get(v) ?? 0) + 1);
+      const list = v.differences!;
+      if (list.length < max) {
+        const values = JSON.parse(k) as string[];
+        list.push({ key: Object.fromEntries(key.map((col, i) => [col.name, values[i]!])), kind });
+      }
+    };
+    for (const [k, h] of hs) {
+      const other = ht.get(k);
+      if (other === undefined) note(k, 'missing-on-target');
+      else if (other !== h) note(k, 'different');
+    }
+    for (const k of ht.keys()) if (!hs.has(k)) note(k, 'extra-on-target');
+  });
+  for (const [v, total] of totals) v.moreDifferences = Math.max(0, total - (v.differences?.length ?? 0));
+
   verdicts.sort((a, b) => a.table.localeCompare(b.table));
   return { equal: verdicts.every((v) => v.equal), checksums: opts.checksums, tables: verdicts };
 }
