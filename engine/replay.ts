@@ -92,10 +92,17 @@ export async function replayTableBatch(
   await q(s.src, 'source', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
   if (snapshotId) await q(s.src, 'source', `SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
   try {
-    const [head] = await q<{ n: number; cutoff: string | null; trunc: boolean; lag: number | null }>(
+    const [head] = await q<{
+      n: number;
+      first: string | null;
+      cutoff: string | null;
+      trunc: boolean;
+      lag: number | null;
+    }>(
       s.src,
       'source',
-      `SELECT count(*)::int AS n, max(${LOG_SEQ})::text AS cutoff, coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
+      `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
+              coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
          FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT} FROM ${log} ORDER BY ${LOG_SEQ} ${limit ? `LIMIT ${limit}` : ''}) s`,
       [],
@@ -105,9 +112,11 @@ export async function replayTableBatch(
       await q(s.src, 'source', 'COMMIT');
       return null;
     }
-    if (!/^\d+$/.test(head.cutoff))
-      throw new PgferryError('PGFERRY_SOURCE_QUERY', `bad log position ${head.cutoff}`);
-    const inBatch = `${LOG_SEQ} <= ${head.cutoff}`;
+    if (!/^\d+$/.test(head.cutoff) || !/^\d+$/.test(head.first ?? ''))
+      throw new PgferryError('PGFERRY_SOURCE_QUERY', `bad log position ${head.first}..${head.cutoff}`);
+    // Exactly the visible rows up to cutoff (none below first is visible): a two-sided range lets
+    // the planner use the log's index even before the log has statistics.
+    const inBatch = `${LOG_SEQ} BETWEEN ${head.first} AND ${head.cutoff}`;
     const truncates = head.trunc
       ? (
           await q<{ rel: string }>(
