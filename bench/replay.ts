@@ -48,7 +48,7 @@ function buildInfo(): ReplayBenchResult['build'] {
     try {
       return execFileSync('git', args, { cwd: path.join(HERE, '..'), stdio: 'pipe' })
         .toString()
-        .trim();
+        .trimEnd(); // not trim(): porcelain lines start with a space (" M engine/…")
     } catch {
       return '';
     }
