@@ -505,23 +505,28 @@ class MigrateRun {
     if (this.cutover) return;
     if (opts.mode === 'cutover-when-synced' && !opts.signal.aborted) {
       opts.log.info(final, 'synced: starting the cutover');
-      this.cutover = await cutover({
-        source: opts.source,
-        target: opts.target,
-        store,
-        log: opts.log,
-        signal: opts.signal,
-        jobs: opts.jobs,
-        filter: opts.filter,
-        replayer,
-        ...(opts.cutover ?? DEFAULT_CUTOVER),
-      });
+      this.cutover = await this.cutoverWith(replayer, opts.cutover ?? DEFAULT_CUTOVER);
     } else if (opts.mode === 'exit-when-synced' && !opts.signal.aborted) {
       store.event('info', 'replicating', `synced: backlog drained (${final.appliedTotal} changes applied)`);
       opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
     } else {
       store.event('info', 'replicating', 'stopped by signal between batches');
     }
+  }
+
+  private cutoverWith(replayer: Replayer, settings: CutoverSettings): Promise<CutoverResult> {
+    const { store, opts } = this;
+    return cutover({
+      source: opts.source,
+      target: opts.target,
+      store,
+      log: opts.log,
+      signal: opts.signal,
+      jobs: opts.jobs,
+      filter: opts.filter,
+      replayer,
+      ...settings,
+    });
   }
 
   /**
@@ -552,17 +557,7 @@ class MigrateRun {
         }
         opts.log.info({ ...request.settings }, 'cutover requested through the API: replay stopped');
         try {
-          this.cutover = await cutover({
-            source: opts.source,
-            target: opts.target,
-            store,
-            log: opts.log,
-            signal: opts.signal,
-            jobs: opts.jobs,
-            filter: opts.filter,
-            replayer,
-            ...request.settings,
-          });
+          this.cutover = await this.cutoverWith(replayer, request.settings);
           request.resolve(this.cutover);
           return stats;
         } catch (err) {
