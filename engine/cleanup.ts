@@ -5,6 +5,7 @@ import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, quoteIdent, withClient } from './db.js';
 import { classify, dbError } from './errors.js';
+import { sleep } from './sleep.js';
 
 export interface Removed {
   kind: string;
@@ -63,7 +64,7 @@ export async function cleanup(source: ConnInfo): Promise<Removed[]> {
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});
         if (classify(err) === 'retry' && attempt < 10) {
-          await new Promise((r) => setTimeout(r, 500 * attempt));
+          await sleep(500 * attempt);
           continue;
         }
         throw dbError('source', err, PGFERRY_SCHEMA);

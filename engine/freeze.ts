@@ -14,6 +14,7 @@ import type pg from 'pg';
 import type { ConnInfo } from './conn-info.js';
 import { q, quoteIdent } from './db.js';
 import { dbError, PgferryError, sqlstateOf } from './errors.js';
+import { sleep } from './sleep.js';
 
 export const FREEZE_METHODS = ['external', 'revoke', 'readonly'] as const;
 export type FreezeMethod = (typeof FREEZE_METHODS)[number];
@@ -98,7 +99,7 @@ export async function waitForSessionsGone(
         },
       );
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -233,7 +234,7 @@ export async function waitForQuiet(
         },
       );
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100, signal);
     const now = await readPosition();
     if (now !== last) {
       last = now;
