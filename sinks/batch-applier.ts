@@ -1,7 +1,7 @@
 // Applies one replay batch of one table to the target, in one target transaction: truncates
 // first, then delete every key of the batch (`DELETE … USING` a temporary table filled by COPY),
-// then insert the current rows of the keys that still exist (COPY into a temporary table,
-// `INSERT … SELECT`). Deleting the whole set before inserting it never violates a secondary
+// then insert the current rows of the keys that still exist (COPY straight into the table).
+// Deleting the whole set before inserting it never violates a secondary
 // UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
 // applying the same batch twice leaves the same result: replay is idempotent.
 import type pg from 'pg';
