@@ -26,6 +26,8 @@ export interface CopyContext {
   onProgress?: (p: ProgressSnapshot) => void;
   /** A table's last chunk committed in this run (its indexes can be built while others copy). */
   onTableCopied?: (table: TableRecord) => void;
+  /** A chunk failed with a transient error and is copied again (metrics). */
+  onRetry?: (code: string) => void;
 }
 
 const MAX_ATTEMPTS = 3;
@@ -173,6 +175,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
             if (stop.signal.aborted) return;
             const e = chunkError(err, name, chunk.seq);
             if (classify(e) === 'retry' && attempt < MAX_ATTEMPTS) {
+              ctx.onRetry?.(e.code);
               log.warn({ table: name, chunk: chunk.seq, attempt, err: e.message }, 'chunk failed, retrying');
               cleanup = true;
               await sleep(1000 * 2 ** (attempt - 1), stop.signal);

@@ -306,7 +306,10 @@ export function isPgferryError(err: unknown): err is PgferryError {
 
 /** SQLSTATE of a node-postgres error, if any. */
 export function sqlstateOf(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
+  const e = err as { code?: unknown; syscall?: unknown; errno?: unknown } | null;
+  // Node's socket errors carry a code too, and EPIPE looks like a SQLSTATE: they have a syscall.
+  if (e && (e.syscall !== undefined || typeof e.errno === 'number')) return undefined;
+  const code = e?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 

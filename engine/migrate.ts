@@ -1,6 +1,6 @@
-// The `migrate` pipeline: schema → copy → indexes (→ with --copy-only, the deferred objects and
-// sequences at once; otherwise capture and replay, not built yet). Every phase is recorded in the
-// checkpoint store and skipped on resume once finished.
+// The `migrate` pipeline: schema → capture → copy → indexes → replay (→ cutover), or with
+// --copy-only schema → copy → indexes → the deferred objects and sequences at once. Every phase is
+// recorded in the checkpoint store and skipped on resume once finished.
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -17,7 +17,7 @@ import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } 
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
-import { type CutoverOptions, type CutoverResult, cutover } from './cutover.js';
+import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from './cutover.js';
 import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
@@ -64,24 +64,11 @@ export interface MigrateOptions {
   onReplayStats?: (s: ReplayStats) => void;
   /** After each applied replay batch (metrics). */
   onReplayBatch?: (table: string, changes: number, seconds: number) => void;
-  /** A replay batch failed with a transient error and is retried (metrics). */
-  onReplayRetry?: (code: string) => void;
+  /** A copy chunk or a replay batch failed with a transient error and is retried (metrics). */
+  onRetry?: (code: string) => void;
   /** The operator's handle on the run (the HTTP API): store, pause, cutover requests. */
   control?: RunControl;
 }
-
-export type CutoverSettings = Pick<
-  CutoverOptions,
-  'freeze' | 'maxLagSeconds' | 'force' | 'settleMs' | 'verify'
->;
-
-export const DEFAULT_CUTOVER: CutoverSettings = {
-  freeze: 'readonly',
-  maxLagSeconds: 5,
-  force: false,
-  settleMs: 2000,
-  verify: 'counts',
-};
 
 export interface MigrateResult {
   resumed: boolean;
@@ -343,6 +330,7 @@ class MigrateRun {
       snapshots: this.snapshots,
       progressIntervalMs: opts.progressIntervalMs,
       onProgress: opts.onProgress,
+      onRetry: opts.onRetry,
       onTableCopied: (t) =>
         void early.add(() =>
           createDeferred({
@@ -484,7 +472,7 @@ class MigrateRun {
         opts.onReplayStats?.(s);
       },
       onBatch: opts.onReplayBatch,
-      onRetry: opts.onReplayRetry,
+      onRetry: opts.onRetry,
     });
     if (!store.getMeta('unique_built')) {
       // Chunks copied under different snapshots may hold a unique value twice until replay has
@@ -594,65 +582,5 @@ class MigrateRun {
     const views = await withClient(opts.target, 'index', (long) => refreshMatviews(this.src, long));
     opts.log.info({ materializedViews: views.length }, 'materialized views refreshed');
     this.finish('cutover');
-  }
-}
-
-export interface StandaloneCutoverOptions {
-  source: ConnInfo;
-  target: ConnInfo;
-  statePath: string;
-  jobs: number;
-  log: Logger;
-  signal: AbortSignal;
-  settings: CutoverSettings;
-}
-
-/**
- * `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped. It takes the
- * state's lock like `migrate`, so it refuses to run beside a live daemon.
- */
-export async function runCutover(opts: StandaloneCutoverOptions): Promise<CutoverResult> {
-  const store = CheckpointStore.open(opts.statePath, { create: false });
-  try {
-    store.acquireLock();
-    const setup = store.setup();
-    if (!setup)
-      throw new PgferryError('PGFERRY_STATE_INVALID', `${opts.statePath} holds no run`, { side: 'state' });
-    store.bindSetup({ ...setup, source: opts.source.identity(), target: opts.target.identity() });
-    if (setup.mode !== 'replicate' || !store.phaseDone('indexes') || !store.getMeta('unique_built')) {
-      throw new PgferryError(
-        'PGFERRY_CUTOVER_REFUSED',
-        `this run is not replicating yet (phase ${store.phase() ?? 'none'}): the copy and index build must be done first`,
-        { side: 'state' },
-      );
-    }
-    if (store.phaseDone('done')) {
-      throw new PgferryError('PGFERRY_CUTOVER_REFUSED', 'this run was already cut over', { side: 'state' });
-    }
-    const replayer = new Replayer({
-      source: opts.source,
-      target: opts.target,
-      store,
-      log: opts.log,
-      jobs: opts.jobs,
-      signal: opts.signal,
-    });
-    try {
-      return await cutover({
-        source: opts.source,
-        target: opts.target,
-        store,
-        log: opts.log,
-        signal: opts.signal,
-        jobs: opts.jobs,
-        filter: { include: setup.include, exclude: setup.exclude },
-        replayer,
-        ...opts.settings,
-      });
-    } finally {
-      await replayer.close();
-    }
-  } finally {
-    store.close();
   }
 }

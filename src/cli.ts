@@ -79,7 +79,11 @@ export function buildProgram(): Command {
     .addOption(sourceOpt())
     .addOption(targetOpt())
     .addOption(stateOpt())
-    .option('--jobs <n>', 'parallel copy workers and index builds (or PGFERRY_JOBS)', undefined)
+    .option(
+      '--jobs <n>',
+      'parallel copy workers, index builds and replay batches (or PGFERRY_JOBS)',
+      undefined,
+    )
     .addOption(includeOpt())
     .addOption(excludeOpt())
     .addOption(

@@ -83,7 +83,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
         else log.info(progressFields(p), progressLine(p));
       },
       onReplayBatch: metrics && ((table, changes, seconds) => metrics?.replayBatch(table, changes, seconds)),
-      onReplayRetry: metrics && ((code) => metrics?.error(code)),
+      onRetry: metrics && ((code) => metrics?.error(code)),
       onReplayStats: (r) => {
         metrics?.replayStats(r);
         view?.replay(r);

@@ -21,6 +21,10 @@ describe('error registry', () => {
     expect(classify(pgErr('42P01'))).toBe('pause');
     expect(classify(pgErr('23505'))).toBe('fail');
     expect(classify(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toBe('retry');
+    // A socket error whose code has the shape of a SQLSTATE (found when a target session died mid-COPY).
+    expect(
+      classify(Object.assign(new Error('write EPIPE'), { code: 'EPIPE', errno: -32, syscall: 'write' })),
+    ).toBe('retry');
     expect(classify(new PgferryError('PGFERRY_CONFIG_INVALID', 'bad'))).toBe('fail');
   });
 

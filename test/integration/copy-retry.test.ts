@@ -1,0 +1,84 @@
+// A chunk whose target session dies mid-COPY is copied again (the half-written rows deleted by its
+// range), the table ends complete, and the retry is counted in pgferry_errors_total by code.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCli } from '../support/cli.js';
+import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+import { compareDatabases } from '../support/row-hash.js';
+import { waitFor } from '../support/wait.js';
+
+let source: Cluster;
+let target: Cluster;
+let dir: string;
+
+beforeAll(async () => {
+  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-copy-retry-'));
+  await source.query('CREATE DATABASE app');
+  await target.query('CREATE DATABASE app');
+  await source.query(
+    `CREATE TABLE big (id int PRIMARY KEY, payload text);
+     INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;`,
+    [],
+    'app',
+  );
+});
+
+afterAll(async () => {
+  await Promise.all([source?.stop(), target?.stop()]);
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('copy retries', () => {
+  it('copies a chunk again after its target session is terminated, and counts it', async () => {
+    const port = await freePort();
+    const daemon = startCli([
+      'migrate',
+      '--http',
+      `127.0.0.1:${port}`,
+      '--source',
+      source.url({ db: 'app' }),
+      '--target',
+      target.url({ db: 'app' }),
+      '--state',
+      path.join(dir, 'state.sqlite'),
+      '--jobs',
+      '2',
+      '--chunk-size',
+      '8MB',
+    ]);
+    try {
+      // The first COPY into the target that is under way: its backend is terminated.
+      const killed = await waitFor(
+        'a chunk COPY on the target',
+        async () => {
+          const rows = await target.query<{ ok: boolean }>(
+            `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+              WHERE datname = 'app' AND application_name = 'pgferry' AND query LIKE 'COPY %big% FROM STDIN%'
+              LIMIT 1`,
+          );
+          return rows[0]?.ok === true;
+        },
+        60_000,
+        5,
+      );
+      expect(killed).toBe(true);
+      const metrics = await waitFor('replicating', async () => {
+        const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { phase: string };
+        if (status.phase !== 'replicating') return undefined;
+        return (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      }).catch((err: Error) => {
+        throw new Error(`${err.message}\npgferry said:\n${daemon.output().stderr.slice(-3000)}`);
+      });
+      expect(metrics).toMatch(/^pgferry_errors_total\{code="PGFERRY_[A-Z_]+"\} [1-9]/m);
+      expect(daemon.output().stderr).toContain('chunk failed, retrying');
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.done;
+    }
+    const cmp = await compareDatabases(source.url({ db: 'app' }), target.url({ db: 'app' }));
+    expect(cmp.target).toEqual(cmp.source);
+  });
+});
