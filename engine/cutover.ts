@@ -195,3 +195,17 @@ async function validateForeignKeys(opts: CutoverOptions, store: CheckpointStore)
   opts.log.info({ foreignKeys: n }, 'foreign keys validated');
   return n;
 }
+
+/** The cutover's operator settings (flags, environment, POST /cutover body). */
+export type CutoverSettings = Pick<
+  CutoverOptions,
+  'freeze' | 'maxLagSeconds' | 'force' | 'settleMs' | 'verify'
+>;
+
+export const DEFAULT_CUTOVER: CutoverSettings = {
+  freeze: 'readonly',
+  maxLagSeconds: 5,
+  force: false,
+  settleMs: 2000,
+  verify: 'counts',
+};

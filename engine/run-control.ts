@@ -3,9 +3,8 @@
 // over between batches, so the cutover runs with the daemon's own Replayer and never beside it.
 import fs from 'node:fs';
 import { CheckpointStore, type Phase } from '../checkpoints/store.js';
-import type { CutoverResult } from './cutover.js';
+import type { CutoverResult, CutoverSettings } from './cutover.js';
 import { PgferryError } from './errors.js';
-import type { CutoverSettings } from './migrate.js';
 import type { Replayer } from './replay.js';
 
 export interface CutoverRequest {

@@ -1,4 +1,4 @@
-import { runCutover } from '../../engine/migrate.js';
+import { runCutover } from '../../engine/cutover-standalone.js';
 import {
   type CutoverFlags,
   loadCutoverSettings,
