@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
 
 const TOKEN = 'test-token-4f1c9a7e2b';
 
@@ -37,21 +38,6 @@ function parseMetrics(text: string): Sample[] {
 
 const sample = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${String(last ?? '')})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let source: Cluster;
 let target: Cluster;

@@ -10,6 +10,7 @@ import { CheckpointStore } from '../../checkpoints/store.js';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../support/cluster.js';
 import { compareDatabases } from '../support/row-hash.js';
+import { waitFor } from '../support/wait.js';
 import { appGrants, startWorkload, WORKLOAD_SCHEMA } from '../support/workload.js';
 
 const OWNER_PW = 'owner-pw-77';
@@ -22,20 +23,6 @@ function readState<T>(file: string, f: (s: CheckpointStore) => T): T | undefined
     return f(store);
   } finally {
     store.close();
-  }
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = probe();
-      if (v !== undefined && v !== false) return v;
-    } catch {
-      // the state file is being created
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

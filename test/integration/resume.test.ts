@@ -11,6 +11,7 @@ import { CheckpointStore, type ChunkRecord } from '../../checkpoints/store.js';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../support/cluster.js';
 import { compareDatabases } from '../support/row-hash.js';
+import { waitFor } from '../support/wait.js';
 
 let source: Cluster;
 let target: Cluster;
@@ -44,20 +45,6 @@ const readChunks = (state: string): ChunkRecord[] => {
     store.close();
   }
 };
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = probe();
-      if (v !== undefined) return v;
-    } catch {
-      // the state file may not exist yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('a copy killed with SIGKILL resumes', () => {
   it('keeps finished chunks, recopies unfinished ones and ends equal', async () => {

@@ -9,6 +9,7 @@ import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
 import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+import { waitFor } from '../support/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const hasChromium = fs.existsSync(CHROMIUM);
@@ -17,21 +18,6 @@ if (!hasChromium) {
 }
 const TOKEN = 'page-token-8d2e61b0c3';
 const SCREENSHOT = path.resolve(import.meta.dirname, '../../docs/status-page.png');
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (${String(last ?? '')})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let source: Cluster;
 let target: Cluster;
