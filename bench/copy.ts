@@ -12,10 +12,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
+import { isMain, requireBuiltCli, wholeNumber, writeResults } from './cli.js';
 import { ActivitySampler } from './clone-activity.js';
 import { dumpScript, restoreScript, runDumpRestore } from './clone-dump-restore.js';
 import { ensurePgcopydb, pgcopydbArgs, runPgcopydb, writePgpass } from './clone-pgcopydb.js';
@@ -27,7 +27,14 @@ import {
   type Sampled,
   summarize,
 } from './copy-report.js';
-import { BENCH_TABLES, loadDataset, type TableDigest, tableDigests, tableSizes } from './dataset.js';
+import {
+  BENCH_TABLES,
+  loadDataset,
+  type TableDigest,
+  tableDigests,
+  tableSizes,
+  wideRowsFor,
+} from './dataset.js';
 import { type PgferryRun, runPgferry } from './pgferry-run.js';
 import {
   bash,
@@ -45,7 +52,6 @@ export const QUICK_ROWS = 100_000;
 const JOBS = 2;
 /** pgcopydb's same-table split threshold in the split variant: pgferry's default chunk size. */
 const PGCOPYDB_SPLIT = '128MB';
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export interface CopyBenchOptions {
   /** Rows of `accounts`; `wide` gets a fifth as many. */
@@ -134,7 +140,9 @@ export async function copyBench(
     const dstUrl = dst.url({ db: 'bench' });
     const pipeUrl = dst.url({ db: 'bench_pipe' });
 
-    say(`loading ${accountsRows.toLocaleString('en-US')} accounts and ~${accountsRows / 5} wide rows`);
+    say(
+      `loading ${accountsRows.toLocaleString('en-US')} accounts and ${wideRowsFor(accountsRows).toLocaleString('en-US')} wide rows`,
+    );
     const t0 = performance.now();
     await loadDataset(srcUrl, accountsRows);
     const sizes = await tableSizes(srcUrl);
@@ -311,7 +319,7 @@ export async function copyBench(
     const date = new Date().toISOString().slice(0, 10);
     const result: CopyBenchResult = {
       date,
-      scale: { accountsRows, wideRows: Math.floor(accountsRows / 5), quick: opts.quick },
+      scale: { accountsRows, wideRows: wideRowsFor(accountsRows), quick: opts.quick },
       rounds,
       machine: {
         cpus: os.cpus().length,
@@ -355,7 +363,7 @@ export async function copyBench(
 }
 
 // `npm run bench:copy`: this file run on its own.
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   const { values: flags } = parseArgs({
     options: {
       rows: { type: 'string' },
@@ -364,20 +372,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     },
   });
   const quick = flags.quick ?? false;
-  const accountsRows = flags.rows ? Number(flags.rows) : quick ? QUICK_ROWS : DEFAULT_ROWS;
-  const rounds = flags.rounds ? Number(flags.rounds) : quick ? 1 : 3;
-  if (!Number.isInteger(accountsRows) || accountsRows < 10) {
-    console.error(`--rows must be a whole number of at least 10, not "${flags.rows}"`);
-    process.exit(2);
-  }
-  if (!Number.isInteger(rounds) || rounds < 1) {
-    console.error(`--rounds must be a whole number of at least 1, not "${flags.rounds}"`);
-    process.exit(2);
-  }
-  if (!fs.existsSync(path.join(HERE, '../dist/src/cli.js'))) {
-    console.error('dist/ is missing: run `npm run build` first (the bench runs the built CLI)');
-    process.exit(2);
-  }
+  const accountsRows = wholeNumber('rows', flags.rows, quick ? QUICK_ROWS : DEFAULT_ROWS, 10);
+  const rounds = wholeNumber('rounds', flags.rounds, quick ? 1 : 3);
+  requireBuiltCli();
   try {
     // --quick never spends its time on apt: a missing pgcopydb is skipped (the JSON says so).
     const {
@@ -393,10 +390,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.log(md);
     const suffix =
       accountsRows === DEFAULT_ROWS ? '' : quick && !flags.rows ? '-quick' : `-${accountsRows}rows`;
-    const out = path.join(HERE, 'results', `copy-${result.date}${suffix}.json`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, `${JSON.stringify({ ...summary, ...result, markdown: md }, null, 2)}\n`);
-    console.error(`[bench] results written to ${path.relative(process.cwd(), out)}`);
+    writeResults('copy', result.date, suffix, { ...summary, ...result, markdown: md });
   } catch (err) {
     console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;

@@ -5,7 +5,7 @@
 //
 //   npm run bench -- [--scale N] [--quick] [--json FILE]
 //
-// --scale N is pgbench's scale in all three: N × 100,000 `accounts` rows (+ N × 20,000 `wide` rows)
+// --scale N is pgbench's scale in all three: N × 100,000 `accounts` rows (+ N × 50,000 `wide` rows)
 // for the copy, `pgbench -i -s N` for the replay and the cutover (the replay's backlog stays 1,000,000 changes, 50,000 with
 // --quick). Default 30 (the 3,000,000-row copy dataset, 3 rounds); --quick: 2, 1 round, short loads,
 // and pgcopydb skipped when it is not installed (no apt-get in a smoke run).
@@ -16,8 +16,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { requireBuiltCli, wholeNumber } from './cli.js';
 import { copyBench } from './copy.js';
 import { cutoverBench } from './cutover.js';
+import { wideRowsFor } from './dataset.js';
 import { replayBench } from './replay.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -71,15 +73,8 @@ const { values: flags } = parseArgs({
 });
 const quick = flags.quick ?? false;
 const defaultScale = quick ? DEFAULT_SCALE.quick : DEFAULT_SCALE.full;
-const scale = flags.scale ? Number(flags.scale) : defaultScale;
-if (!Number.isInteger(scale) || scale < 1) {
-  console.error(`--scale must be a whole number of at least 1, not "${flags.scale}"`);
-  process.exit(2);
-}
-if (!fs.existsSync(path.join(HERE, '../dist/src/cli.js'))) {
-  console.error('dist/ is missing: run `npm run build` first (the bench runs the built CLI)');
-  process.exit(2);
-}
+const scale = wholeNumber('scale', flags.scale, defaultScale);
+requireBuiltCli();
 
 try {
   const t0 = performance.now();
@@ -167,7 +162,7 @@ try {
     '',
     `${out.machine.cpus} CPUs, PostgreSQL ${out.versions.postgres}, node ${out.versions.node}, ` +
       `pgferry ${out.versions.pgferry}; copy: ${(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} accounts + ` +
-      `${((scale * ACCOUNTS_PER_SCALE) / 5).toLocaleString('en-US')} wide rows, median of ${copy.result.rounds} round(s); ` +
+      `${wideRowsFor(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} wide rows, median of ${copy.result.rounds} round(s); ` +
       `replay and cutover: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
     '',
     '| key | value | target (issues 4 and 5, default scale) |',

@@ -15,10 +15,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { CheckpointStore } from '../checkpoints/store.js';
 import type { ReplayStats } from '../engine/replay.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
+import { isMain, scaleBenchMain } from './cli.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
 import { assertEqual, EXCLUDED, logCounts, makeBacklog, REPLAYED, total, withClient } from './replay-data.js';
@@ -367,31 +367,4 @@ export async function replayBench(
 }
 
 // `npm run bench:replay`: this file run on its own.
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values: flags } = parseArgs({
-    options: { scale: { type: 'string' }, quick: { type: 'boolean', default: false } },
-  });
-  const quick = flags.quick ?? false;
-  const defaultScale = quick ? REPLAY_DEFAULT_SCALE.quick : REPLAY_DEFAULT_SCALE.full;
-  const scale = flags.scale ? Number(flags.scale) : defaultScale;
-  if (!Number.isInteger(scale) || scale < 1) {
-    console.error(`--scale must be a whole number of at least 1, not "${flags.scale}"`);
-    process.exit(2);
-  }
-  if (!fs.existsSync(path.join(HERE, '../dist/src/cli.js'))) {
-    console.error('dist/ is missing: run `npm run build` first (the bench runs the built CLI)');
-    process.exit(2);
-  }
-  try {
-    const { result, markdown: md } = await replayBench({ scale, quick });
-    console.log(md);
-    const suffix = `${quick ? '-quick' : ''}${scale !== defaultScale ? `-s${scale}` : ''}`;
-    const out = path.join(HERE, 'results', `replay-${result.date}${suffix}.json`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, `${JSON.stringify({ ...result, markdown: md }, null, 2)}\n`);
-    console.error(`[bench] results written to ${path.relative(process.cwd(), out)}`);
-  } catch (err) {
-    console.error(err instanceof Error ? err.message : err);
-    process.exitCode = 1;
-  }
-}
+if (isMain(import.meta.url)) await scaleBenchMain('replay', REPLAY_DEFAULT_SCALE, replayBench);
