@@ -21,6 +21,7 @@ import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } fr
 import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
+import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
 import { refreshMatviews } from './matviews.js';
 import { requireTool } from './pg-tools.js';
 import { targetUserTables } from './preflight.js';
@@ -213,6 +214,19 @@ class MigrateRun {
         {
           side: 'config',
         },
+      );
+    }
+    const dependents = await excludedDependents(
+      this.src,
+      selected.map((t) => t.oid),
+      excluded.map((t) => t.oid),
+    );
+    if (dependents.length > 0) {
+      const first = dependents[0]!;
+      throw new PgferryError(
+        'PGFERRY_PREFLIGHT_PROBLEMS',
+        `${dependents.map(describeDependent).join('; ')}: ${dependentFix(first)}`,
+        { side: 'source', object: first.object },
       );
     }
     for (const t of tablesWithoutKey(selected)) {

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { displayName, listTables, PGFERRY_SCHEMA, type TableInfo, tablesWithoutKey } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, withClient } from './db.js';
+import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
 import { findTool } from './pg-tools.js';
 import type { TableFilter } from './table-filter.js';
 
@@ -180,6 +181,23 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
           code: 'no-tables',
           message: 'no table on the source matches the --include/--exclude patterns',
           fix: 'check the patterns: they match schema.table, with * as a wildcard',
+        });
+      }
+      const chosen = new Set(tables.map((t) => t.oid));
+      const excluded = (await listTables(src, 'source', { include: [], exclude: [] })).filter(
+        (t) => !chosen.has(t.oid),
+      );
+      const dependents = await excludedDependents(
+        src,
+        [...chosen],
+        excluded.map((t) => t.oid),
+      );
+      for (const d of dependents) {
+        problems.push({
+          code: d.kind === 'foreign key' ? 'foreign-key-to-excluded' : 'view-on-excluded',
+          object: d.object,
+          message: describeDependent(d),
+          fix: dependentFix(d),
         });
       }
       for (const t of tablesWithoutKey(tables)) {

@@ -1,4 +1,7 @@
 // Preflight names each problem with its object and its fix, and exits 0 / 1 / 2 as the contract says.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { type Cluster, freePort, SUPERUSER_PASSWORD, startCluster } from '../support/cluster.js';
@@ -103,6 +106,57 @@ describe('preflight', () => {
     } finally {
       await source.query('CREATE EXTENSION old_snapshot', [], 'app');
     }
+  });
+
+  it('names a foreign key and views that need an excluded table; migrate refuses before it starts', async () => {
+    await source.query('CREATE DATABASE deps');
+    await source.query(
+      `CREATE TABLE parent (id int PRIMARY KEY);
+       CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);
+       CREATE TABLE other (id int PRIMARY KEY);
+       CREATE VIEW parent_ids AS SELECT id FROM parent;
+       CREATE MATERIALIZED VIEW parent_count AS SELECT count(*) FROM parent;`,
+      [],
+      'deps',
+    );
+    await target.query('CREATE DATABASE deps');
+    const urls = ['--source', source.url({ db: 'deps' }), '--target', target.url({ db: 'deps' })];
+    const res = await runCli(['preflight', ...urls, '--json', '--exclude', 'public.parent']);
+    expect(res.code).toBe(1);
+    const report = JSON.parse(res.stdout) as Report;
+    const found = report.problems.map((p) => [p.code, p.object]);
+    expect(found).toEqual([
+      ['foreign-key-to-excluded', 'public.child (child_parent_id_fkey)'],
+      ['view-on-excluded', 'public.parent_count'],
+      ['view-on-excluded', 'public.parent_ids'],
+    ]);
+    expect(report.problems[0]!.fix).toContain(
+      'ALTER TABLE public.child DROP CONSTRAINT child_parent_id_fkey',
+    );
+
+    const state = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-deps-')), 'state.sqlite');
+    const migrate = await runCli([
+      'migrate',
+      ...urls,
+      '--exclude',
+      'public.parent',
+      '--copy-only',
+      '--state',
+      state,
+    ]);
+    fs.rmSync(path.dirname(state), { recursive: true, force: true });
+    expect(migrate.code).toBe(1);
+    expect(migrate.stderr).toContain('PGFERRY_PREFLIGHT_PROBLEMS');
+    expect(migrate.stderr).toContain(
+      'foreign key public.child (child_parent_id_fkey) references public.parent',
+    );
+    expect(
+      await target.query("SELECT relname FROM pg_class WHERE relname IN ('child', 'other')", [], 'deps'),
+    ).toEqual([]);
+
+    // Leaving out the referencing side (and the views' table kept) needs nothing excluded.
+    const fine = await runCli(['preflight', ...urls, '--json', '--exclude', 'public.child']);
+    expect((JSON.parse(fine.stdout) as Report).problems).toEqual([]);
   });
 
   it('prints a readable report with each fix', async () => {
