@@ -1,34 +1,17 @@
 // A chunk whose target session dies mid-COPY is copied again (the half-written rows deleted by its
 // range), the table ends complete, and the retry is counted in pgferry_errors_total by code.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
-import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+import { freePort } from '../support/cluster.js';
+import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
 import { waitFor } from '../support/wait.js';
 
-let source: Cluster;
-let target: Cluster;
-let dir: string;
-
-beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-copy-retry-'));
-  await source.query('CREATE DATABASE app');
-  await target.query('CREATE DATABASE app');
-  await source.query(
-    `CREATE TABLE big (id int PRIMARY KEY, payload text);
+const pair = clusterPair({
+  name: 'copy-retry',
+  sourceSql: `CREATE TABLE big (id int PRIMARY KEY, payload text);
      INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;`,
-    [],
-    'app',
-  );
-});
-
-afterAll(async () => {
-  await Promise.all([source?.stop(), target?.stop()]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('copy retries', () => {
@@ -39,11 +22,11 @@ describe('copy retries', () => {
       '--http',
       `127.0.0.1:${port}`,
       '--source',
-      source.url({ db: 'app' }),
+      pair.source.url({ db: 'app' }),
       '--target',
-      target.url({ db: 'app' }),
+      pair.target.url({ db: 'app' }),
       '--state',
-      path.join(dir, 'state.sqlite'),
+      path.join(pair.dir, 'state.sqlite'),
       '--jobs',
       '2',
       '--chunk-size',
@@ -54,7 +37,7 @@ describe('copy retries', () => {
       const killed = await waitFor(
         'a chunk COPY on the target',
         async () => {
-          const rows = await target.query<{ ok: boolean }>(
+          const rows = await pair.target.query<{ ok: boolean }>(
             `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
               WHERE datname = 'app' AND application_name = 'pgferry' AND query LIKE 'COPY %big% FROM STDIN%'
               LIMIT 1`,
@@ -78,7 +61,7 @@ describe('copy retries', () => {
       daemon.child.kill('SIGTERM');
       await daemon.done;
     }
-    const cmp = await compareDatabases(source.url({ db: 'app' }), target.url({ db: 'app' }));
+    const cmp = await compareDatabases(pair.source.url({ db: 'app' }), pair.target.url({ db: 'app' }));
     expect(cmp.target).toEqual(cmp.source);
   });
 });

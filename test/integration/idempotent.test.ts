@@ -1,34 +1,16 @@
 // Replay is idempotent: a batch applied twice (as after a crash between the target's commit and
 // the source's deletion of the consumed log rows) leaves the target unchanged. The test keeps a
 // copy of the log, lets pgferry drain it, puts the same changes back into the log and drains again.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
-import { type Cluster, startCluster } from '../support/cluster.js';
+import { clusterPair } from '../support/pair.js';
 import { compareDatabases, tableHashes } from '../support/row-hash.js';
 
-let source: Cluster;
-let target: Cluster;
-let dir: string;
-
-beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-idem-'));
-  await source.query('CREATE DATABASE app');
-  await target.query('CREATE DATABASE app');
-  await source.query(
-    `CREATE TABLE items (id int PRIMARY KEY, code text NOT NULL UNIQUE, qty int, note text);
+const pair = clusterPair({
+  name: 'idem',
+  sourceSql: `CREATE TABLE items (id int PRIMARY KEY, code text NOT NULL UNIQUE, qty int, note text);
      INSERT INTO items SELECT g, 'c' || g, g, NULL FROM generate_series(1, 10000) g;`,
-    [],
-    'app',
-  );
-});
-
-afterAll(async () => {
-  await Promise.all([source?.stop(), target?.stop()]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('replay is idempotent', () => {
@@ -37,20 +19,20 @@ describe('replay is idempotent', () => {
       'migrate',
       '--exit-when-synced',
       '--source',
-      source.url({ db: 'app' }),
+      pair.source.url({ db: 'app' }),
       '--target',
-      target.url({ db: 'app' }),
+      pair.target.url({ db: 'app' }),
       '--state',
-      path.join(dir, 'state.sqlite'),
+      path.join(pair.dir, 'state.sqlite'),
     ];
     const first = await runCli(args);
     expect(first.code, first.stderr.slice(-2000)).toBe(0);
-    const [{ log } = { log: '' }] = await source.query<{ log: string }>(
+    const [{ log } = { log: '' }] = await pair.source.query<{ log: string }>(
       "SELECT 'pgferry.' || quote_ident(log_table) AS log FROM pgferry.captured",
       [],
       'app',
     );
-    await source.query(
+    await pair.source.query(
       `UPDATE items SET qty = qty + 1 WHERE id % 3 = 0;
        DELETE FROM items WHERE id % 7 = 0;
        INSERT INTO items SELECT g, 'c' || g, 0, '' FROM generate_series(20001, 20500) g;
@@ -66,10 +48,10 @@ describe('replay is idempotent', () => {
     );
     const second = await runCli(args);
     expect(second.code, second.stderr.slice(-2000)).toBe(0);
-    const afterOnce = await tableHashes(target.url({ db: 'app' }));
+    const afterOnce = await tableHashes(pair.target.url({ db: 'app' }));
 
     // The same batch again: every consumed change back in the log.
-    await source.query(
+    await pair.source.query(
       `INSERT INTO ${log} (pgferry_op, pgferry_at, pgferry_rel, id)
          SELECT pgferry_op, pgferry_at, pgferry_rel, id FROM public.log_copy;
        DROP TABLE public.log_copy;`,
@@ -79,8 +61,8 @@ describe('replay is idempotent', () => {
     const third = await runCli(args);
     expect(third.code, third.stderr.slice(-2000)).toBe(0);
     expect(third.stdout).toMatch(/[1-9][\d,]* changes replayed/);
-    expect(await tableHashes(target.url({ db: 'app' }))).toEqual(afterOnce);
-    const cmp = await compareDatabases(source.url({ db: 'app' }), target.url({ db: 'app' }));
+    expect(await tableHashes(pair.target.url({ db: 'app' }))).toEqual(afterOnce);
+    const cmp = await compareDatabases(pair.source.url({ db: 'app' }), pair.target.url({ db: 'app' }));
     expect(cmp.target).toEqual(cmp.source);
   });
 });

@@ -1,45 +1,27 @@
 // The source is never harmed: every session pgferry opens carries a statement_timeout, a
 // lock_timeout and application_name 'pgferry'; a migration uses a bounded number of sessions;
 // the copy's snapshot is renewed under capture, so no transaction stays open for long.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConnInfo } from '../../engine/conn-info.js';
 import { connect, SESSION_KINDS } from '../../engine/db.js';
 import { startCli } from '../support/cli.js';
-import { type Cluster, startCluster } from '../support/cluster.js';
+import { clusterPair } from '../support/pair.js';
 
-let source: Cluster;
-let target: Cluster;
-let dir: string;
-
-beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-safety-'));
-  await source.query('CREATE DATABASE app');
-  await target.query('CREATE DATABASE app');
-  await source.query(
-    `CREATE TABLE a (id bigint PRIMARY KEY, v text);
+const pair = clusterPair({
+  name: 'safety',
+  sourceSql: `CREATE TABLE a (id bigint PRIMARY KEY, v text);
      INSERT INTO a SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g;
      CREATE TABLE b (id bigint PRIMARY KEY, v text);
      INSERT INTO b SELECT g, repeat('y', 200) FROM generate_series(1, 200000) g;
      CREATE TABLE c (id bigint PRIMARY KEY, v text);
      INSERT INTO c SELECT g, 'z' FROM generate_series(1, 1000) g;`,
-    [],
-    'app',
-  );
-});
-
-afterAll(async () => {
-  await Promise.all([source?.stop(), target?.stop()]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('the source is never harmed', () => {
   it('every kind of session has timeouts and says it is pgferry', async () => {
-    const conn = new ConnInfo('source', source.url({ db: 'app' }));
+    const conn = new ConnInfo('source', pair.source.url({ db: 'app' }));
     for (const kind of SESSION_KINDS) {
       const c = await connect(conn, kind);
       try {
@@ -58,7 +40,7 @@ describe('the source is never harmed', () => {
   });
 
   it('a migration with --jobs 2 uses a bounded number of source sessions, none in a long transaction', async () => {
-    const watcher = new pg.Client({ connectionString: source.url({ db: 'app' }) });
+    const watcher = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
     await watcher.connect();
     let maxSessions = 0;
     let oldestXactSeconds = 0;
@@ -84,11 +66,11 @@ describe('the source is never harmed', () => {
       '--max-snapshot-age',
       '500ms',
       '--source',
-      source.url({ db: 'app' }),
+      pair.source.url({ db: 'app' }),
       '--target',
-      target.url({ db: 'app' }),
+      pair.target.url({ db: 'app' }),
       '--state',
-      path.join(dir, 'state.sqlite'),
+      path.join(pair.dir, 'state.sqlite'),
     ]);
     const res = await run.done;
     watching = false;

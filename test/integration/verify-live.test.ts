@@ -1,37 +1,20 @@
 // verify while replication runs: POST /verify stops replay between batches, applies every change
 // visible in a fresh source snapshot, compares the target with the source read in that snapshot,
 // and resumes. Under a writer that never stops, the answer is still "equal".
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
-import { type Cluster, freePort, startCluster } from '../support/cluster.js';
+import { freePort } from '../support/cluster.js';
+import { clusterPair } from '../support/pair.js';
 
 const TOKEN = 'verify-live-token';
 
-let source: Cluster;
-let target: Cluster;
-let dir: string;
-
-beforeAll(async () => {
-  [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-verify-live-'));
-  await source.query('CREATE DATABASE app');
-  await target.query('CREATE DATABASE app');
-  await source.query(
-    `CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL, note text);
+const pair = clusterPair({
+  name: 'verify-live',
+  sourceSql: `CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL, note text);
      INSERT INTO counters SELECT g, 0, 'c' || g FROM generate_series(1, 20000) g;
      CREATE TABLE events (id bigserial PRIMARY KEY, counter int, at timestamptz DEFAULT now());`,
-    [],
-    'app',
-  );
-});
-
-afterAll(async () => {
-  await Promise.all([source?.stop(), target?.stop()]);
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('verify while replication runs', () => {
@@ -44,18 +27,18 @@ describe('verify while replication runs', () => {
         '--http',
         `127.0.0.1:${port}`,
         '--source',
-        source.url({ db: 'app' }),
+        pair.source.url({ db: 'app' }),
         '--target',
-        target.url({ db: 'app' }),
+        pair.target.url({ db: 'app' }),
         '--state',
-        path.join(dir, 'state.sqlite'),
+        path.join(pair.dir, 'state.sqlite'),
       ],
       { PGFERRY_API_TOKEN: TOKEN },
     );
     let writing = true;
     let writes = 0;
     const writer = (async () => {
-      const c = new pg.Client({ connectionString: source.url({ db: 'app' }) });
+      const c = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
       await c.connect();
       while (writing) {
         const id = 1 + Math.floor(Math.random() * 20000);
