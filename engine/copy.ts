@@ -5,7 +5,8 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, ChunkRecord, TableRecord } from '../checkpoints/store.js';
-import { ChunkStreamError, loadChunk } from '../sinks/chunk-loader.js';
+import { loadChunk } from '../sinks/chunk-loader.js';
+import { CopyPipeError } from '../sinks/copy-pipe.js';
 import { type ChunkTable, copyInSql, copyOutSql, deleteRangeSql } from './chunk-sql.js';
 import type { ConnInfo } from './conn-info.js';
 import { connect } from './db.js';
@@ -176,7 +177,10 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
             const e = chunkError(err, name, chunk.seq);
             if (classify(e) === 'retry' && attempt < MAX_ATTEMPTS) {
               ctx.onRetry?.(e.code);
-              log.warn({ table: name, chunk: chunk.seq, attempt, err: e.message }, 'chunk failed, retrying');
+              log.warn(
+                { table: name, chunk: chunk.seq, attempt, side: e.side, err: e.message },
+                'chunk failed, retrying',
+              );
               cleanup = true;
               await sleep(1000 * 2 ** (attempt - 1), stop.signal);
               continue;
@@ -215,8 +219,8 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
 
 function chunkError(err: unknown, table: string, seq: number): PgferryError {
   if (isPgferryError(err)) return err;
-  const side = err instanceof ChunkStreamError ? err.side : 'target';
-  const cause = err instanceof ChunkStreamError ? err.cause : err;
+  const side = err instanceof CopyPipeError ? err.side : 'target';
+  const cause = err instanceof CopyPipeError ? err.cause : err;
   const inner = dbError(side, cause, table);
   return new PgferryError('PGFERRY_COPY_CHUNK_FAILED', `chunk ${seq} of ${table}: ${inner.message}`, {
     side,

@@ -1,10 +1,8 @@
 // Writes one chunk into the target: the source's COPY TO STDOUT stream goes straight into COPY FROM
 // STDIN, bytes passed through, rows never parsed. The chunk is one target transaction: on any
 // failure the stream is aborted (pg-copy-streams sends CopyFail) and the transaction rolled back.
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { pipeCopy } from './copy-pipe.js';
 
 export interface ChunkLoad {
   source: pg.Client;
@@ -22,41 +20,15 @@ export interface ChunkResult {
   bytes: number;
 }
 
-export class ChunkStreamError extends Error {
-  constructor(
-    readonly side: 'source' | 'target',
-    override readonly cause: unknown,
-  ) {
-    super((cause as Error)?.message ?? String(cause));
-  }
-}
-
+/** Fails with the pipe's CopyPipeError (which side failed) or the target's own error. */
 export async function loadChunk(load: ChunkLoad): Promise<ChunkResult> {
-  const { source, target } = load;
+  const { target } = load;
   await target.query('BEGIN');
   try {
     if (load.before) await target.query(load.before);
-    const out = source.query(copyTo(load.copyOut));
-    const into = target.query(copyFrom(load.copyIn));
-    let bytes = 0;
-    const count = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        bytes += chunk.length;
-        load.onBytes?.(chunk.length);
-        cb(null, chunk);
-      },
-    });
-    let failedSide: 'source' | 'target' = 'target';
-    out.once('error', () => {
-      failedSide = 'source';
-    });
-    try {
-      await pipeline(out, count, into, load.signal ? { signal: load.signal } : {});
-    } catch (err) {
-      throw new ChunkStreamError(failedSide, err);
-    }
+    const res = await pipeCopy(load);
     await target.query('COMMIT');
-    return { rows: into.rowCount, bytes };
+    return res;
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});
     throw err;

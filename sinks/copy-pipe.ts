@@ -35,14 +35,19 @@ export async function pipeCopy(p: CopyPipe): Promise<{ rows: number; bytes: numb
       cb(null, chunk);
     },
   });
-  let failedSide: 'source' | 'target' = 'target';
+  // The side whose stream failed first: once one fails, pipeline() destroys the other with the
+  // same error, so "the source stream errored" alone does not say which server went away.
+  let failedSide: 'source' | 'target' | undefined;
   out.once('error', () => {
-    failedSide = 'source';
+    failedSide ??= 'source';
+  });
+  into.once('error', () => {
+    failedSide ??= 'target';
   });
   try {
     await pipeline(out, count, into, p.signal ? { signal: p.signal } : {});
   } catch (err) {
-    throw new CopyPipeError(failedSide, err);
+    throw new CopyPipeError(failedSide ?? 'target', err);
   }
   return { rows: into.rowCount, bytes };
 }

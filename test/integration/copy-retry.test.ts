@@ -1,5 +1,6 @@
 // A chunk whose target session dies mid-COPY is copied again (the half-written rows deleted by its
-// range), the table ends complete, and the retry is counted in pgferry_errors_total by code.
+// range), the table ends complete, the retry names the target as the side that failed, and it is
+// counted in pgferry_errors_total by code.
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
@@ -56,7 +57,15 @@ describe('copy retries', () => {
         throw new Error(`${err.message}\npgferry said:\n${daemon.output().stderr.slice(-3000)}`);
       });
       expect(metrics).toMatch(/^pgferry_errors_total\{code="PGFERRY_[A-Z_]+"\} [1-9]/m);
-      expect(daemon.output().stderr).toContain('chunk failed, retrying');
+      // The target's session died: the retry says so (not the source, whose stream fails after).
+      const retries = daemon
+        .output()
+        .stderr.split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg: string; side?: string })
+        .filter((l) => l.msg === 'chunk failed, retrying');
+      expect(retries.length).toBeGreaterThan(0);
+      expect(retries[0]!.side).toBe('target');
     } finally {
       daemon.child.kill('SIGTERM');
       await daemon.done;
