@@ -1,6 +1,8 @@
-// What each bench entry point does with its command line: whole-number flags, the check that the
-// CLI is built (the benches run it as users do), and the results file under bench/results/.
+// What each bench entry point shares: whole-number flags, the check that the CLI is built (the
+// benches run it as users do), the results file under bench/results/, the machine's facts, and a
+// cleanup that runs once however the bench ends.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -60,5 +62,40 @@ export async function scaleBenchMain(
   } catch (err) {
     console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;
+  }
+}
+
+/** The machine a figure was taken on. */
+export const hostFacts = () => ({
+  cpus: os.cpus().length,
+  memoryGB: Math.round(os.totalmem() / 1024 ** 3),
+  node: process.version,
+});
+
+/**
+ * Runs a bench, then `cleanup` (once, whatever happens). A SIGINT or SIGTERM meanwhile says what it
+ * stops (`stopping`), runs `cleanup` and exits 130.
+ */
+export async function withCleanup<T>(
+  say: (msg: string) => void,
+  stopping: string,
+  cleanup: () => Promise<void>,
+  run: () => Promise<T>,
+): Promise<T> {
+  let cleaned: Promise<void> | undefined;
+  const once = () => {
+    cleaned ??= cleanup();
+    return cleaned;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping ${stopping}`);
+    void once().then(() => process.exit(130));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
+  try {
+    return await run();
+  } finally {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
+    await once();
   }
 }

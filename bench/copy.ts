@@ -15,7 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
-import { isMain, requireBuiltCli, wholeNumber, writeResults } from './cli.js';
+import { hostFacts, isMain, requireBuiltCli, wholeNumber, withCleanup, writeResults } from './cli.js';
 import { ActivitySampler } from './clone-activity.js';
 import { dumpScript, restoreScript, runDumpRestore } from './clone-dump-restore.js';
 import { ensurePgcopydb, pgcopydbArgs, runPgcopydb, writePgpass } from './clone-pgcopydb.js';
@@ -109,25 +109,11 @@ export async function copyBench(
   const say = opts.say ?? ((msg: string) => console.error(`[bench] ${msg}`));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-bench-'));
   const clusters: Cluster[] = [];
-  let cleaned: Promise<void> | undefined;
-  const cleanup = () => {
-    cleaned ??= (async () => {
-      await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
-      fs.rmSync(workDir, { recursive: true, force: true });
-    })();
-    return cleaned;
+  const cleanup = async () => {
+    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    fs.rmSync(workDir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`${signal}: stopping the clusters`);
-    void cleanup().then(() => process.exit(130));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
-  try {
-    return await run();
-  } finally {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
-    await cleanup();
-  }
+  return withCleanup(say, 'the clusters', cleanup, run);
 
   async function run(): Promise<{ result: CopyBenchResult; summary: BenchSummary; markdown: string }> {
     const pgcopydbTool = ensurePgcopydb(say, { install: opts.installPgcopydb });
@@ -322,9 +308,7 @@ export async function copyBench(
       scale: { accountsRows, wideRows: wideRowsFor(accountsRows), quick: opts.quick },
       rounds,
       machine: {
-        cpus: os.cpus().length,
-        memoryGB: Math.round(os.totalmem() / 1024 ** 3),
-        node: process.version,
+        ...hostFacts(),
         postgres: ver?.server_version ?? '?',
         loadAverage1mBeforeRuns: loadAverages,
         schedule,

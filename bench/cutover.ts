@@ -19,7 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckpointStore } from '../checkpoints/store.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
-import { isMain, scaleBenchMain } from './cli.js';
+import { isMain, scaleBenchMain, withCleanup } from './cli.js';
 import { runWriter, WRITER_DDL, WRITER_TABLE, type WriterResult } from './cutover-writer.js';
 import { PGBENCH, pgbenchInit } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
@@ -106,36 +106,22 @@ export async function cutoverBench(opts: {
   const procs: PgferryProc[] = [];
   let bench: ReturnType<typeof startPgbench> | undefined;
   const abort = new AbortController();
-  let cleaned: Promise<void> | undefined;
-  const cleanup = () => {
-    cleaned ??= (async () => {
-      abort.abort();
-      if (bench && bench.child.exitCode === null && bench.child.signalCode === null) {
-        bench.child.kill('SIGKILL');
-        await bench.done;
+  const cleanup = async () => {
+    abort.abort();
+    if (bench && bench.child.exitCode === null && bench.child.signalCode === null) {
+      bench.child.kill('SIGKILL');
+      await bench.done;
+    }
+    for (const p of procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) {
+        p.child.kill('SIGKILL');
+        await p.done.catch(() => {});
       }
-      for (const p of procs) {
-        if (p.child.exitCode === null && p.child.signalCode === null) {
-          p.child.kill('SIGKILL');
-          await p.done.catch(() => {});
-        }
-      }
-      await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
-      fs.rmSync(workDir, { recursive: true, force: true });
-    })();
-    return cleaned;
+    }
+    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    fs.rmSync(workDir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`${signal}: stopping pgbench, pgferry and the clusters`);
-    void cleanup().then(() => process.exit(130));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
-  try {
-    return await run();
-  } finally {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
-    await cleanup();
-  }
+  return withCleanup(say, 'pgbench, pgferry and the clusters', cleanup, run);
 
   async function run(): Promise<{ result: CutoverBenchResult; markdown: string }> {
     const builtAt = distBuiltAt();

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { requireBuiltCli, wholeNumber } from './cli.js';
+import { hostFacts, requireBuiltCli, wholeNumber } from './cli.js';
 import { copyBench } from './copy.js';
 import { cutoverBench } from './cutover.js';
 import { wideRowsFor } from './dataset.js';
@@ -113,8 +113,8 @@ try {
       pgcopydb: tool.available ? tool.version : null,
     },
     machine: {
-      cpus: os.cpus().length,
-      memoryGB: Math.round(os.totalmem() / 1024 ** 3),
+      cpus: hostFacts().cpus,
+      memoryGB: hostFacts().memoryGB,
       loadAverage1m: os.loadavg()[0],
     },
     copy: c.copy,

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { CheckpointStore } from '../checkpoints/store.js';
 import type { ReplayStats } from '../engine/replay.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
-import { isMain, scaleBenchMain } from './cli.js';
+import { hostFacts, isMain, scaleBenchMain, withCleanup } from './cli.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
 import { assertEqual, EXCLUDED, logCounts, makeBacklog, REPLAYED, total, withClient } from './replay-data.js';
@@ -77,26 +77,17 @@ export async function replayBench(
   const clusters: Cluster[] = [];
   const procs = new Set<PgferryProc>();
   let logical: LogicalPeer | undefined;
-  let cleaned: Promise<void> | undefined;
-  const cleanup = () => {
-    cleaned ??= (async () => {
-      for (const p of procs) {
-        if (p.child.exitCode === null && p.child.signalCode === null) {
-          p.child.kill('SIGKILL');
-          await p.done.catch(() => {});
-        }
+  const cleanup = async () => {
+    for (const p of procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) {
+        p.child.kill('SIGKILL');
+        await p.done.catch(() => {});
       }
-      await logical?.drop().catch((err: Error) => say(err.message));
-      await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
-      fs.rmSync(workDir, { recursive: true, force: true });
-    })();
-    return cleaned;
+    }
+    await logical?.drop().catch((err: Error) => say(err.message));
+    await Promise.all(clusters.map((c) => c.stop().catch(() => {})));
+    fs.rmSync(workDir, { recursive: true, force: true });
   };
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`${signal}: stopping pgferry, logical replication and the clusters`);
-    void cleanup().then(() => process.exit(130));
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, onSignal);
   const loadavg: Record<string, number> = {};
 
   function pgferry(args: string[], urls: { source: string; target: string }): PgferryProc {
@@ -132,12 +123,7 @@ export async function replayBench(
     loadavg[label] = os.loadavg()[0]!;
   }
 
-  try {
-    return await run();
-  } finally {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.off(signal, onSignal);
-    await cleanup();
-  }
+  return withCleanup(say, 'pgferry, logical replication and the clusters', cleanup, run);
 
   async function run(): Promise<{ result: ReplayBenchResult; markdown: string }> {
     const build = buildInfo();
@@ -305,9 +291,7 @@ export async function replayBench(
       scale,
       quick,
       machine: {
-        cpus: os.cpus().length,
-        memoryGB: Math.round(os.totalmem() / 1024 ** 3),
-        node: process.version,
+        ...hostFacts(),
         postgres: ver?.server_version ?? '?',
         loadAverage1m: loadavg,
       },

@@ -59,6 +59,20 @@ interface TableRow {
 }
 
 /**
+ * Every table the migration could take, split by the include/exclude filter (one catalog read):
+ * `excluded` is what pg_dump is told to leave out and what nothing selected may depend on.
+ */
+export async function splitTables(
+  client: pg.Client,
+  filter: TableFilter,
+): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
+  const all = await listTables(client, 'source', { include: [], exclude: [] });
+  const matches = makeMatcher(filter);
+  const chosen = (t: TableInfo) => matches((t.partitionRoot ?? t).schema, (t.partitionRoot ?? t).name);
+  return { selected: all.filter(chosen), excluded: all.filter((t) => !chosen(t)) };
+}
+
+/**
  * Lists user tables (ordinary, partitioned and partitions), without extension-owned tables,
  * system schemas and pgferry's own schema, then applies the include/exclude filter: a
  * partition is selected when its partitioned root is.

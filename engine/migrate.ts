@@ -13,7 +13,7 @@ import {
   installCapture,
   installedCapture,
 } from './capture/triggers.js';
-import { copyUnits, displayName, listTables, type TableInfo, tablesWithoutKey } from './catalog.js';
+import { copyUnits, displayName, splitTables, type TableInfo, tablesWithoutKey } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
@@ -187,11 +187,8 @@ class MigrateRun {
     };
   }
 
-  private async selectedTables(): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
-    const all = await listTables(this.src, 'source', { include: [], exclude: [] });
-    const selected = await listTables(this.src, 'source', this.opts.filter);
-    const chosen = new Set(selected.map((t) => t.oid));
-    return { selected, excluded: all.filter((t) => !chosen.has(t.oid)) };
+  private selectedTables(): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
+    return splitTables(this.src, this.opts.filter);
   }
 
   private async schemaPhase(): Promise<void> {

@@ -1,7 +1,7 @@
 // Preflight: everything that can be known about a migration before it starts, and every reason
 // it would fail, each named with its object and its fix. Reads only; changes nothing anywhere.
 import type pg from 'pg';
-import { displayName, listTables, PGFERRY_SCHEMA, type TableInfo, tablesWithoutKey } from './catalog.js';
+import { displayName, PGFERRY_SCHEMA, splitTables, type TableInfo, tablesWithoutKey } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, withClient } from './db.js';
 import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
@@ -175,7 +175,7 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
         });
       }
 
-      const tables = await listTables(src, 'source', opts.filter);
+      const { selected: tables, excluded } = await splitTables(src, opts.filter);
       if (tables.length === 0) {
         problems.push({
           code: 'no-tables',
@@ -183,13 +183,9 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
           fix: 'check the patterns: they match schema.table, with * as a wildcard',
         });
       }
-      const chosen = new Set(tables.map((t) => t.oid));
-      const excluded = (await listTables(src, 'source', { include: [], exclude: [] })).filter(
-        (t) => !chosen.has(t.oid),
-      );
       const dependents = await excludedDependents(
         src,
-        [...chosen],
+        tables.map((t) => t.oid),
         excluded.map((t) => t.oid),
       );
       for (const d of dependents) {

@@ -1,7 +1,6 @@
 // A chunk whose target session dies mid-COPY is copied again (the half-written rows deleted by its
 // range), the table ends complete, the retry names the target as the side that failed, and it is
 // counted in pgferry_errors_total by code.
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
 import { freePort } from '../support/cluster.js';
@@ -18,21 +17,9 @@ const pair = clusterPair({
 describe('copy retries', () => {
   it('copies a chunk again after its target session is terminated, and counts it', async () => {
     const port = await freePort();
-    const daemon = startCli([
-      'migrate',
-      '--http',
-      `127.0.0.1:${port}`,
-      '--source',
-      pair.source.url({ db: 'app' }),
-      '--target',
-      pair.target.url({ db: 'app' }),
-      '--state',
-      path.join(pair.dir, 'state.sqlite'),
-      '--jobs',
-      '2',
-      '--chunk-size',
-      '8MB',
-    ]);
+    const daemon = startCli(
+      pair.migrate('--http', `127.0.0.1:${port}`, '--jobs', '2', '--chunk-size', '8MB'),
+    );
     try {
       // The first COPY into the target that is under way: its backend is terminated.
       const killed = await waitFor(

@@ -1,7 +1,6 @@
 // Replay is idempotent: a batch applied twice (as after a crash between the target's commit and
 // the source's deletion of the consumed log rows) leaves the target unchanged. The test keeps a
 // copy of the log, lets pgferry drain it, puts the same changes back into the log and drains again.
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
@@ -15,16 +14,7 @@ const pair = clusterPair({
 
 describe('replay is idempotent', () => {
   it('applying the same changes twice leaves the target unchanged', async () => {
-    const args = [
-      'migrate',
-      '--exit-when-synced',
-      '--source',
-      pair.source.url({ db: 'app' }),
-      '--target',
-      pair.target.url({ db: 'app' }),
-      '--state',
-      path.join(pair.dir, 'state.sqlite'),
-    ];
+    const args = pair.migrate('--exit-when-synced');
     const first = await runCli(args);
     expect(first.code, first.stderr.slice(-2000)).toBe(0);
     const [{ log } = { log: '' }] = await pair.source.query<{ log: string }>(

@@ -3,7 +3,6 @@
 // TRUNCATE in the backlog (a slice that sees one applies nothing), not when two keys swapped a
 // unique value and land in different slices (the table falls back to unsliced batches), not with
 // a composite key. Every drain ends with the target equal to the source, row for row.
-import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
@@ -29,21 +28,9 @@ const pair = clusterPair({
 
 /** Runs `migrate --exit-when-synced` with debug logs; returns the log lines' messages. */
 async function drain(jobs: number): Promise<{ msg: string; table?: string; slices?: number }[]> {
-  const r = await runCli(
-    [
-      'migrate',
-      '--exit-when-synced',
-      '--jobs',
-      String(jobs),
-      '--source',
-      pair.source.url({ db: 'app' }),
-      '--target',
-      pair.target.url({ db: 'app' }),
-      '--state',
-      path.join(pair.dir, 'state.sqlite'),
-    ],
-    { PGFERRY_LOG_LEVEL: 'debug' },
-  );
+  const r = await runCli(pair.migrate('--exit-when-synced', '--jobs', String(jobs)), {
+    PGFERRY_LOG_LEVEL: 'debug',
+  });
   expect(r.code, r.stderr.slice(-2000)).toBe(0);
   return r.stderr
     .split('\n')

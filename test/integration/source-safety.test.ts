@@ -1,7 +1,6 @@
 // The source is never harmed: every session pgferry opens carries a statement_timeout, a
 // lock_timeout and application_name 'pgferry'; a migration uses a bounded number of sessions;
 // the copy's snapshot is renewed under capture, so no transaction stays open for long.
-import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ConnInfo } from '../../engine/conn-info.js';
@@ -56,22 +55,9 @@ describe('the source is never harmed', () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    const run = startCli([
-      'migrate',
-      '--exit-when-synced',
-      '--jobs',
-      '2',
-      '--chunk-size',
-      '2MB',
-      '--max-snapshot-age',
-      '500ms',
-      '--source',
-      pair.source.url({ db: 'app' }),
-      '--target',
-      pair.target.url({ db: 'app' }),
-      '--state',
-      path.join(pair.dir, 'state.sqlite'),
-    ]);
+    const run = startCli(
+      pair.migrate('--exit-when-synced', '--jobs', '2', '--chunk-size', '2MB', '--max-snapshot-age', '500ms'),
+    );
     const res = await run.done;
     watching = false;
     await watch;

@@ -1,7 +1,6 @@
 // verify while replication runs: POST /verify stops replay between batches, applies every change
 // visible in a fresh source snapshot, compares the target with the source read in that snapshot,
 // and resumes. Under a writer that never stops, the answer is still "equal".
-import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
@@ -21,20 +20,7 @@ describe('verify while replication runs', () => {
   it('compares at a drained point: equal under a writer that never stops', async () => {
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
-    const daemon = startCli(
-      [
-        'migrate',
-        '--http',
-        `127.0.0.1:${port}`,
-        '--source',
-        pair.source.url({ db: 'app' }),
-        '--target',
-        pair.target.url({ db: 'app' }),
-        '--state',
-        path.join(pair.dir, 'state.sqlite'),
-      ],
-      { PGFERRY_API_TOKEN: TOKEN },
-    );
+    const daemon = startCli(pair.migrate('--http', `127.0.0.1:${port}`), { PGFERRY_API_TOKEN: TOKEN });
     let writing = true;
     let writes = 0;
     const writer = (async () => {

@@ -15,6 +15,8 @@ export interface ClusterPair {
   dir: string;
   /** The database on each side. */
   db: string;
+  /** `migrate` on the pair's databases with its state file in `dir`, then `extra`. */
+  migrate(...extra: string[]): string[];
 }
 
 /** Registers beforeAll/afterAll; the returned object is filled in before the first test runs. */
@@ -26,7 +28,19 @@ export function clusterPair(opts: {
   db?: string;
   versions?: [ServerVersion, ServerVersion];
 }): ClusterPair {
-  const pair = { db: opts.db ?? 'app' } as ClusterPair;
+  const pair = {
+    db: opts.db ?? 'app',
+    migrate: (...extra: string[]) => [
+      'migrate',
+      '--source',
+      pair.source.url({ db: pair.db }),
+      '--target',
+      pair.target.url({ db: pair.db }),
+      '--state',
+      path.join(pair.dir, 'state.sqlite'),
+      ...extra,
+    ],
+  } as ClusterPair;
   beforeAll(async () => {
     const [s, t] = opts.versions ?? [15, 15];
     [pair.source, pair.target] = await Promise.all([startCluster(s), startCluster(t)]);
