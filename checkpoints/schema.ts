@@ -1,6 +1,6 @@
 // Layout of the checkpoint store. Bump SCHEMA_VERSION on any change: an older state file is then
 // refused with a clear message instead of being misread.
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const SCHEMA_SQL = `
 CREATE TABLE meta (

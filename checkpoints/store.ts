@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import Database from 'better-sqlite3';
 import { PgferryError } from '../engine/errors.js';
+import { sameServerAs } from '../engine/run-identity.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 
 export const PHASES = [
@@ -20,14 +21,21 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
+/** A server as the run knows it: its URL's spelling (for messages) and what it is (for checks). */
 export interface ServerIdentity {
   host: string;
   port: number;
   database: string;
   user: string;
+  /** pg_control_system()'s system identifier, or null where the service hides it. */
+  systemIdentifier: string | null;
+  databaseOid: number;
+  databaseName: string;
 }
 
 export interface RunSetup {
+  /** Names this run's capture objects on the source and its mark on the target. */
+  runId: string;
   source: ServerIdentity;
   target: ServerIdentity;
   include: string[];
@@ -270,17 +278,36 @@ export class CheckpointStore {
     return row ? (JSON.parse(row.value) as RunSetup) : null;
   }
 
-  /** Records the setup of a new run, or refuses a resume whose setup differs. */
-  bindSetup(setup: RunSetup): 'new' | 'resume' {
-    const existing = this.setup();
-    if (!existing) {
-      this.db.prepare("INSERT INTO meta (key, value) VALUES ('setup', ?)").run(JSON.stringify(setup));
-      return 'new';
+  /** This run's id, or null before its setup is bound. */
+  runId(): string | null {
+    return this.setup()?.runId ?? null;
+  }
+
+  /**
+   * Records the setup of a new run. Called only once every check of a new run has passed: a
+   * refused run leaves a state file with no setup, and running it again is a new run, not a resume.
+   */
+  bindSetup(setup: RunSetup): void {
+    const done = this.db
+      .prepare("INSERT INTO meta (key, value) VALUES ('setup', ?) ON CONFLICT (key) DO NOTHING")
+      .run(JSON.stringify(setup));
+    if (done.changes !== 1) {
+      throw new PgferryError('PGFERRY_STATE_MISMATCH', `${this.file} already holds a run`, { side: 'state' });
     }
+  }
+
+  /**
+   * Refuses a resume whose setup differs from the recorded one. Servers are compared by what they
+   * are (system identifier, database oid), not by how their URLs are spelled.
+   */
+  checkResume(setup: Omit<RunSetup, 'runId'>): RunSetup {
+    const existing = this.setup();
+    if (!existing)
+      throw new PgferryError('PGFERRY_STATE_INVALID', `${this.file} holds no run`, { side: 'state' });
     const diffs: string[] = [];
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-    if (!same(existing.source, setup.source)) diffs.push(`source was ${describe(existing.source)}`);
-    if (!same(existing.target, setup.target)) diffs.push(`target was ${describe(existing.target)}`);
+    if (!sameServerAs(existing.source, setup.source)) diffs.push(`source was ${describe(existing.source)}`);
+    if (!sameServerAs(existing.target, setup.target)) diffs.push(`target was ${describe(existing.target)}`);
     if (!same(existing.include, setup.include)) diffs.push(`--include was [${existing.include.join(', ')}]`);
     if (!same(existing.exclude, setup.exclude)) diffs.push(`--exclude was [${existing.exclude.join(', ')}]`);
     if (existing.mode !== setup.mode) diffs.push(`mode was ${existing.mode}`);
@@ -291,7 +318,7 @@ export class CheckpointStore {
         { side: 'state' },
       );
     }
-    return 'resume';
+    return existing;
   }
 
   // ---- phases ----

@@ -1,10 +1,16 @@
-// `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped, from its state file.
+// `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped, from its state file;
+// with --abort, the undo of an interrupted one.
 import type { Logger } from 'pino';
 import { CheckpointStore } from '../checkpoints/store.js';
 import type { ConnInfo } from './conn-info.js';
-import { type CutoverResult, type CutoverSettings, cutover } from './cutover.js';
+import { abortCutover, type CutoverResult, type CutoverSettings, cutover } from './cutover.js';
+import { connect } from './db.js';
 import { PgferryError } from './errors.js';
+import type { FreezeRecord } from './freeze.js';
+import { interruptedCutover } from './freeze-record.js';
 import { Replayer } from './replay.js';
+import { checkRunTarget } from './run-binding.js';
+import { readIdentity, refuseSameDatabase } from './run-identity.js';
 
 export interface StandaloneCutoverOptions {
   source: ConnInfo;
@@ -17,26 +23,57 @@ export interface StandaloneCutoverOptions {
 }
 
 /**
- * `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped. It takes the
- * state's lock like `migrate`, so it refuses to run beside a live daemon.
+ * Opens the run's state under its lock (so nothing runs beside a live daemon) and checks that the
+ * servers are the run's own, identified by what they are, with the target carrying its mark.
  */
-export async function runCutover(opts: StandaloneCutoverOptions): Promise<CutoverResult> {
+async function openRun<T>(
+  opts: Pick<StandaloneCutoverOptions, 'source' | 'target' | 'statePath'>,
+  fn: (store: CheckpointStore) => Promise<T>,
+): Promise<T> {
   const store = CheckpointStore.open(opts.statePath, { create: false });
   try {
     store.acquireLock();
     const setup = store.setup();
-    if (!setup)
+    if (!setup) {
       throw new PgferryError('PGFERRY_STATE_INVALID', `${opts.statePath} holds no run`, { side: 'state' });
-    store.bindSetup({ ...setup, source: opts.source.identity(), target: opts.target.identity() });
-    if (setup.mode !== 'replicate' || !store.phaseDone('indexes') || !store.getMeta('unique_built')) {
+    }
+    const src = await connect(opts.source, 'control');
+    try {
+      const dst = await connect(opts.target, 'control');
+      try {
+        const [s, t] = await Promise.all([readIdentity(src, opts.source), readIdentity(dst, opts.target)]);
+        refuseSameDatabase(s, t);
+        store.checkResume({ ...setup, source: s, target: t });
+        // After a finished cutover the target no longer carries the mark (it is the application's).
+        if (!store.phaseDone('done')) await checkRunTarget(store, setup, dst, opts.target);
+      } finally {
+        await dst.end().catch(() => {});
+      }
+    } finally {
+      await src.end().catch(() => {});
+    }
+    return await fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+/** `pgferry cutover --state FILE`: the cutover of a run whose daemon is stopped, or the end of an interrupted one. */
+export async function runCutover(opts: StandaloneCutoverOptions): Promise<CutoverResult> {
+  return openRun(opts, async (store) => {
+    const setup = store.setup()!;
+    if (store.phaseDone('done')) {
+      throw new PgferryError('PGFERRY_CUTOVER_REFUSED', 'this run was already cut over', { side: 'state' });
+    }
+    if (
+      !interruptedCutover(store) &&
+      (setup.mode !== 'replicate' || !store.phaseDone('indexes') || !store.getMeta('unique_built'))
+    ) {
       throw new PgferryError(
         'PGFERRY_CUTOVER_REFUSED',
         `this run is not replicating yet (phase ${store.phase() ?? 'none'}): the copy and index build must be done first`,
         { side: 'state' },
       );
-    }
-    if (store.phaseDone('done')) {
-      throw new PgferryError('PGFERRY_CUTOVER_REFUSED', 'this run was already cut over', { side: 'state' });
     }
     const replayer = new Replayer({
       source: opts.source,
@@ -61,7 +98,12 @@ export async function runCutover(opts: StandaloneCutoverOptions): Promise<Cutove
     } finally {
       await replayer.close();
     }
-  } finally {
-    store.close();
-  }
+  });
+}
+
+/** `pgferry cutover --abort`: gives the source its writes back as recorded; null when nothing was frozen. */
+export async function runCutoverAbort(
+  opts: Pick<StandaloneCutoverOptions, 'source' | 'target' | 'statePath' | 'log'>,
+): Promise<{ freeze: FreezeRecord } | null> {
+  return openRun(opts, (store) => abortCutover(store, opts.source, opts.log));
 }

@@ -6,20 +6,34 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../checkpoints/store.js';
+import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
-import { connect, q, withClient } from './db.js';
+import { crashPoint } from './crash-point.js';
+import { connect, q, qualified, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
 import {
+  applyFreeze,
   type FreezeMethod,
   type FreezeRecord,
-  freezeWrites,
+  planFreeze,
+  stopWriters,
   unfreezeWrites,
   waitForQuiet,
-  waitForSessionsGone,
 } from './freeze.js';
+import {
+  type CutoverRecord,
+  type CutoverStep,
+  clearCutoverRecord,
+  describeInterrupted,
+  interruptedCutover,
+  pastNoReturn,
+  readCutoverRecord,
+  writeCutoverRecord,
+} from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
 import type { Replayer } from './replay.js';
+import { dropRunMark } from './run-identity.js';
 import { syncSequences } from './sequences.js';
 import type { TableFilter } from './table-filter.js';
 import { verify } from './verify.js';
@@ -69,44 +83,80 @@ async function drain(replayer: Replayer, control: pg.Client, signal: AbortSignal
 export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
   const { store, log, replayer } = opts;
   const control = await connect(opts.source, 'control');
-  let frozen: FreezeRecord | undefined;
+  let freeze: FreezeRecord | undefined;
+  const step = (done: CutoverStep) => {
+    writeCutoverRecord(store, freeze!, done);
+    store.event('info', 'cutover', `cutover: ${done}`);
+    crashPoint(`cutover:${done}`);
+  };
   try {
-    const { lagSeconds } = await replayer.backlog(control);
-    if (lagSeconds > opts.maxLagSeconds && !opts.force) {
-      throw new PgferryError(
-        'PGFERRY_CUTOVER_REFUSED',
-        `replication lag is ${lagSeconds.toFixed(1)}s, above --max-lag ${opts.maxLagSeconds}s`,
-        { side: 'source' },
+    const interrupted = interruptedCutover(store);
+    if (interrupted && pastNoReturn(interrupted)) {
+      log.warn(
+        { step: interrupted.step },
+        `${describeInterrupted(interrupted)}: finishing it (the target was already declared ready)`,
       );
+      return await finish(opts, interrupted.freeze, {
+        downtimeSeconds: Number(store.getMeta('cutover_downtime_seconds')) || 0,
+        changesDrained: 0,
+        sequences: 0,
+        materializedViews: 0,
+        deferredObjects: 0,
+      });
     }
-    // Catch up while the application still writes: what is left for the freeze is seconds.
-    await replayer.catchUp();
-    store.setPhase('cutover');
-    store.event('info', 'cutover', `cutover started: freezing writes (${opts.freeze})`);
-    const tables = store.captures().map((c) => ({ schema: c.schema, name: c.name }));
-    const started = Date.now();
-    frozen = await freezeWrites(control, opts.source, opts.freeze, tables);
-    store.setMeta('cutover_freeze', JSON.stringify(frozen));
-    log.info(
-      { freeze: opts.freeze, sessionsEnded: frozen.sessionsEnded ?? 0 },
-      'writes frozen on the source',
-    );
+    if (interrupted) {
+      // The freeze recorded before the crash is applied again as recorded (its grants were read
+      // before anything was revoked), whatever --freeze says now.
+      freeze = interrupted.freeze;
+      store.setPhase('cutover');
+      store.event('warn', 'cutover', `${describeInterrupted(interrupted)}: completing it`);
+      log.warn({ freeze: freeze.method, since: freeze.startedAt }, 'completing an interrupted cutover');
+    } else {
+      const { lagSeconds } = await replayer.backlog(control);
+      if (lagSeconds > opts.maxLagSeconds && !opts.force) {
+        throw new PgferryError(
+          'PGFERRY_CUTOVER_REFUSED',
+          `replication lag is ${lagSeconds.toFixed(1)}s, above --max-lag ${opts.maxLagSeconds}s`,
+          { side: 'source' },
+        );
+      }
+      // Catch up while the application still writes: what is left for the freeze is seconds.
+      await replayer.catchUp();
+      store.setPhase('cutover');
+      store.event('info', 'cutover', `cutover started: freezing writes (${opts.freeze})`);
+      const tables = store.captures().map((c) => ({ schema: c.schema, name: c.name }));
+      // Recorded before it is applied: a crash from here on leaves a freeze every command sees.
+      freeze = await planFreeze(control, opts.freeze, tables);
+      step('freezing');
+    }
+    const started = Date.parse(freeze.startedAt);
+    await applyFreeze(control, opts.source, freeze);
+    step('frozen');
+    log.info({ freeze: freeze.method }, 'writes frozen on the source');
 
-    // Confirm writes have stopped. With readonly or revoke pgferry ended the writers' sessions
-    // itself: once they are gone no write is in flight. With external, nothing new may reach
-    // the log for the settle time.
-    if (opts.freeze === 'external') {
+    // With external, nothing new may reach the log for the settle time. Then, with every method,
+    // the sessions that could still write are ended and the transactions that were writing at the
+    // freeze are waited for: after that, no write can commit on the source.
+    if (freeze.method === 'external') {
       const position = async () => String((await replayer.backlog(control)).total);
       await waitForQuiet(position, opts.settleMs, 120_000, opts.signal);
-    } else {
-      await waitForSessionsGone(control, frozen);
     }
+    const relations = store
+      .captures()
+      .flatMap((c) => [qualified(c.schema, c.name), qualified(PGFERRY_SCHEMA, c.logTable)]);
+    freeze.sessionsEnded = await stopWriters(control, freeze, relations);
+    step('writers stopped');
+    log.info({ sessionsEnded: freeze.sessionsEnded }, 'no write in flight on the source');
+
     const drained = await drain(replayer, control, opts.signal);
+    step('drained');
     log.info({ changes: drained }, 'change log drained to empty');
 
     const result = await withClient(opts.target, 'index', async (target) => {
       const sequences = await syncSequences(control, target);
+      step('sequences set');
       const views = await refreshMatviews(control, target);
+      step('materialized views refreshed');
       return { sequences: sequences.length, views: views.length };
     });
     const notValid = (sql: string) => (FK.test(sql) ? sql.replace(/;\s*$/, ' NOT VALID;') : sql);
@@ -122,6 +172,7 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
       // NOT VALID foreign keys on partitioned tables arrive only in PostgreSQL 18: plain there.
       fallbackOn: ['0A000', '42809'],
     });
+    step('constraints and triggers created');
     const report = await verify({
       source: opts.source,
       target: opts.target,
@@ -139,46 +190,116 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
         },
       );
     }
+    step('verified');
     // The point of no return: the target is ready for writes.
     const downtimeSeconds = (Date.now() - started) / 1000;
     store.setMeta('cutover_downtime_seconds', String(downtimeSeconds));
+    step('target ready');
     store.event('info', 'cutover', `target ready: write downtime ${downtimeSeconds.toFixed(2)}s`);
     log.info({ downtimeSeconds }, 'target ready for writes');
-
-    const validated = await validateForeignKeys(opts, store);
-    store.setPhase('done');
-    store.finishPhase('cutover');
-    store.finishPhase('done');
-    return {
+    return await finish(opts, freeze, {
       downtimeSeconds,
-      freeze: opts.freeze,
       changesDrained: drained,
       sequences: result.sequences,
       materializedViews: result.views,
       deferredObjects: deferred,
-      foreignKeysValidated: validated,
-    };
+    });
   } catch (err) {
-    if (frozen && store.phase() !== 'done') {
-      await unfreezeWrites(control, opts.source, frozen).catch((e) =>
-        log.error({ err: (e as Error).message }, 'could not give the source its writes back: do it by hand'),
-      );
-      store.setMeta('cutover_freeze', '');
-      store.setPhase('replicating');
-      const why = isPgferryError(err) ? err.message : String((err as Error)?.message ?? err);
-      store.event('error', 'cutover', `cutover failed, writes given back to the source: ${why}`);
-      log.error({ err: why }, 'cutover failed: writes on the source were given back; replication goes on');
-      if (isPgferryError(err) && err.code === 'PGFERRY_CUTOVER_FAILED') throw err;
-      throw new PgferryError('PGFERRY_CUTOVER_FAILED', why, {
-        side: isPgferryError(err) ? err.side : undefined,
-        sqlstate: isPgferryError(err) ? err.sqlstate : sqlstateOf(err),
-        cause: err,
-      });
+    const record = readCutoverRecord(store);
+    if (freeze && record && !pastNoReturn(record) && store.phase() !== 'done') {
+      throw await giveWritesBack(opts, control, record, err);
     }
     throw err;
   } finally {
     await control.end().catch(() => {});
   }
+}
+
+/** After the target was declared ready: foreign keys validated, the run done, the target's mark removed. */
+async function finish(
+  opts: CutoverOptions,
+  freeze: FreezeRecord,
+  done: Omit<CutoverResult, 'freeze' | 'foreignKeysValidated'>,
+): Promise<CutoverResult> {
+  const { store } = opts;
+  const validated = await validateForeignKeys(opts, store);
+  store.setPhase('done');
+  store.finishPhase('cutover');
+  store.finishPhase('done');
+  await withClient(opts.target, 'control', dropRunMark);
+  return { ...done, freeze: freeze.method, foreignKeysValidated: validated };
+}
+
+/**
+ * A cutover that failed before the target was ready gives the source its writes back and
+ * replication goes on. If even that fails (the source is unreachable), the record stays: every
+ * command then reports the interrupted cutover and `cutover --abort` finishes the undo.
+ */
+async function giveWritesBack(
+  opts: CutoverOptions,
+  control: pg.Client,
+  record: CutoverRecord,
+  err: unknown,
+): Promise<PgferryError> {
+  const { store, log } = opts;
+  const why = isPgferryError(err) ? err.message : String((err as Error)?.message ?? err);
+  try {
+    await unfreezeWrites(control, opts.source, record.freeze);
+  } catch (e) {
+    const msg = `cutover failed (${why}) and the source's writes could not be given back (${(e as Error).message}): run \`pgferry cutover --abort\` with the same --state`;
+    store.event('error', 'cutover', msg);
+    log.error(msg);
+    return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
+  }
+  clearCutoverRecord(store);
+  store.setPhase('replicating');
+  store.event('error', 'cutover', `cutover failed, writes given back to the source: ${why}`);
+  log.error({ err: why }, 'cutover failed: writes on the source were given back; replication goes on');
+  if (
+    isPgferryError(err) &&
+    (err.code === 'PGFERRY_CUTOVER_FAILED' || err.code === 'PGFERRY_RUN_CANCELLED')
+  ) {
+    return err;
+  }
+  return new PgferryError('PGFERRY_CUTOVER_FAILED', why, {
+    side: isPgferryError(err) ? err.side : undefined,
+    sqlstate: isPgferryError(err) ? err.sqlstate : sqlstateOf(err),
+    cause: err,
+  });
+}
+
+/** `pgferry cutover --abort`: undoes the recorded freeze exactly and puts the run back to replicating. */
+export async function abortCutover(
+  store: CheckpointStore,
+  source: ConnInfo,
+  log: Logger,
+): Promise<{ freeze: FreezeRecord } | null> {
+  const record = interruptedCutover(store);
+  if (!record) return null;
+  if (pastNoReturn(record)) {
+    throw new PgferryError(
+      'PGFERRY_CUTOVER_REFUSED',
+      `the target was declared ready at ${record.updatedAt}: the application may already write to it, so the freeze is not undone`,
+      {
+        side: 'state',
+        hint: 'Finish the cutover with `pgferry cutover` and the same --state; to go back to the old source, use reverse replication and rollback.',
+      },
+    );
+  }
+  await withClient(source, 'control', (client) => unfreezeWrites(client, source, record.freeze));
+  clearCutoverRecord(store);
+  store.setPhase('replicating');
+  const what =
+    record.freeze.method === 'revoke'
+      ? `${record.freeze.grants?.length ?? 0} grant(s) restored`
+      : record.freeze.method === 'readonly'
+        ? record.freeze.readonlyWasSet
+          ? 'the database stays read-only, as it was before the freeze'
+          : 'default_transaction_read_only reset'
+        : 'nothing to undo on the source (--freeze external)';
+  store.event('warn', 'cutover', `cutover aborted: writes given back to the source (${what})`);
+  log.warn({ freeze: record.freeze.method }, `cutover aborted: ${what}`);
+  return { freeze: record.freeze };
 }
 
 async function validateForeignKeys(opts: CutoverOptions, store: CheckpointStore): Promise<number> {

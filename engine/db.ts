@@ -40,7 +40,11 @@ export async function connect(
     // another): pin their output formats as pg_dump does, whatever the role or database sets.
     // row_security=off makes a table filtered by row-level security fail loudly (42501) instead
     // of silently copying only the rows its policies let this role see.
-    options: '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off',
+    // default_transaction_read_only=off: the cutover's --freeze readonly sets the source database
+    // read-only, and a session pgferry opens after that (the drain's, a rerun's) must still write
+    // its log deletes; startup options outrank ALTER DATABASE/ROLE SET.
+    options:
+      '-c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 -c row_security=off -c default_transaction_read_only=off',
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 15_000,
     keepAlive: true,
   });

@@ -4,7 +4,7 @@
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { CheckpointStore, type Phase, type RunSetup } from '../checkpoints/store.js';
+import { CheckpointStore, type Phase } from '../checkpoints/store.js';
 import { analyzeTables } from './analyze.js';
 import {
   captureUnits,
@@ -13,7 +13,7 @@ import {
   installCapture,
   installedCapture,
 } from './capture/triggers.js';
-import { copyUnits, displayName, splitTables, type TableInfo, tablesWithoutKey } from './catalog.js';
+import { copyUnits, splitTables, type TableInfo } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
@@ -21,13 +21,14 @@ import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } fr
 import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
-import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
+import { interruptedCutover } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
 import { requireTool } from './pg-tools.js';
-import { targetUserTables } from './preflight.js';
 import type { ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
+import { bindRun } from './run-binding.js';
 import type { RunControl } from './run-control.js';
+import { dropRunMark, runMarkSql } from './run-identity.js';
 import {
   applyPreData,
   classifyPostData,
@@ -87,18 +88,8 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   const store = CheckpointStore.open(opts.statePath, { create: true });
   try {
     store.acquireLock();
-    const setup: RunSetup = {
-      source: opts.source.identity(),
-      target: opts.target.identity(),
-      include: [...opts.filter.include],
-      exclude: [...opts.filter.exclude],
-      mode: opts.mode === 'copy-only' ? 'copy-only' : 'replicate',
-    };
-    const resumed = store.bindSetup(setup) === 'resume';
-    store.event('info', store.phase(), resumed ? 'run resumed' : 'run started');
     opts.control?.attachStore(store);
-    const run = new MigrateRun(opts, store, resumed);
-    return await run.execute(started);
+    return await new MigrateRun(opts, store).execute(started);
   } finally {
     opts.control?.attachStore(null);
     store.close();
@@ -111,11 +102,11 @@ class MigrateRun {
   private cutover: CutoverResult | null = null;
   private src!: pg.Client;
   private dst!: pg.Client;
+  private resumed = false;
 
   constructor(
     private readonly opts: MigrateOptions,
     private readonly store: CheckpointStore,
-    private readonly resumed: boolean,
   ) {}
 
   private get copyOnly(): boolean {
@@ -135,10 +126,6 @@ class MigrateRun {
 
   async execute(started: number): Promise<MigrateResult> {
     const { store, opts } = this;
-    if (store.phase() === 'done' || store.phaseDone('done')) {
-      opts.log.info('this run is already done; nothing to do');
-      return this.result(started);
-    }
     this.src = await connect(opts.source, 'control');
     try {
       this.dst = await connect(opts.target, 'control');
@@ -147,6 +134,19 @@ class MigrateRun {
       throw err;
     }
     try {
+      this.resumed = await bindRun({
+        ...opts,
+        store,
+        src: this.src,
+        dst: this.dst,
+        copyOnly: this.copyOnly,
+        completesCutover: opts.mode === 'cutover-when-synced',
+      });
+      if (store.phaseDone('done')) {
+        opts.log.info('this run is already done; nothing to do');
+        return this.result(started);
+      }
+      store.event('info', store.phase(), this.resumed ? 'run resumed' : 'run started');
       if (!store.phaseDone('schema')) await this.schemaPhase();
       if (!this.copyOnly && !store.getMeta('capture_installed')) await this.installCapture();
       if (!store.phaseDone('copy')) await this.copyPhase();
@@ -157,6 +157,7 @@ class MigrateRun {
         if (!store.phaseDone('cutover')) await this.finalizePhase();
         store.setPhase('done');
         this.finish('done');
+        await dropRunMark(this.dst);
       } else {
         await this.replicatePhase();
       }
@@ -204,56 +205,6 @@ class MigrateRun {
     const psql = await requireTool('psql', 0);
 
     const { selected, excluded } = await this.selectedTables();
-    if (selected.length === 0) {
-      throw new PgferryError(
-        'PGFERRY_CONFIG_INVALID',
-        'no table on the source matches the --include/--exclude patterns',
-        {
-          side: 'config',
-        },
-      );
-    }
-    const dependents = await excludedDependents(
-      this.src,
-      selected.map((t) => t.oid),
-      excluded.map((t) => t.oid),
-    );
-    if (dependents.length > 0) {
-      const first = dependents[0]!;
-      throw new PgferryError(
-        'PGFERRY_PREFLIGHT_PROBLEMS',
-        `${dependents.map(describeDependent).join('; ')}: ${dependentFix(first)}`,
-        { side: 'source', object: first.object },
-      );
-    }
-    for (const t of tablesWithoutKey(selected)) {
-      if (!this.copyOnly) {
-        throw new PgferryError('PGFERRY_TABLE_NO_PRIMARY_KEY', `${displayName(t)} has no primary key`, {
-          side: 'source',
-          object: displayName(t),
-        });
-      }
-      opts.log.warn({ table: displayName(t) }, 'table has no primary key: it is copied whole, in one chunk');
-    }
-
-    if (!store.getMeta('predata_applied')) {
-      const existing = await targetUserTables(this.dst);
-      if (existing.length > 0) {
-        // A crash between psql's commit and our bookkeeping leaves exactly the schema we wanted.
-        const present = new Set(existing);
-        const wanted = selected.filter((t) => t.partitionRoot === null).map(displayName);
-        if (this.resumed && wanted.every((n) => present.has(n))) {
-          store.setMeta('predata_applied', new Date().toISOString());
-        } else {
-          throw new PgferryError(
-            'PGFERRY_TARGET_NOT_EMPTY',
-            `${opts.target.label()} already has ${existing.length} table(s), e.g. ${existing.slice(0, 3).join(', ')}`,
-            { side: 'target' },
-          );
-        }
-      }
-    }
-
     // The schema is dumped under the snapshot the copy starts from; with capture, the copy needs
     // a snapshot taken after capture was installed, so this one only serves the dump.
     const snapshot = await ExportedSnapshot.take(opts.source);
@@ -262,7 +213,9 @@ class MigrateRun {
     if (!store.getMeta('predata_applied')) {
       const { script, skipped } = preparePreData(await dumpSection('pre-data', dumpOpts));
       for (const s of skipped) store.event('info', 'schema', `left out: ${s.type} ${s.name}`);
-      await applyPreData(psql, opts.target, script);
+      // The run's mark commits with the schema: the target is this run's exactly when it has tables.
+      const setup = store.setup()!;
+      await applyPreData(psql, opts.target, `${script}\n${runMarkSql(setup.runId, setup.source)}\n`);
       store.setMeta('predata_applied', new Date().toISOString());
       opts.log.info({ tables: selected.length }, 'schema created on the target (pre-data)');
     }
@@ -460,7 +413,10 @@ class MigrateRun {
 
   private async replicatePhase(): Promise<void> {
     const { store, opts } = this;
-    if (store.phase() !== 'replicating') this.enter('replicating');
+    // Only `--cutover-when-synced` gets here with an interrupted cutover (bindRun refuses the
+    // rest): it completes that cutover before anything else.
+    const interrupted = interruptedCutover(store) !== null;
+    if (store.phase() !== 'replicating' && !interrupted) this.enter('replicating');
     let lastSaved = 0;
     const replayer = new Replayer({
       source: opts.source,
@@ -485,6 +441,14 @@ class MigrateRun {
       onBatch: opts.onReplayBatch,
       onRetry: opts.onRetry,
     });
+    if (interrupted) {
+      try {
+        this.cutover = await this.cutoverWith(replayer, opts.cutover ?? DEFAULT_CUTOVER);
+      } finally {
+        await replayer.close();
+      }
+      return;
+    }
     if (!store.getMeta('unique_built')) {
       // Chunks copied under different snapshots may hold a unique value twice until replay has
       // applied every change once: one whole batch per table makes each table equal to the source

@@ -135,9 +135,14 @@ export function buildProgram(): Command {
     .option('--settle <duration>', 'with --freeze external: how long the source must stay quiet (default 2s)')
     .option('--verify <how>', 'counts (default) or checksums')
     .option('--jobs <n>', 'parallel sessions for the drain and the verification (default 4)')
+    .option(
+      '--abort',
+      'undo an interrupted cutover: give the source its writes back exactly as recorded (grants, read-only setting)',
+    )
     .addHelpText(
       'after',
       '\nRun it while `pgferry migrate` is stopped (SIGTERM), or use `migrate --cutover-when-synced`.\n' +
+        'After a crash in the middle of a cutover, running it again completes it; --abort undoes the freeze.\n' +
         'If a step fails before the target is ready, the source gets its writes back and the run can go on\n' +
         'replicating. The write downtime (freeze to target ready) is printed and kept in the state file.',
     )

@@ -1,4 +1,4 @@
-import { runCutover } from '../../engine/cutover-standalone.js';
+import { runCutover, runCutoverAbort } from '../../engine/cutover-standalone.js';
 import {
   type CutoverFlags,
   loadCutoverSettings,
@@ -15,6 +15,7 @@ interface Flags extends CutoverFlags {
   target?: string;
   state?: string;
   jobs?: string;
+  abort?: boolean;
 }
 
 export async function cutoverCommand(flags: Flags): Promise<void> {
@@ -22,6 +23,15 @@ export async function cutoverCommand(flags: Flags): Promise<void> {
   const source = sourceConn(flags.source);
   const target = targetConn(flags.target);
   const log = createLogger();
+  if (flags.abort) {
+    const undone = await runCutoverAbort({ source, target, statePath: statePath(flags.state), log });
+    process.stdout.write(
+      undone
+        ? `cutover aborted: writes given back to ${source.label()} (the freeze was ${undone.freeze.method}, since ${undone.freeze.startedAt}); the run is replicating again\n`
+        : 'nothing to abort: no cutover of this run has frozen the source\n',
+    );
+    return;
+  }
   const stop = new AbortController();
   // The cutover is short and must finish or roll back: a signal asks it to stop at the next step.
   const onSignal = () => stop.abort();

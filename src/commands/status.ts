@@ -1,4 +1,5 @@
 import { CheckpointStore } from '../../checkpoints/store.js';
+import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/freeze-record.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
@@ -30,6 +31,19 @@ export interface StatusReport {
     percent: number;
   }[];
   events: { at: string; level: string; phase: string | null; message: string }[];
+  /**
+   * A cutover that froze the source and has not finished (a crash, an undo that failed): how the
+   * source is frozen, since when, the last step done, and the ways out. Null when there is none.
+   */
+  interruptedCutover: {
+    freeze: string;
+    since: string;
+    lastStep: string;
+    at: string;
+    grantsRevoked: number;
+    message: string;
+    next: string;
+  } | null;
 }
 
 export function readStatus(file: string): StatusReport {
@@ -76,6 +90,23 @@ export function statusOf(store: CheckpointStore): StatusReport {
     },
     tables,
     events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
+    interruptedCutover: interrupted(store),
+  };
+}
+
+function interrupted(store: CheckpointStore): StatusReport['interruptedCutover'] {
+  const record = interruptedCutover(store);
+  if (!record) return null;
+  return {
+    freeze: record.freeze.method,
+    since: record.freeze.startedAt,
+    lastStep: record.step,
+    at: record.updatedAt,
+    grantsRevoked: record.freeze.grants?.length ?? 0,
+    message: describeInterrupted(record),
+    next: pastNoReturn(record)
+      ? 'pgferry cutover --state FILE finishes it (the target was declared ready)'
+      : 'pgferry cutover --state FILE completes it; pgferry cutover --abort --state FILE gives the source its writes back',
   };
 }
 
@@ -94,6 +125,10 @@ export async function statusCommand(flags: Flags): Promise<void> {
     out.push(`run     ${s.mode}: ${id(s.source)} → ${id(s.target)}`);
   }
   out.push(`phase   ${report.phase ?? 'not started'}`);
+  if (report.interruptedCutover) {
+    out.push(`CUTOVER INTERRUPTED: ${report.interruptedCutover.message}`);
+    out.push(`        next: ${report.interruptedCutover.next}`);
+  }
   if (report.pauseReason !== null) out.push(`paused  ${report.pauseReason}`);
   out.push(
     `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,
