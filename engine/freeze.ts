@@ -51,17 +51,21 @@ const roleName = (role: string) => (role === 'PUBLIC' ? 'PUBLIC' : quoteIdent(ro
 // background workers. Without pg_read_all_stats another role's row shows NULL in most columns
 // (application_name, backend_type): IS DISTINCT FROM keeps those rows; usesysid is NULL only for
 // background workers. $1 NULL means every role; otherwise members (recursively) of the listed
-// roles, or of pg_write_all_data, which writes whatever the grants say.
+// roles, or of pg_write_all_data, which writes whatever the grants say; not superusers, whom
+// pg_has_role counts as members of everything and no revoke stops (their in-flight writes are
+// waited for like any other).
 const OTHER_SESSIONS = `FROM pg_stat_activity
   WHERE datname = current_database() AND pid <> pg_backend_pid() AND usesysid IS NOT NULL
     AND backend_type IS DISTINCT FROM 'walsender'
     AND (usename <> current_user OR application_name IS DISTINCT FROM 'pgferry')
-    AND ($1::text[] IS NULL OR 'PUBLIC' = ANY($1)
-         OR EXISTS (SELECT 1 FROM unnest($1::text[]) AS g(role)
-                     WHERE to_regrole(quote_ident(g.role)) IS NOT NULL
-                       AND pg_has_role(usesysid, to_regrole(quote_ident(g.role)), 'MEMBER'))
-         OR CASE WHEN to_regrole('pg_write_all_data') IS NULL THEN false
-                 ELSE pg_has_role(usesysid, to_regrole('pg_write_all_data'), 'MEMBER') END)`;
+    AND ($1::text[] IS NULL
+         OR (NOT (SELECT rolsuper FROM pg_roles WHERE oid = usesysid)
+             AND ('PUBLIC' = ANY($1)
+                  OR EXISTS (SELECT 1 FROM unnest($1::text[]) AS g(role)
+                              WHERE to_regrole(quote_ident(g.role)) IS NOT NULL
+                                AND pg_has_role(usesysid, to_regrole(quote_ident(g.role)), 'MEMBER'))
+                  OR CASE WHEN to_regrole('pg_write_all_data') IS NULL THEN false
+                          ELSE pg_has_role(usesysid, to_regrole('pg_write_all_data'), 'MEMBER') END)))`;
 
 /** The roles whose sessions the freeze ends: every role (null) for readonly, the revoked ones for revoke. */
 export const frozenRoles = (record: FreezeRecord): string[] | null =>
@@ -128,7 +132,8 @@ async function writersOf(client: pg.Client, relations: string[]): Promise<Map<st
   const rows = await q<{ vxid: string; pid: number }>(
     client,
     'source',
-    `WITH rels AS (SELECT t.relid FROM unnest($1::regclass[]) AS u(r), LATERAL pg_partition_tree(u.r) AS t)
+    `WITH rels AS (SELECT u.r::oid AS relid FROM unnest($1::regclass[]) AS u(r)
+                  UNION SELECT t.relid FROM unnest($1::regclass[]) AS u(r), LATERAL pg_partition_tree(u.r) AS t)
      SELECT DISTINCT l.virtualtransaction AS vxid, l.pid
        FROM pg_locks l
       WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -6,6 +6,7 @@ import type { ConnInfo } from './conn-info.js';
 import { q, qualified, withClient } from './db.js';
 import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
 import { findTool } from './pg-tools.js';
+import { readIdentity, sameDatabase } from './run-identity.js';
 import type { TableFilter } from './table-filter.js';
 
 export interface Finding {
@@ -152,6 +153,17 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
     withClient(opts.target, 'control', async (dst) => {
       const source = await serverFacts(src, opts.source);
       const target = await serverFacts(dst, opts.target);
+      const [sourceId, targetId] = await Promise.all([
+        readIdentity(src, opts.source),
+        readIdentity(dst, opts.target),
+      ]);
+      if (sameDatabase(sourceId, targetId)) {
+        problems.push({
+          code: 'same-database',
+          message: `--source and --target are the same database (${targetId.databaseName} on ${opts.source.host}:${opts.source.port}, also reached as ${opts.target.host}:${opts.target.port})`,
+          fix: 'point --target at the new, empty database',
+        });
+      }
       if (target.major < source.major) {
         problems.push({
           code: 'target-older',
