@@ -11,6 +11,8 @@ import type { ReplayStats } from '../engine/replay.js';
 export interface RunState {
   phase: Phase;
   downtimeSeconds: number | null;
+  /** A cutover froze (or was freezing) the source and has not finished. */
+  cutoverInterrupted?: boolean;
 }
 
 export class Metrics {
@@ -45,6 +47,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(state().phase === 'paused' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'pgferry_cutover_interrupted',
+      help: 'Whether a cutover froze writes on the source and has not finished (1): complete it or abort it',
+      registers,
+      collect() {
+        this.set(state().cutoverInterrupted ? 1 : 0);
       },
     });
     new Gauge({

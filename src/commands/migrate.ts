@@ -1,5 +1,6 @@
 import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
+import { interruptedCutover } from '../../engine/freeze-record.js';
 import { migrate } from '../../engine/migrate.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
 import type { ReplayStats } from '../../engine/replay.js';
@@ -146,6 +147,7 @@ async function startApi(
       control.read((s) => ({
         phase: s.reportedPhase() ?? 'preflight',
         downtimeSeconds: Number(s.getMeta('cutover_downtime_seconds')) || null,
+        cutoverInterrupted: interruptedCutover(s) !== null,
       })) ?? { phase: 'preflight', downtimeSeconds: null },
   );
   control.read((s) => {

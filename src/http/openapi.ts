@@ -130,6 +130,20 @@ export const openApiDocument = {
               },
             },
           },
+          interruptedCutover: {
+            type: ['object', 'null'],
+            description:
+              'A cutover that froze writes on the source and has not finished (a crash): complete it with `pgferry cutover`, undo it with `pgferry cutover --abort`',
+            properties: {
+              freeze: { type: 'string', enum: ['external', 'revoke', 'readonly'] },
+              since: { type: 'string', format: 'date-time' },
+              lastStep: { type: 'string' },
+              at: { type: 'string', format: 'date-time' },
+              grantsRevoked: { type: 'number' },
+              message: { type: 'string' },
+              next: { type: 'string' },
+            },
+          },
         },
       },
     },

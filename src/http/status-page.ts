@@ -99,7 +99,9 @@ function render(s) {
   var badge = $('phase');
   badge.textContent = s.phase;
   badge.className = 'badge ' + s.phase;
-  $('pause-reason').textContent = s.pauseReason ? 'paused: ' + s.pauseReason : '';
+  $('pause-reason').textContent = s.interruptedCutover
+    ? 'CUTOVER INTERRUPTED: ' + s.interruptedCutover.message + ' (' + s.interruptedCutover.next + ')'
+    : s.pauseReason ? 'paused: ' + s.pauseReason : '';
   $('lag').textContent = s.lagSeconds === null ? '–' : fmt(s.lagSeconds, 1) + ' s';
   $('backlog').textContent = fmt(s.backlog);
   $('rate').textContent = s.changesPerSec === null ? '–' : fmt(s.changesPerSec, 1) + '/s';
