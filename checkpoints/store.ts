@@ -489,6 +489,13 @@ export class CheckpointStore {
     return (stage ? stmt.all(stage) : stmt.all()) as SchemaObjectRecord[];
   }
 
+  /** Marks every object of a stage to be created again (they were removed from the target). */
+  resetSchemaObjects(stage: ObjectStage): void {
+    this.db
+      .prepare("UPDATE schema_objects SET status = 'pending', finished_at = NULL WHERE stage = ?")
+      .run(stage);
+  }
+
   finishSchemaObject(id: number): void {
     this.db.prepare("UPDATE schema_objects SET status = 'done', finished_at = ? WHERE id = ?").run(now(), id);
   }

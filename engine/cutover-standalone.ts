@@ -105,5 +105,5 @@ export async function runCutover(opts: StandaloneCutoverOptions): Promise<Cutove
 export async function runCutoverAbort(
   opts: Pick<StandaloneCutoverOptions, 'source' | 'target' | 'statePath' | 'log'>,
 ): Promise<{ freeze: FreezeRecord } | null> {
-  return openRun(opts, (store) => abortCutover(store, opts.source, opts.log));
+  return openRun(opts, (store) => abortCutover(store, opts.source, opts.target, opts.log));
 }

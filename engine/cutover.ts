@@ -9,6 +9,7 @@ import type { CheckpointStore } from '../checkpoints/store.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { crashPoint } from './crash-point.js';
+import { removeCutoverObjects } from './cutover-undo.js';
 import { connect, q, qualified, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
@@ -231,9 +232,10 @@ async function finish(
 }
 
 /**
- * A cutover that failed before the target was ready gives the source its writes back and
- * replication goes on. If even that fails (the source is unreachable), the record stays: every
- * command then reports the interrupted cutover and `cutover --abort` finishes the undo.
+ * A cutover that failed before the target was ready gives the source its writes back, removes
+ * what it created on the target, and replication goes on. If that fails (a server unreachable),
+ * the record stays: every command then reports the interrupted cutover and `cutover --abort`
+ * finishes the undo.
  */
 async function giveWritesBack(
   opts: CutoverOptions,
@@ -245,8 +247,9 @@ async function giveWritesBack(
   const why = isPgferryError(err) ? err.message : String((err as Error)?.message ?? err);
   try {
     await unfreezeWrites(control, opts.source, record.freeze);
+    await undoOnTarget(opts.target, store, log);
   } catch (e) {
-    const msg = `cutover failed (${why}) and the source's writes could not be given back (${(e as Error).message}): run \`pgferry cutover --abort\` with the same --state`;
+    const msg = `cutover failed (${why}) and could not be undone (${(e as Error).message}): run \`pgferry cutover --abort\` with the same --state`;
     store.event('error', 'cutover', msg);
     log.error(msg);
     return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
@@ -268,10 +271,28 @@ async function giveWritesBack(
   });
 }
 
+/**
+ * Replay goes on after a cutover that did not go through: the foreign keys and user triggers it
+ * created on the target go (see cutover-undo.ts). Until they are gone the cutover stays recorded
+ * as interrupted, so that nothing replays into a target where they would fire.
+ */
+async function undoOnTarget(target: ConnInfo, store: CheckpointStore, log: Logger): Promise<void> {
+  const removed = await removeCutoverObjects(target, store);
+  if (removed > 0) {
+    store.event(
+      'info',
+      'cutover',
+      `${removed} foreign key(s), trigger(s), rule(s) or policies removed from the target until the next cutover`,
+    );
+    log.info({ removed }, 'objects the cutover created on the target removed: replay goes on without them');
+  }
+}
+
 /** `pgferry cutover --abort`: undoes the recorded freeze exactly and puts the run back to replicating. */
 export async function abortCutover(
   store: CheckpointStore,
   source: ConnInfo,
+  target: ConnInfo,
   log: Logger,
 ): Promise<{ freeze: FreezeRecord } | null> {
   const record = interruptedCutover(store);
@@ -287,6 +308,7 @@ export async function abortCutover(
     );
   }
   await withClient(source, 'control', (client) => unfreezeWrites(client, source, record.freeze));
+  await undoOnTarget(target, store, log);
   clearCutoverRecord(store);
   store.setPhase('replicating');
   const what =

@@ -25,6 +25,11 @@ CREATE TABLE stores (id int PRIMARY KEY, region text NOT NULL REFERENCES regions
 INSERT INTO stores SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END FROM generate_series(1, 20) g;
 CREATE SEQUENCE invoice_no START 1000;
 CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n FROM accounts;
+-- A user trigger: on the target it must exist after the cutover, and never fire during replay.
+CREATE TABLE audit (id bigserial PRIMARY KEY, k text NOT NULL);
+CREATE FUNCTION audit_kv() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO audit (k) VALUES (NEW.k); RETURN NULL; END $$;
+CREATE TRIGGER kv_audit AFTER INSERT ON kv FOR EACH ROW EXECUTE FUNCTION audit_kv();
 GRANT USAGE ON SCHEMA public TO app_rw;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_rw;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app_rw;
@@ -140,6 +145,8 @@ describe('kill -9 in the middle of a cutover', () => {
     expect(await canWrite(writer, 'after-cutover')).toBe(freeze === 'readonly' ? '25006' : '42501');
     const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
     expect(cmp.target).toEqual(cmp.source);
+    const trigger = await pair.target.query("SELECT 1 FROM pg_trigger WHERE tgname = 'kv_audit'", [], db);
+    expect(trigger).toHaveLength(1);
     // The target is the application's now: pgferry's mark is gone.
     const mark = await pair.target.query("SELECT 1 FROM pg_namespace WHERE nspname = 'pgferry'", [], db);
     expect(mark).toHaveLength(0);
@@ -202,7 +209,7 @@ describe('--freeze revoke and group roles', () => {
       [],
       db,
     );
-    for (const t of ['accounts', 'kv', 'regions', 'stores', 'invoice_no', 'totals']) {
+    for (const t of ['accounts', 'kv', 'regions', 'stores', 'invoice_no', 'totals', 'audit']) {
       await pair.source.query(`ALTER TABLE ${t} OWNER TO ferry`, [], db);
     }
     const ferryBase = [...base];
