@@ -27,6 +27,17 @@ function candidateDirs(): string[] {
   return dirs;
 }
 
+// What a child program inherits: its locale and paths, nothing else. Not PGFERRY_* (the URLs, the
+// API token), and not the PG* variables of pgferry's own environment either: a PGSSLMODE there would
+// give pg_dump a meaning of the URL that node-postgres's sessions do not share.
+const INHERITED = /^(?:PATH|HOME|USER|LOGNAME|LANG|LC_[A-Z]+|TZ|TMPDIR)$/;
+
+function childEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && INHERITED.test(k)) env[k] = v;
+  return { ...env, ...extra };
+}
+
 async function run(
   file: string,
   args: string[],
@@ -34,7 +45,7 @@ async function run(
 ) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(file, args, {
-      env: { ...process.env, ...opts.env },
+      env: childEnv(opts.env),
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const out: Buffer[] = [];

@@ -5,7 +5,7 @@ import { displayName, PGFERRY_SCHEMA, splitTables, type TableInfo, tablesWithout
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, withClient } from './db.js';
 import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
-import { findTool } from './pg-tools.js';
+import { findTool, type PgTool, runAgainst } from './pg-tools.js';
 import { readIdentity, sameDatabase } from './run-identity.js';
 import type { TableFilter } from './table-filter.js';
 
@@ -185,6 +185,8 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
           message: `pg_dump ${dump.version} (${dump.path}) is older than the source server ${source.version}`,
           fix: `install postgresql-client-${source.major} or newer, or point PGFERRY_PG_BIN at its bin directory`,
         });
+      } else {
+        problems.push(...(await exerciseTools(dump, opts)));
       }
 
       const { selected: tables, excluded } = await splitTables(src, opts.filter);
@@ -371,3 +373,42 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
 }
 
 const quoteName = (t: TableInfo) => qualified(t.schema, t.name);
+
+/**
+ * The run uses libpq's programs too (pg_dump on the source, psql on the target): each connects
+ * once here with the same URL, so a setting one of them reads differently (an sslmode it rejects,
+ * a certificate it cannot verify) is found before anything starts.
+ */
+async function exerciseTools(dump: PgTool, opts: PreflightOptions): Promise<Finding[]> {
+  const found: Finding[] = [];
+  const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
+  const fix = (side: 'source' | 'target') =>
+    `the --${side} URL must mean the same to libpq as to pgferry: check sslmode, sslrootcert (a file path, or system), sslcert/sslkey, and that this machine may connect`;
+  // Nothing is dumped (every schema is excluded): only the connection and pg_dump's setup run.
+  const d = await runAgainst(dump, opts.source, ['--schema-only', '--exclude-schema=*', '--file=/dev/null']);
+  if (d.code !== 0) {
+    found.push({
+      code: 'pg-dump-cannot-connect',
+      message: `pg_dump (${dump.path}) failed on the source: ${firstLine(d.stderr)}`,
+      fix: fix('source'),
+    });
+  }
+  const psql = await findTool('psql');
+  if (!psql) {
+    found.push({
+      code: 'psql-missing',
+      message: 'psql was not found on this machine',
+      fix: 'install the PostgreSQL client tools (Debian: postgresql-client), or set PGFERRY_PG_BIN',
+    });
+    return found;
+  }
+  const p = await runAgainst(psql, opts.target, ['-X', '-q', '-At', '-c', 'SELECT 1']);
+  if (p.code !== 0) {
+    found.push({
+      code: 'psql-cannot-connect',
+      message: `psql (${psql.path}) failed on the target: ${firstLine(p.stderr)}`,
+      fix: fix('target'),
+    });
+  }
+  return found;
+}

@@ -15,8 +15,9 @@ export interface Cluster {
   readonly dataDir: string;
   /** The postmaster's process id. */
   readonly pid: number;
-  /** Connection URL; defaults to the superuser `postgres` on database `postgres`. */
-  url(opts?: { db?: string; user?: string; password?: string }): string;
+  /** Connection URL; defaults to the superuser `postgres` on database `postgres` (with
+   *  sslmode=require on a TLS-only cluster; `no-verify` is node-postgres's word for that). */
+  url(opts?: { db?: string; user?: string; password?: string; sslmode?: string }): string;
   /** Runs SQL as the superuser on `db` (default `postgres`) and returns the rows. */
   query<T extends pg.QueryResultRow = pg.QueryResultRow>(
     sql: string,
@@ -35,6 +36,9 @@ export interface ClusterOptions {
   /** Starts the server in its own process group, so a Ctrl-C on the terminal reaches only this
    *  process, which then stops the server in its own order. */
   ownProcessGroup?: boolean;
+  /** TLS only, as Heroku and RDS are: the server's certificate and key (PEM files); connections
+   *  without TLS over TCP are rejected by pg_hba, and url() asks for sslmode=require. */
+  tls?: { cert: string; key: string };
 }
 
 export const SUPERUSER_PASSWORD = 'super-secret-pw';
@@ -141,6 +145,26 @@ async function startIn(
       .map(([k, v]) => `${k} = ${v}\n`)
       .join(''),
   );
+  if (opts.tls) {
+    // The server reads its key only when the postgres user owns it and nobody else may read it.
+    for (const [from, to] of [
+      [opts.tls.cert, 'server.crt'],
+      [opts.tls.key, 'server.key'],
+    ] as const) {
+      const file = path.join(dataDir, to);
+      fs.copyFileSync(from, file);
+      fs.chmodSync(file, 0o600);
+      if (ids) fs.chownSync(file, ids.uid, ids.gid);
+    }
+    fs.appendFileSync(
+      path.join(dataDir, 'postgresql.conf'),
+      "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+    );
+    fs.writeFileSync(
+      path.join(dataDir, 'pg_hba.conf'),
+      'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 0.0.0.0/0 reject\n',
+    );
+  }
   const logFile = path.join(base, 'postgres.log');
   const logFd = fs.openSync(logFile, 'a');
   if (ids) fs.fchownSync(logFd, ids.uid, ids.gid);
@@ -157,11 +181,14 @@ async function startIn(
     running.delete(child);
   });
 
-  const url = (u: { db?: string; user?: string; password?: string } = {}) => {
+  const url = (u: { db?: string; user?: string; password?: string; sslmode?: string } = {}) => {
     const user = encodeURIComponent(u.user ?? 'postgres');
     const password = encodeURIComponent(u.password ?? SUPERUSER_PASSWORD);
-    return `postgresql://${user}:${password}@127.0.0.1:${port}/${encodeURIComponent(u.db ?? 'postgres')}`;
+    const sslmode = u.sslmode ?? (opts.tls ? 'require' : undefined);
+    return `postgresql://${user}:${password}@127.0.0.1:${port}/${encodeURIComponent(u.db ?? 'postgres')}${sslmode ? `?sslmode=${sslmode}` : ''}`;
   };
+  // The harness's own clients are node-postgres ones, to which `require` means verify-full.
+  const clientUrl = (db: string) => url({ db, sslmode: opts.tls ? 'no-verify' : undefined });
 
   const stop = async () => {
     if (!exited) {
@@ -179,7 +206,7 @@ async function startIn(
     if (exited) {
       throw new Error(`postgres ${version} exited during start:\n${fs.readFileSync(logFile, 'utf8')}`);
     }
-    const probe = new pg.Client({ connectionString: url() });
+    const probe = new pg.Client({ connectionString: clientUrl('postgres') });
     probe.on('error', () => {});
     try {
       await probe.connect();
@@ -202,7 +229,7 @@ async function startIn(
     pid: child.pid ?? 0,
     url,
     async query(sql, params, db) {
-      const client = new pg.Client({ connectionString: url({ db: db ?? 'postgres' }) });
+      const client = new pg.Client({ connectionString: clientUrl(db ?? 'postgres') });
       await client.connect();
       try {
         const res = await client.query(sql, params);
