@@ -32,6 +32,20 @@ export function captureRemoved(runId: string, what: string): PgferryError {
 
 /** Creates the capture schema and the registry (and brings a registry of an older pgferry up to date). */
 export async function ensureCaptureSchema(client: pg.Client): Promise<void> {
+  try {
+    await q(client, 'source', 'BEGIN');
+    // Two runs starting at once would race on CREATE … IF NOT EXISTS (a unique violation in the
+    // catalog): one at a time.
+    await q(client, 'source', "SELECT pg_advisory_xact_lock(hashtext('pgferry capture schema'))");
+    await createRegistry(client);
+    await q(client, 'source', 'COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+async function createRegistry(client: pg.Client): Promise<void> {
   await q(client, 'source', `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PGFERRY_SCHEMA)}`);
   await q(
     client,
