@@ -396,14 +396,14 @@ async function existingCaptures(src: pg.Client, warnings: Finding[]): Promise<Ca
       warnings.push({
         code: 'capture-of-live-run',
         object: c.runId,
-        message: `the source already has the capture of ${describeRun(c)}, alive; a new run gets a capture of its own: ${cost}`,
+        message: `the source already has the capture of ${describeRun(c)}: alive; a new run gets a capture of its own, and ${cost}`,
         fix: `nothing, if both runs are wanted (two targets); otherwise stop run ${c.runId}, then pgferry cleanup --source URL --run ${c.runId}`,
       });
     } else {
       warnings.push({
         code: 'capture-abandoned',
         object: c.runId,
-        message: `the source has the capture of ${describeRun(c)}, abandoned (its run is not alive); its log grows with every write: ${cost}`,
+        message: `the source has the capture of ${describeRun(c)}: abandoned (its run is not alive), its logs grow with every write, and ${cost}`,
         fix: `pgferry cleanup --source URL --run ${c.runId} (or resume that run with its --state file)`,
       });
     }

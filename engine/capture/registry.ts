@@ -260,7 +260,7 @@ export function describeRun(r: CaptureRun): string {
     r.heartbeatAgeSeconds === null
       ? 'no heartbeat'
       : `last heartbeat ${r.heartbeatAgeSeconds}s ago (${r.heartbeatAt})`;
-  return `run ${r.runId} (state ${r.stateFile ?? '?'}, host ${r.host ?? '?'}, pid ${r.pid ?? '?'}, ${beat}${r.stopped ? ', stopped' : ''}) with capture on ${r.tables} table(s)`;
+  return `run ${r.runId} (state ${r.stateFile ?? '?'}, host ${r.host ?? '?'}, pid ${r.pid ?? '?'}, ${beat}${r.stopped ? ', stopped' : ''}) capturing ${r.tables} table(s)`;
 }
 
 export interface HeartbeatOptions extends RunOwner {
