@@ -63,7 +63,7 @@ export async function assertEqual(sourceUrl: string, targetUrl: string, when: st
   return REPLAYED.map((table) => `${table} ${s[table]!.rows} rows`).join(', ');
 }
 
-/** Rows in each capture log (pgferry.log_<oid>), by captured table. */
+/** Rows in each capture log (pgferry.log_<run>_<oid>), by captured table: the bench runs one pgferry run at a time. */
 export async function logCounts(c: pg.Client): Promise<Record<string, number>> {
   const { rows: captured } = await c.query<{ schema_name: string; table_name: string; log_table: string }>(
     'SELECT schema_name, table_name, log_table FROM pgferry.captured ORDER BY 1, 2',

@@ -7,12 +7,13 @@ import type { Logger } from 'pino';
 import { CheckpointStore, type Phase } from '../checkpoints/store.js';
 import { analyzeTables } from './analyze.js';
 import {
-  captureUnits,
-  describeCapture,
+  CaptureHeartbeat,
   ensureCaptureSchema,
-  installCapture,
   installedCapture,
-} from './capture/triggers.js';
+  registerRun,
+  requireCapture,
+} from './capture/registry.js';
+import { captureUnits, describeCapture, installCapture } from './capture/triggers.js';
 import { copyUnits, splitTables, type TableInfo } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
@@ -103,11 +104,18 @@ class MigrateRun {
   private src!: pg.Client;
   private dst!: pg.Client;
   private resumed = false;
+  private readonly opts: MigrateOptions;
+  /** Aborted when the heartbeat finds this run's capture removed from the source. */
+  private readonly captureLost = new AbortController();
+  private heartbeat: CaptureHeartbeat | undefined;
 
   constructor(
-    private readonly opts: MigrateOptions,
+    opts: MigrateOptions,
     private readonly store: CheckpointStore,
-  ) {}
+  ) {
+    // The run stops on the operator's signal, or when its capture is removed under it.
+    this.opts = { ...opts, signal: AbortSignal.any([opts.signal, this.captureLost.signal]) };
+  }
 
   private get copyOnly(): boolean {
     return this.opts.mode === 'copy-only';
@@ -147,6 +155,15 @@ class MigrateRun {
         return this.result(started);
       }
       store.event('info', store.phase(), this.resumed ? 'run resumed' : 'run started');
+      if (!this.copyOnly && store.getMeta('capture_installed')) {
+        // Before anything is written: a capture removed meanwhile cannot be resumed.
+        await requireCapture(
+          this.src,
+          store.runId()!,
+          store.captures().map((c) => c.logTable),
+        );
+        await this.startHeartbeat();
+      }
       if (!store.phaseDone('schema')) await this.schemaPhase();
       if (!this.copyOnly && !store.getMeta('capture_installed')) await this.installCapture();
       if (!store.phaseDone('copy')) await this.copyPhase();
@@ -161,17 +178,34 @@ class MigrateRun {
       } else {
         await this.replicatePhase();
       }
+      // A run stopped by its capture's removal returns like a cancelled one: it failed.
+      if (this.heartbeat?.removed) throw this.heartbeat.removed;
       return this.result(started);
-    } catch (err) {
+    } catch (caught) {
+      const err = this.heartbeat?.removed ?? caught;
       const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
       const message = isPgferryError(err) ? err.oneLine() : String((err as Error)?.message ?? err);
       store.event(cancelled ? 'warn' : 'error', store.phase(), cancelled ? 'stopped by signal' : message);
       if (!cancelled) store.setPhase('failed');
       throw err;
     } finally {
+      await this.heartbeat?.stop();
       await this.snapshots?.close();
       await Promise.all([this.src.end().catch(() => {}), this.dst.end().catch(() => {})]);
     }
+  }
+
+  /** This run's heartbeat on the source, from its capture's install (or resume) until the run ends. */
+  private async startHeartbeat(): Promise<void> {
+    if (this.heartbeat) return;
+    this.heartbeat = new CaptureHeartbeat({
+      source: this.opts.source,
+      runId: this.store.runId()!,
+      statePath: this.opts.statePath,
+      log: this.opts.log,
+      onRemoved: (err) => this.captureLost.abort(err),
+    });
+    await this.heartbeat.start();
   }
 
   private result(started: number): MigrateResult {
@@ -377,16 +411,20 @@ class MigrateRun {
   private async installCapture(): Promise<void> {
     const { store, opts } = this;
     const { selected } = await this.selectedTables();
+    const runId = store.runId()!;
     await ensureCaptureSchema(this.src);
-    const installed = await installedCapture(this.src);
+    await registerRun(this.src, { runId, statePath: opts.statePath });
+    await this.startHeartbeat();
+    const installed = await installedCapture(this.src, runId);
     let count = 0;
     for (const t of captureUnits(selected)) {
       const writable = t.columns.filter((c) => !c.generated);
       const keyNames = new Set(t.primaryKey?.map((k) => k.name));
       const c = installed.has(t.oid)
-        ? describeCapture(t)
+        ? describeCapture(runId, t)
         : await installCapture(
             this.src,
+            runId,
             t,
             selected.filter((p) => p.partitionRoot?.schema === t.schema && p.partitionRoot?.name === t.name),
             { log: opts.log, signal: opts.signal, lockWaitMs: opts.captureLockWaitMs },

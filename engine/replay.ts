@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { CaptureRecord, CheckpointStore } from '../checkpoints/store.js';
 import { type ApplyTable, applyBatch } from '../sinks/batch-applier.js';
 import { CopyPipeError } from '../sinks/copy-pipe.js';
+import { captureRemoved, missingCapture } from './capture/registry.js';
 import { LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './capture/triggers.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
@@ -323,8 +324,44 @@ export class Replayer {
     await Promise.all(this.idle.splice(0).map((s) => this.discard(s)));
   }
 
+  /**
+   * A source statement failed with 42P01 (undefined table): if it is this run's capture that is
+   * gone (`pgferry cleanup` under the run), the error says so, since no rerun can bring back the
+   * changes made meanwhile. Otherwise (a user table dropped) the error stands.
+   */
+  private async removedCapture(err: unknown, client?: pg.Client): Promise<unknown> {
+    const state = isPgferryError(err) ? err.sqlstate : sqlstateOf(err);
+    const runId = this.opts.store.runId();
+    if (state !== '42P01' || !runId) return err;
+    const check = client ?? (await connect(this.opts.source, 'control').catch(() => null));
+    if (!check) return err;
+    try {
+      const missing = await missingCapture(
+        check,
+        runId,
+        this.tables.map((t) => t.logTable),
+      ).catch(() => null);
+      return missing ? captureRemoved(runId, missing) : err;
+    } finally {
+      if (!client) await check.end().catch(() => {});
+    }
+  }
+
   /** Backlog (log rows) and lag (age of the oldest one) per table, in one query. */
   async backlog(client: pg.Client): Promise<{
+    total: number;
+    lagSeconds: number;
+    pending: ReplayTable[];
+    changes: Map<ReplayTable, number>;
+  }> {
+    try {
+      return await this.backlogOf(client);
+    } catch (err) {
+      throw await this.removedCapture(err, client);
+    }
+  }
+
+  private async backlogOf(client: pg.Client): Promise<{
     total: number;
     lagSeconds: number;
     pending: ReplayTable[];
@@ -401,6 +438,8 @@ export class Replayer {
           continue;
         }
         const e = isPgferryError(cause) ? cause : dbError(side, cause, name);
+        const removed = await this.removedCapture(e);
+        if (removed !== e) throw removed;
         if (state === '23505') {
           throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${name}: ${e.message}`, {
             side: 'target',

@@ -70,12 +70,22 @@ function stageOf(e: DumpEntry): ObjectStage {
   return STAGE_BY_TYPE[e.type] ?? 'post-indexes';
 }
 
+/**
+ * pgferry's own capture triggers (any run's, whatever pgferry version named them): pg_dump's
+ * --exclude-schema leaves out their functions but not the triggers, which live on user tables.
+ * On the target they would call functions that do not exist there and fail the cutover.
+ */
+const CALLS_PGFERRY = new RegExp(
+  `\\bEXECUTE (?:FUNCTION|PROCEDURE) (?:${PGFERRY_SCHEMA}|"${PGFERRY_SCHEMA}")\\.`,
+);
+export const isPgferryTrigger = (e: DumpEntry): boolean => e.type === 'TRIGGER' && CALLS_PGFERRY.test(e.sql);
+
 /** Post-data entries in dump order, each assigned the stage at which it is created. */
 export function classifyPostData(entries: DumpEntry[]): { objects: DeferredObject[]; skipped: DumpEntry[] } {
   const objects: DeferredObject[] = [];
   const skipped: DumpEntry[] = [];
   for (const e of entries) {
-    if (!e.sql) continue;
+    if (!e.sql || isPgferryTrigger(e)) continue;
     // Event triggers need a superuser on the target (and are unavailable on Heroku and RDS).
     if (e.type === 'EVENT TRIGGER' || (e.type === 'COMMENT' && e.name.startsWith('EVENT TRIGGER '))) {
       skipped.push(e);

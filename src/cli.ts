@@ -186,9 +186,19 @@ export function buildProgram(): Command {
 
   program
     .command('cleanup')
-    .description('remove every object pgferry created on the source (the capture schema and triggers)')
+    .description(
+      "remove the change capture pgferry created on the source: every run's (the capture schema and triggers), or one run's with --run",
+    )
     .addOption(sourceOpt())
+    .option('--run <id>', "remove only this run's capture (triggers, functions, log tables, registry rows)")
+    .option('--force', 'remove the capture of a live run too (the run then stops: PGFERRY_CAPTURE_REMOVED)')
     .option('--json', 'print what was removed as JSON')
+    .addHelpText(
+      'after',
+      `\nA run is alive while its heartbeat on the source is less than 60 s old; cleanup refuses to remove\n` +
+        "a live run's capture (exit 1, PGFERRY_CLEANUP_REFUSED, naming the run) unless --force.\n" +
+        '`pgferry preflight` lists every capture on the source with its run id.',
+    )
     .action(cleanupCommand);
 
   program

@@ -7,15 +7,21 @@
 // Row triggers on a partitioned table are cloned to every partition, so direct writes into a
 // partition and rows moving between partitions are captured with the partitioned table's key.
 // Statement triggers are not cloned: TRUNCATE triggers go on the root and on each partition.
+//
+// Capture belongs to one run: every object carries the run's id in its name (log_<run>_<oid>,
+// capture_row_<run>_<oid>, triggers pgferry_capture_<run>), and pgferry.captured lists each run's
+// tables, so two runs from one source (two targets) each have a log of their own and never
+// consume the other's changes. pgferry.runs is the registry of those runs (engine/capture/registry.ts).
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../catalog.js';
-import { q, qualified, quoteIdent, quoteLiteral } from '../db.js';
+import { qualified, quoteIdent, quoteLiteral } from '../db.js';
 import { classify, dbError, PgferryError } from '../errors.js';
 import { sleep } from '../sleep.js';
 
-export const TRIGGER_ROW = 'pgferry_capture';
-export const TRIGGER_TRUNCATE = 'pgferry_capture_truncate';
+/** The capture triggers of one run. */
+export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;
+export const triggerTruncate = (runId: string) => `pgferry_capture_truncate_${runId}`;
 
 /** Columns of every log table besides the key. Prefixed so that no key column can collide. */
 export const LOG_SEQ = 'pgferry_seq';
@@ -24,6 +30,7 @@ export const LOG_AT = 'pgferry_at';
 export const LOG_REL = 'pgferry_rel';
 
 export interface CapturedTable {
+  runId: string;
   schema: string;
   name: string;
   oid: number;
@@ -32,14 +39,15 @@ export interface CapturedTable {
   partitioned: boolean;
 }
 
-export const logTableName = (oid: number) => `log_${oid}`;
-const fn = (oid: number, what: 'row' | 'truncate') => qualified(PGFERRY_SCHEMA, `capture_${what}_${oid}`);
+export const logTableName = (runId: string, oid: number) => `log_${runId}_${oid}`;
+const fn = (c: CapturedTable, what: 'row' | 'truncate') =>
+  qualified(PGFERRY_SCHEMA, `capture_${what}_${c.runId}_${c.oid}`);
 
 /** Tables whose changes are captured: ordinary tables and partitioned roots, never partitions. */
 export const captureUnits = (tables: TableInfo[]): TableInfo[] =>
   tables.filter((t) => t.partitionRoot === null);
 
-export function describeCapture(t: TableInfo): CapturedTable {
+export function describeCapture(runId: string, t: TableInfo): CapturedTable {
   if (!t.primaryKey) {
     throw new PgferryError('PGFERRY_TABLE_NO_PRIMARY_KEY', `${displayName(t)} has no primary key`, {
       side: 'source',
@@ -47,10 +55,11 @@ export function describeCapture(t: TableInfo): CapturedTable {
     });
   }
   return {
+    runId,
     schema: t.schema,
     name: t.name,
     oid: t.oid,
-    logTable: logTableName(t.oid),
+    logTable: logTableName(runId, t.oid),
     key: t.primaryKey.map((k) => ({ name: k.name, type: k.type })),
     partitioned: t.kind === 'p',
   };
@@ -76,8 +85,8 @@ export function captureDdl(c: CapturedTable): string[] {
        ${LOG_REL} text,
        ${c.key.map((k) => `${quoteIdent(k.name)} ${k.type}`).join(',\n       ')}
      ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
-    `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name}`)}`,
-    `CREATE FUNCTION ${fn(c.oid, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+    `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
+    `CREATE FUNCTION ${fn(c, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
 BEGIN
   IF TG_OP = 'DELETE' THEN
     ${insert('D', 'OLD')}
@@ -92,43 +101,18 @@ BEGIN
   RETURN NULL;
 END
 $pgferry$`,
-    `CREATE FUNCTION ${fn(c.oid, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+    `CREATE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
 BEGIN
   INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
   RETURN NULL;
 END
 $pgferry$`,
-    `CREATE TRIGGER ${TRIGGER_ROW} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c.oid, 'row')}()`,
+    `CREATE TRIGGER ${quoteIdent(triggerRow(c.runId))} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c, 'row')}()`,
   ];
 }
 
 const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) =>
-  `CREATE TRIGGER ${TRIGGER_TRUNCATE} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c.oid, 'truncate')}()`;
-
-export async function ensureCaptureSchema(client: pg.Client): Promise<void> {
-  await q(client, 'source', `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PGFERRY_SCHEMA)}`);
-  await q(
-    client,
-    'source',
-    `CREATE TABLE IF NOT EXISTS ${qualified(PGFERRY_SCHEMA, 'captured')} (
-       relid oid PRIMARY KEY, schema_name text NOT NULL, table_name text NOT NULL,
-       log_table text NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())`,
-  );
-}
-
-/** Tables whose capture is already installed (a resumed run finds them). */
-export async function installedCapture(client: pg.Client): Promise<Set<number>> {
-  const [exists] = await q<{ ok: boolean }>(client, 'source', 'SELECT to_regclass($1) IS NOT NULL AS ok', [
-    `${PGFERRY_SCHEMA}.captured`,
-  ]);
-  if (!exists?.ok) return new Set();
-  const rows = await q<{ relid: number }>(
-    client,
-    'source',
-    `SELECT relid::int AS relid FROM ${qualified(PGFERRY_SCHEMA, 'captured')}`,
-  );
-  return new Set(rows.map((r) => r.relid));
-}
+  `CREATE TRIGGER ${quoteIdent(triggerTruncate(c.runId))} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c, 'truncate')}()`;
 
 export interface InstallOptions {
   log: Logger;
@@ -147,17 +131,18 @@ export interface InstallOptions {
  */
 export async function installCapture(
   client: pg.Client,
+  runId: string,
   table: TableInfo,
   partitions: TableInfo[],
   opts: InstallOptions,
 ): Promise<CapturedTable> {
-  const c = describeCapture(table);
+  const c = describeCapture(runId, table);
   const deadline = Date.now() + (opts.lockWaitMs ?? 120_000);
   const statements = [
     ...captureDdl(c),
     truncateTrigger(c, c),
     ...partitions.map((p) => truncateTrigger(c, p)),
-    `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (relid, schema_name, table_name, log_table) VALUES (${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
+    `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (run_id, relid, schema_name, table_name, log_table) VALUES (${quoteLiteral(runId)}, ${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
   ];
   for (let attempt = 1; ; attempt++) {
     try {

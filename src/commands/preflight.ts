@@ -56,6 +56,19 @@ function render(r: PreflightReport): string {
         : 'none'
     }`,
   );
+  out.push(
+    `Captures on the source: ${
+      r.captures.length
+        ? r.captures
+            .map((c) =>
+              c.runId === null
+                ? `unregistered (${c.tables} tables)`
+                : `run ${c.runId} (${c.alive ? 'alive' : 'abandoned'}, ${c.tables} tables)`,
+            )
+            .join(', ')
+        : 'none'
+    }`,
+  );
   const findings = (title: string, mark: string, list: PreflightReport['problems']) => {
     if (list.length === 0) return;
     out.push('');

@@ -122,7 +122,7 @@ export async function statusCommand(flags: Flags): Promise<void> {
   if (s) {
     const id = (x: { user: string; host: string; port: number; database: string }) =>
       `${x.user}@${x.host}:${x.port}/${x.database}`;
-    out.push(`run     ${s.mode}: ${id(s.source)} → ${id(s.target)}`);
+    out.push(`run     ${s.runId} (${s.mode}): ${id(s.source)} → ${id(s.target)}`);
   }
   out.push(`phase   ${report.phase ?? 'not started'}`);
   if (report.interruptedCutover) {

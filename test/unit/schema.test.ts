@@ -86,6 +86,39 @@ describe('pg_dump output', () => {
   });
 });
 
+describe("pgferry's own capture triggers", () => {
+  it('never reach the target: any run, old unsuffixed names, quoted schema; user triggers stay', () => {
+    const text =
+      entry(
+        'items pgferry_capture_0a1b2c3d4e',
+        'TRIGGER',
+        'public',
+        'CREATE TRIGGER pgferry_capture_0a1b2c3d4e AFTER INSERT OR DELETE OR UPDATE ON public.items FOR EACH ROW EXECUTE FUNCTION pgferry.capture_row_0a1b2c3d4e_16384();',
+      ) +
+      entry(
+        'items pgferry_capture_truncate_ffffffffff',
+        'TRIGGER',
+        'public',
+        'CREATE TRIGGER pgferry_capture_truncate_ffffffffff AFTER TRUNCATE ON public.items FOR EACH STATEMENT EXECUTE FUNCTION pgferry.capture_truncate_ffffffffff_16384();',
+      ) +
+      entry(
+        'items pgferry_capture',
+        'TRIGGER',
+        'public',
+        'CREATE TRIGGER pgferry_capture AFTER INSERT OR DELETE OR UPDATE ON public.items FOR EACH ROW EXECUTE PROCEDURE "pgferry".capture_row_16384();',
+      ) +
+      entry(
+        'items audit',
+        'TRIGGER',
+        'public',
+        'CREATE TRIGGER audit AFTER INSERT ON public.items FOR EACH ROW EXECUTE FUNCTION pgferry_app.audit();',
+      );
+    const { objects, skipped } = classifyPostData(parseDump(text).entries);
+    expect(objects.map((o) => o.name)).toEqual(['public.items audit']);
+    expect(skipped).toEqual([]);
+  });
+});
+
 describe('objectTable', () => {
   it('names the table of a constraint or an index, quoted names unquoted', async () => {
     const { objectTable } = await import('../../engine/schema.js');
