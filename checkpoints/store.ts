@@ -141,6 +141,24 @@ export class CheckpointStore {
       }
     }
     let db: Database.Database;
+    if (opts.create && !opts.readonly && !fs.existsSync(file)) {
+      // Owner-only from the first byte: SQLite gives its -wal and -shm files the database file's
+      // mode, and the state holds the servers' identities and the run's history.
+      try {
+        fs.closeSync(fs.openSync(file, 'wx', 0o600));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new PgferryError(
+            'PGFERRY_STATE_INVALID',
+            `cannot create state file ${file}: ${(err as Error).message}`,
+            {
+              side: 'state',
+              cause: err,
+            },
+          );
+        }
+      }
+    }
     try {
       db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: !opts.create });
       if (!opts.readonly) {

@@ -201,20 +201,18 @@ export class ConnInfo {
   }
 
   /**
-   * Arguments and environment for libpq programs (pg_dump, psql): the URL without its password
-   * (from the userinfo or `?password=`) on the command line, where `ps` shows it; the password in
-   * PGPASSWORD; node-postgres's spellings of sslmode rewritten as libpq's.
+   * The connection of a libpq program (pg_dump, psql): the URL without its password (from the
+   * userinfo or `?password=`), since `ps` shows a command line, with node-postgres's spellings of
+   * sslmode rewritten as libpq's; the password apart, for a password file (pg-tools.ts).
    */
-  libpq(): { dbname: string; env: Record<string, string> } {
+  libpq(): { dbname: string; password: string | undefined } {
     const u = new URL(this.url);
     u.password = '';
     u.searchParams.delete('password');
     u.searchParams.delete('ssl');
     if (u.searchParams.has('sslmode') || this.sslmode !== 'prefer')
       u.searchParams.set('sslmode', this.sslmode);
-    const env: Record<string, string> = {};
-    if (this.password) env.PGPASSWORD = this.password;
-    return { dbname: u.toString(), env };
+    return { dbname: u.toString(), password: this.password };
   }
 
   toJSON(): Record<string, unknown> {

@@ -79,7 +79,8 @@ export async function connect(
   const t = TIMEOUTS[kind];
   const settings = conn.clientSettings();
   // allow and prefer: once one kind of connection worked, later sessions start with it.
-  const attempts = conn.sslAttempts().slice(worked.get(conn) ?? 0);
+  const start = worked.get(conn) ?? 0;
+  const attempts = conn.sslAttempts().slice(start);
   for (const [i, ssl] of attempts.entries()) {
     const client = new pg.Client({
       host: settings.host,
@@ -101,7 +102,7 @@ export async function connect(
     client.on('error', () => {});
     try {
       await client.connect();
-      worked.set(conn, (worked.get(conn) ?? 0) + i);
+      worked.set(conn, start + i);
       return client;
     } catch (err) {
       await client.end().catch(() => {});

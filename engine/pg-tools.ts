@@ -2,6 +2,7 @@
 // source's major version, so the newest installed one is preferred over whatever PATH finds first.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { ConnInfo } from './conn-info.js';
 import { PgferryError } from './errors.js';
@@ -114,16 +115,31 @@ export async function requireTool(
   return tool;
 }
 
-/** Runs a libpq program against a server, password passed through the environment. */
+/** A password file for one child: libpq reads it, and neither `ps` nor /proc/PID/environ shows it. */
+function passfile(password: string): { path: string; remove: () => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-pass-'));
+  const file = path.join(dir, 'pgpass');
+  // Any host, port, database and user: the file serves this one child's one connection.
+  // https://www.postgresql.org/docs/current/libpq-pgpass.html (backslash and colon escaped).
+  fs.writeFileSync(file, `*:*:*:*:${password.replace(/[\\:]/g, '\\$&')}\n`, { mode: 0o600 });
+  return { path: file, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs a libpq program against a server; the password goes through a password file of its own. */
 export async function runAgainst(
   tool: PgTool,
   conn: ConnInfo,
   args: string[],
   opts: { input?: string; pgoptions?: string } = {},
 ) {
-  const { dbname, env } = conn.libpq();
+  const { dbname, password } = conn.libpq();
+  const env: Record<string, string> = { PGAPPNAME: 'pgferry', PGCONNECT_TIMEOUT: '15' };
   if (opts.pgoptions) env.PGOPTIONS = opts.pgoptions;
-  env.PGAPPNAME = 'pgferry';
-  env.PGCONNECT_TIMEOUT = '15';
-  return run(tool.path, [...args, `--dbname=${dbname}`], { env, input: opts.input });
+  const pass = password === undefined ? null : passfile(password);
+  if (pass) env.PGPASSFILE = pass.path;
+  try {
+    return await run(tool.path, [...args, `--dbname=${dbname}`], { env, input: opts.input });
+  } finally {
+    pass?.remove();
+  }
 }

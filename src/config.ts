@@ -136,6 +136,9 @@ function parseHttp(text: string): { host: string; port: number } {
   return { host: m[1] || '127.0.0.1', port };
 }
 
+/** Shortest API token accepted for an API bound beyond loopback (guessable otherwise). */
+const MIN_TOKEN_LENGTH = 16;
+
 /** The API token (PGFERRY_API_TOKEN), or null when control calls are disabled. Never stored. */
 export function apiToken(env = process.env): string | null {
   return env.PGFERRY_API_TOKEN ? env.PGFERRY_API_TOKEN : null;
@@ -175,6 +178,14 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',
       `--http ${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port} binds beyond this machine: set PGFERRY_API_TOKEN, or bind 127.0.0.1`,
+      { side: 'config' },
+    );
+  }
+  const token = apiToken(env);
+  if (http && !isLoopback(http.host) && token !== null && token.length < MIN_TOKEN_LENGTH) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `PGFERRY_API_TOKEN is ${token.length} characters long: a token that guards an API reachable beyond this machine must have at least ${MIN_TOKEN_LENGTH} (e.g. openssl rand -hex 24)`,
       { side: 'config' },
     );
   }

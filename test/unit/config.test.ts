@@ -40,7 +40,7 @@ describe('configuration', () => {
     expect(JSON.stringify(c)).not.toContain('top-secret');
     expect(c.source.label()).toBe('source u@h:5432/db');
     expect(Object.keys(c.source)).not.toContain('url');
-    expect(c.source.libpq()).toEqual({ dbname: 'postgresql://u@h/db', env: { PGPASSWORD: 'top-secret' } });
+    expect(c.source.libpq()).toEqual({ dbname: 'postgresql://u@h/db', password: 'top-secret' });
   });
 
   it('refuses modes that exclude each other', () => {
@@ -56,7 +56,13 @@ describe('configuration', () => {
     expect(loadMigrateConfig({ http: '[::1]:8080' }, env).http).toEqual({ host: '::1', port: 8080 });
     for (const http of ['0.0.0.0:8080', '[::]:8080', 'pgferry.internal:8080', '10.0.0.5:8080']) {
       expect(() => loadMigrateConfig({ http }, env), http).toThrow(/PGFERRY_API_TOKEN/);
-      expect(loadMigrateConfig({ http }, { ...env, PGFERRY_API_TOKEN: 's3cret' }).http?.port).toBe(8080);
+      // A short token guards nothing beyond this machine.
+      expect(() => loadMigrateConfig({ http }, { ...env, PGFERRY_API_TOKEN: 's3cret' }), http).toThrow(
+        /at least 16/,
+      );
+      expect(
+        loadMigrateConfig({ http }, { ...env, PGFERRY_API_TOKEN: 's3cret-s3cret-s3cret' }).http?.port,
+      ).toBe(8080);
     }
     expect(
       JSON.stringify(loadMigrateConfig({ http: '8080' }, { ...env, PGFERRY_API_TOKEN: 's3cret' })),
