@@ -29,6 +29,10 @@ export interface CopyContext {
   onTableCopied?: (table: TableRecord) => void;
   /** A chunk failed with a transient error and is copied again (metrics). */
   onRetry?: (code: string) => void;
+  /** A chunk failed: the error, so that a lost connection shows as an outage while it is retried. */
+  onLost?: (err: unknown) => void;
+  /** A chunk went through: any outage is over. */
+  onHealthy?: () => void;
 }
 
 const MAX_ATTEMPTS = 3;
@@ -161,6 +165,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
               signal: stop.signal,
             });
             store.finishChunk(chunk.id, res.rows, res.bytes);
+            ctx.onHealthy?.();
             progress.chunkDone(name, res.rows);
             const remaining = (left.get(chunk.tableId) ?? 1) - 1;
             left.set(chunk.tableId, remaining);
@@ -175,6 +180,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
             await close();
             if (stop.signal.aborted) return;
             const e = chunkError(err, name, chunk.seq);
+            ctx.onLost?.(e);
             if (classify(e) === 'retry' && attempt < MAX_ATTEMPTS) {
               ctx.onRetry?.(e.code);
               log.warn(

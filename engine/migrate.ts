@@ -24,6 +24,7 @@ import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
 import { interruptedCutover } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
+import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OUTAGE_META, OutageTracker, sideOf } from './outage.js';
 import { requireTool } from './pg-tools.js';
 import type { ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
@@ -39,6 +40,7 @@ import {
   preparePreData,
 } from './schema.js';
 import { syncSequences } from './sequences.js';
+import { sleep } from './sleep.js';
 import { ExportedSnapshot, SnapshotPool } from './snapshot.js';
 import type { TableFilter } from './table-filter.js';
 
@@ -71,6 +73,10 @@ export interface MigrateOptions {
   onRetry?: (code: string) => void;
   /** The operator's handle on the run (the HTTP API): store, pause, cutover requests. */
   control?: RunControl;
+  /** How long a lost or refused connection is retried before the run fails (--retry-for). */
+  retryForMs?: number;
+  /** A side's lost connection is about to be retried (metrics). */
+  onReconnect?: (side: 'source' | 'target') => void;
 }
 
 export interface MigrateResult {
@@ -90,7 +96,53 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   try {
     store.acquireLock();
     opts.control?.attachStore(store);
-    return await new MigrateRun(opts, store).execute(started);
+    store.deleteMeta(OUTAGE_META);
+    const outages = new OutageTracker({
+      retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+      onChange: (o) =>
+        o.source || o.target ? store.setMeta(OUTAGE_META, JSON.stringify(o)) : store.deleteMeta(OUTAGE_META),
+      onRetry: opts.onReconnect,
+    });
+    // A connection lost anywhere ends this attempt of the run; the next one, once the server
+    // answers, resumes from the checkpoints exactly as a restarted process would.
+    for (;;) {
+      const run = new MigrateRun(opts, store, outages);
+      try {
+        return await run.execute(started);
+      } catch (err) {
+        // A first start that cannot connect (a wrong host) is a configuration error, not an outage.
+        if (opts.signal.aborted || !store.setup() || !isConnectionLoss(err)) throw err;
+        const side = sideOf(err) ?? 'target';
+        let wait: number;
+        try {
+          wait = outages.failed(side, err);
+        } catch (giveUp) {
+          store.event('error', store.phase(), (giveUp as PgferryError).oneLine());
+          store.setPhase('failed');
+          throw giveUp;
+        }
+        const o = outages.outages()[side]!;
+        const why = (err as Error)?.message ?? String(err);
+        store.event(
+          'warn',
+          store.phase(),
+          `${side} unreachable (attempt ${o.attempts} since ${o.since}): ${why}`,
+        );
+        opts.log.warn(
+          {
+            side,
+            attempts: o.attempts,
+            since: o.since,
+            retryInSeconds: Math.round(wait / 100) / 10,
+            err: why,
+          },
+          `${side} unreachable: retrying`,
+        );
+        await sleep(wait, opts.signal);
+        if (opts.signal.aborted)
+          throw new PgferryError('PGFERRY_RUN_CANCELLED', `stopped while the ${side} was unreachable`);
+      }
+    }
   } finally {
     opts.control?.attachStore(null);
     store.close();
@@ -112,10 +164,23 @@ class MigrateRun {
   constructor(
     opts: MigrateOptions,
     private readonly store: CheckpointStore,
+    /** Each side's outage: recorded when a chunk or batch loses its connection, cleared when one succeeds. */
+    private readonly outages: OutageTracker,
   ) {
     // The run stops on the operator's signal, or when its capture is removed under it.
     this.opts = { ...opts, signal: AbortSignal.any([opts.signal, this.captureLost.signal]) };
   }
+
+  /** Both servers answered: an outage is over. */
+  private readonly healthy = (): void => {
+    this.outages.recovered('source');
+    this.outages.recovered('target');
+  };
+
+  /** A chunk or a batch lost its connection and is being retried: the outage shows meanwhile. */
+  private readonly lost = (err: unknown): void => {
+    if (isConnectionLoss(err)) this.outages.noted(sideOf(err) ?? 'target', err);
+  };
 
   private get copyOnly(): boolean {
     return this.opts.mode === 'copy-only';
@@ -150,6 +215,7 @@ class MigrateRun {
         copyOnly: this.copyOnly,
         completesCutover: opts.mode === 'cutover-when-synced',
       });
+      this.healthy();
       if (store.phaseDone('done')) {
         opts.log.info('this run is already done; nothing to do');
         return this.result(started);
@@ -184,6 +250,8 @@ class MigrateRun {
     } catch (caught) {
       const err = this.heartbeat?.removed ?? caught;
       const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
+      // A lost connection is migrate()'s to wait out, or to give up on.
+      if (isConnectionLoss(err) && store.setup() && !opts.signal.aborted) throw err;
       const message = isPgferryError(err) ? err.oneLine() : String((err as Error)?.message ?? err);
       store.event(cancelled ? 'warn' : 'error', store.phase(), cancelled ? 'stopped by signal' : message);
       if (!cancelled) store.setPhase('failed');
@@ -329,6 +397,8 @@ class MigrateRun {
       progressIntervalMs: opts.progressIntervalMs,
       onProgress: opts.onProgress,
       onRetry: opts.onRetry,
+      onLost: this.lost,
+      onHealthy: this.healthy,
       onTableCopied: (t) =>
         void early.add(() =>
           createDeferred({
@@ -478,6 +548,8 @@ class MigrateRun {
       },
       onBatch: opts.onReplayBatch,
       onRetry: opts.onRetry,
+      onLost: this.lost,
+      onHealthy: this.healthy,
     });
     if (interrupted) {
       try {

@@ -143,3 +143,18 @@ export async function runAgainst(
     pass?.remove();
   }
 }
+
+// libpq programs report no SQLSTATE: what they print is all there is. These are libpq's and the
+// server's words for a connection that could not be made or was lost (a restart, a failover).
+const LOST =
+  /connection to server .*failed|server closed the connection unexpectedly|could not connect to server|terminating connection due to administrator command|the database system is (?:shutting down|starting up|in recovery mode)|no connection to the server|SSL SYSCALL error/i;
+
+/**
+ * Whether a libpq program failed because its connection was lost or refused: psql says so with
+ * exit status 2; pg_dump, which exits 1 for everything, only in its message.
+ */
+export function lostConnection(tool: PgTool, res: { code: number; stderr: string }): boolean {
+  if (res.code === 0) return false;
+  if (path.basename(tool.path) === 'psql' && res.code === 2) return true;
+  return LOST.test(res.stderr) && !/password authentication failed|no pg_hba\.conf entry/i.test(res.stderr);
+}

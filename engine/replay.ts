@@ -22,7 +22,7 @@ import { captureRemoved, missingCapture } from './capture/registry.js';
 import { LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './capture/triggers.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
-import { connect, q, qualified, quoteIdent, quoteLiteral } from './db.js';
+import { connect, q, qualified, quoteIdent, quoteLiteral, rollbackQuietly } from './db.js';
 import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from './errors.js';
 import { sleep } from './sleep.js';
 
@@ -54,6 +54,10 @@ export interface ReplayOptions {
   onBatch?: (table: string, changes: number, seconds: number) => void;
   /** A batch failed with a transient error and is retried. */
   onRetry?: (code: string) => void;
+  /** A batch failed: the error, so that a lost connection shows as an outage while it is retried. */
+  onLost?: (err: unknown) => void;
+  /** A batch went through: any outage is over. */
+  onHealthy?: () => void;
   /** Fewest changes per slice worth a worker of its own (a table's backlog is split above twice this). */
   minSliceChanges?: number;
 }
@@ -275,7 +279,7 @@ export async function replayTableBatch(
     await q(s.src, 'source', 'COMMIT');
     return { changes: head.n, rows: applied.rows, lagSeconds: head.lag ?? 0 };
   } catch (err) {
-    await s.src.query('ROLLBACK').catch(() => {});
+    await rollbackQuietly(s.src);
     throw err;
   }
 }
@@ -411,6 +415,7 @@ export class Replayer {
       try {
         const out = await replayTableBatch(s, t, limit, snapshotId, slice);
         this.idle.push(s);
+        this.opts.onHealthy?.();
         return out;
       } catch (err) {
         await this.discard(s);
@@ -448,6 +453,7 @@ export class Replayer {
             cause,
           });
         }
+        this.opts.onLost?.(e);
         if (classify(e) === 'retry' && attempt < 5 && !this.opts.signal.aborted) {
           this.opts.onRetry?.(e.code);
           this.opts.log.warn({ table: name, attempt, err: e.message }, 'batch failed, retrying');

@@ -6,7 +6,7 @@ import type { ObjectStage } from '../checkpoints/store.js';
 import { PGFERRY_SCHEMA, type TableInfo } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { PgferryError, redact } from './errors.js';
-import { type PgTool, runAgainst } from './pg-tools.js';
+import { lostConnection, type PgTool, runAgainst } from './pg-tools.js';
 
 export interface DumpEntry {
   name: string;
@@ -175,6 +175,15 @@ export async function dumpSection(section: 'pre-data' | 'post-data', opts: DumpO
   ];
   if (opts.snapshot) args.push(`--snapshot=${opts.snapshot}`);
   const res = await runAgainst(opts.pgDump, opts.source, args);
+  if (lostConnection(opts.pgDump, res)) {
+    throw new PgferryError(
+      'PGFERRY_SOURCE_CONNECT',
+      `pg_dump lost the source: ${redact(res.stderr.trim())}`,
+      {
+        side: 'source',
+      },
+    );
+  }
   if (res.code !== 0) {
     throw new PgferryError(
       'PGFERRY_SCHEMA_DUMP_FAILED',
@@ -200,6 +209,12 @@ export async function applyPreData(psql: PgTool, target: ConnInfo, script: strin
   );
   if (res.code !== 0) {
     const message = redact(res.stderr.trim().split('\n').slice(0, 6).join(' | '));
+    // One transaction: a connection lost meanwhile left the target as it was, and a retry is safe.
+    if (lostConnection(psql, res)) {
+      throw new PgferryError('PGFERRY_TARGET_CONNECT', `psql lost the target: ${message}`, {
+        side: 'target',
+      });
+    }
     throw new PgferryError('PGFERRY_SCHEMA_APPLY_FAILED', `creating the schema failed: ${message}`, {
       side: 'target',
     });

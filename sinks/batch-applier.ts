@@ -5,7 +5,7 @@
 // UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
 // applying the same batch twice leaves the same result: replay is idempotent.
 import type pg from 'pg';
-import { qualified, quoteIdent } from '../engine/db.js';
+import { qualified, quoteIdent, rollbackQuietly } from '../engine/db.js';
 import { pipeCopy } from './copy-pipe.js';
 
 export interface ApplyTable {
@@ -102,7 +102,7 @@ export async function applyBatch(
     await target.query('COMMIT');
     return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
   } catch (err) {
-    await target.query('ROLLBACK').catch(() => {});
+    await rollbackQuietly(target);
     throw err;
   }
 }

@@ -2,6 +2,7 @@
 // STDIN, bytes passed through, rows never parsed. The chunk is one target transaction: on any
 // failure the stream is aborted (pg-copy-streams sends CopyFail) and the transaction rolled back.
 import type pg from 'pg';
+import { rollbackQuietly } from '../engine/db.js';
 import { pipeCopy } from './copy-pipe.js';
 
 export interface ChunkLoad {
@@ -30,7 +31,7 @@ export async function loadChunk(load: ChunkLoad): Promise<ChunkResult> {
     await target.query('COMMIT');
     return res;
   } catch (err) {
-    await target.query('ROLLBACK').catch(() => {});
+    await rollbackQuietly(target);
     throw err;
   }
 }

@@ -103,6 +103,10 @@ export function buildProgram(): Command {
       'how long to retry installing capture on a locked table, each try under a 2s lock_timeout (default 2m)',
     )
     .option('--chunk-size <size>', 'target size of one primary-key range of the copy (default 128MB)')
+    .option(
+      '--retry-for <duration>',
+      'how long a lost or refused connection to either server is retried, with backoff, before the run fails (or PGFERRY_RETRY_FOR; default 10m)',
+    )
     .option('--copy-only', 'schema, copy and indexes under one snapshot, no capture; exit 0 when done')
     .option('--exit-when-synced', 'exit 0 once the copy is done and the captured backlog is drained')
     .option('--cutover-when-synced', 'once synced, run the cutover and exit 0 when it succeeded')

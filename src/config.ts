@@ -100,6 +100,7 @@ export interface MigrateConfig {
   http: { host: string; port: number } | null;
   maxSnapshotAgeMs: number;
   captureLockWaitMs: number;
+  retryForMs: number;
   chunkBytes: number;
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
 }
@@ -115,6 +116,7 @@ export interface MigrateFlags {
   http?: string;
   maxSnapshotAge?: string;
   captureLockWait?: string;
+  retryFor?: string;
   chunkSize?: string;
   copyOnly?: boolean;
   exitWhenSynced?: boolean;
@@ -134,6 +136,11 @@ function parseHttp(text: string): { host: string; port: number } {
     );
   }
   return { host: m[1] || '127.0.0.1', port };
+}
+
+/** --retry-for / PGFERRY_RETRY_FOR: how long a lost connection is retried (default 10m, an RDS failover's worth and more). */
+export function retryFor(flag: string | undefined, env = process.env): number {
+  return parseDuration(flag ?? env.PGFERRY_RETRY_FOR ?? '10m', '--retry-for');
 }
 
 /** Shortest API token accepted for an API bound beyond loopback (guessable otherwise). */
@@ -206,6 +213,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
       flags.captureLockWait ?? env.PGFERRY_CAPTURE_LOCK_WAIT ?? '2m',
       '--capture-lock-wait',
     ),
+    retryForMs: retryFor(flags.retryFor, env),
     chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
     mode: flags.copyOnly
       ? 'copy-only'

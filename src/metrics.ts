@@ -13,6 +13,8 @@ export interface RunState {
   downtimeSeconds: number | null;
   /** A cutover froze (or was freezing) the source and has not finished. */
   cutoverInterrupted?: boolean;
+  /** Since when each side has been unreachable (ISO time), while it is. */
+  outageSince?: { source: string | null; target: string | null };
 }
 
 export class Metrics {
@@ -26,6 +28,7 @@ export class Metrics {
   private readonly chunks: Gauge<'table' | 'state'>;
   private readonly batchSeconds: Histogram;
   private readonly errors: Counter<'code'>;
+  private readonly reconnects: Counter<'side'>;
   /** The last cumulative copy figures seen per table: counters advance by the difference. */
   private readonly copied = new Map<string, { rows: number; bytes: number }>();
 
@@ -117,7 +120,31 @@ export class Metrics {
       labelNames: ['code'],
       registers,
     });
+    this.reconnects = new Counter({
+      name: 'pgferry_reconnects_total',
+      help: 'Retries of a lost or refused connection, per side (source, target)',
+      labelNames: ['side'],
+      registers,
+    });
+    for (const side of ['source', 'target']) this.reconnects.inc({ side }, 0);
+    new Gauge({
+      name: 'pgferry_outage_seconds',
+      help: 'How long a side has been unreachable (0 while it answers)',
+      labelNames: ['side'],
+      registers,
+      collect() {
+        const since = state().outageSince;
+        for (const side of ['source', 'target'] as const) {
+          const at = since?.[side];
+          this.set({ side }, at ? Math.max(0, (Date.now() - Date.parse(at)) / 1000) : 0);
+        }
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  reconnect(side: 'source' | 'target'): void {
+    this.reconnects.inc({ side });
   }
 
   /** Starts the copy counters at what the state file says was copied before this process. */

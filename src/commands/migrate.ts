@@ -2,6 +2,7 @@ import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { interruptedCutover } from '../../engine/freeze-record.js';
 import { migrate } from '../../engine/migrate.js';
+import { OUTAGE_META, type Outages } from '../../engine/outage.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { RunControl } from '../../engine/run-control.js';
@@ -73,6 +74,8 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
       chunkBytes: config.chunkBytes,
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       captureLockWaitMs: config.captureLockWaitMs,
+      retryForMs: config.retryForMs,
+      onReconnect: metrics && ((side) => metrics?.reconnect(side)),
       cutover: cutoverSettings,
       log,
       signal: stop.signal,
@@ -148,6 +151,7 @@ async function startApi(
         phase: s.reportedPhase() ?? 'preflight',
         downtimeSeconds: Number(s.getMeta('cutover_downtime_seconds')) || null,
         cutoverInterrupted: interruptedCutover(s) !== null,
+        outageSince: outageSince(s.getMeta(OUTAGE_META)),
       })) ?? { phase: 'preflight', downtimeSeconds: null },
   );
   control.read((s) => {
@@ -205,4 +209,9 @@ export function cutoverLine(c: CutoverResult): string {
     `${int(c.changesDrained)} changes drained, ${c.sequences} sequences set, ${c.materializedViews} materialized views refreshed, ` +
     `${c.deferredObjects} constraints/triggers created, ${c.foreignKeysValidated} foreign keys validated\n`
   );
+}
+
+function outageSince(raw: string | null): { source: string | null; target: string | null } {
+  const o = raw ? (JSON.parse(raw) as Outages) : null;
+  return { source: o?.source?.since ?? null, target: o?.target?.since ?? null };
 }

@@ -1,5 +1,6 @@
 import { CheckpointStore } from '../../checkpoints/store.js';
 import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/freeze-record.js';
+import { OUTAGE_META, type Outages } from '../../engine/outage.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
@@ -35,6 +36,8 @@ export interface StatusReport {
    * A cutover that froze the source and has not finished (a crash, an undo that failed): how the
    * source is frozen, since when, the last step done, and the ways out. Null when there is none.
    */
+  /** Each side's current outage (since, attempts, last error), while pgferry retries it; null when both answer. */
+  outage: Outages | null;
   interruptedCutover: {
     freeze: string;
     since: string;
@@ -90,8 +93,14 @@ export function statusOf(store: CheckpointStore): StatusReport {
     },
     tables,
     events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
+    outage: outage(store),
     interruptedCutover: interrupted(store),
   };
+}
+
+function outage(store: CheckpointStore): Outages | null {
+  const raw = store.getMeta(OUTAGE_META);
+  return raw ? (JSON.parse(raw) as Outages) : null;
 }
 
 function interrupted(store: CheckpointStore): StatusReport['interruptedCutover'] {
@@ -125,6 +134,10 @@ export async function statusCommand(flags: Flags): Promise<void> {
     out.push(`run     ${s.runId} (${s.mode}): ${id(s.source)} → ${id(s.target)}`);
   }
   out.push(`phase   ${report.phase ?? 'not started'}`);
+  for (const o of [report.outage?.source, report.outage?.target]) {
+    if (o)
+      out.push(`OUTAGE  ${o.side} unreachable since ${o.since} (${o.attempts} attempts): ${o.lastError}`);
+  }
   if (report.interruptedCutover) {
     out.push(`CUTOVER INTERRUPTED: ${report.interruptedCutover.message}`);
     out.push(`        next: ${report.interruptedCutover.next}`);

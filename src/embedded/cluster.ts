@@ -25,6 +25,9 @@ export interface Cluster {
     db?: string,
   ): Promise<T[]>;
   stop(): Promise<void>;
+  /** Stops the server (fast, or immediate: as a crash would) and starts it again on the same port,
+   *  after downMs; resolves once it accepts connections. */
+  restart(mode?: 'fast' | 'immediate', downMs?: number): Promise<void>;
   /** Leaves the server running after this process exits (its directory too). */
   keepRunning(): void;
 }
@@ -166,20 +169,26 @@ async function startIn(
     );
   }
   const logFile = path.join(base, 'postgres.log');
-  const logFd = fs.openSync(logFile, 'a');
-  if (ids) fs.fchownSync(logFd, ids.uid, ids.gid);
-  const child = spawn(path.join(bin, 'postgres'), ['-D', dataDir], {
-    ...spawnOpts,
-    stdio: ['ignore', logFd, logFd],
-    detached: opts.ownProcessGroup === true,
-  });
-  fs.closeSync(logFd);
-  running.add(child);
+  let child!: ChildProcess;
   let exited = false;
-  child.once('exit', () => {
-    exited = true;
-    running.delete(child);
-  });
+  const launch = () => {
+    const logFd = fs.openSync(logFile, 'a');
+    if (ids) fs.fchownSync(logFd, ids.uid, ids.gid);
+    const proc = spawn(path.join(bin, 'postgres'), ['-D', dataDir], {
+      ...spawnOpts,
+      stdio: ['ignore', logFd, logFd],
+      detached: opts.ownProcessGroup === true,
+    });
+    fs.closeSync(logFd);
+    running.add(proc);
+    exited = false;
+    proc.once('exit', () => {
+      exited = true;
+      running.delete(proc);
+    });
+    child = proc;
+  };
+  launch();
 
   const url = (u: { db?: string; user?: string; password?: string; sslmode?: string } = {}) => {
     const user = encodeURIComponent(u.user ?? 'postgres');
@@ -201,32 +210,42 @@ async function startIn(
     fs.rmSync(base, { recursive: true, force: true });
   };
 
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exited) {
-      throw new Error(`postgres ${version} exited during start:\n${fs.readFileSync(logFile, 'utf8')}`);
-    }
-    const probe = new pg.Client({ connectionString: clientUrl('postgres') });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      await probe.end();
-      break;
-    } catch {
-      await probe.end().catch(() => {});
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`postgres ${version} did not start on port ${port}`);
+  const waitReady = async () => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) {
+        throw new Error(`postgres ${version} exited during start:\n${fs.readFileSync(logFile, 'utf8')}`);
       }
-      await new Promise((r) => setTimeout(r, 100));
+      const probe = new pg.Client({ connectionString: clientUrl('postgres') });
+      probe.on('error', () => {});
+      try {
+        await probe.connect();
+        await probe.end();
+        return;
+      } catch {
+        await probe.end().catch(() => {});
+        if (Date.now() > deadline) {
+          await stop();
+          throw new Error(`postgres ${version} did not start on port ${port}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
-  }
+  };
+  await waitReady();
+
+  /** Stops the server (SIGINT fast, SIGQUIT immediate: no checkpoint, crash recovery at start). */
+  const halt = async (mode: 'fast' | 'immediate') => {
+    if (exited) return;
+    const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(mode === 'fast' ? 'SIGINT' : 'SIGQUIT');
+    await done;
+  };
 
   return {
     version,
     port,
     dataDir,
-    pid: child.pid ?? 0,
     url,
     async query(sql, params, db) {
       const client = new pg.Client({ connectionString: clientUrl(db ?? 'postgres') });
@@ -241,6 +260,15 @@ async function startIn(
       }
     },
     stop,
+    async restart(mode = 'fast', downMs = 0) {
+      await halt(mode);
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      launch();
+      await waitReady();
+    },
+    get pid() {
+      return child.pid ?? 0;
+    },
     keepRunning() {
       running.delete(child);
       child.unref();

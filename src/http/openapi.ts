@@ -130,6 +130,25 @@ export const openApiDocument = {
               },
             },
           },
+          outage: {
+            type: ['object', 'null'],
+            description:
+              'While a server is unreachable and pgferry retries it (--retry-for): per side, since when, the attempts so far and the last error; null when both answer',
+            properties: Object.fromEntries(
+              ['source', 'target'].map((side) => [
+                side,
+                {
+                  type: ['object', 'null'],
+                  properties: {
+                    side: { type: 'string' },
+                    since: { type: 'string', format: 'date-time' },
+                    attempts: { type: 'number' },
+                    lastError: { type: 'string' },
+                  },
+                },
+              ]),
+            ),
+          },
           interruptedCutover: {
             type: ['object', 'null'],
             description:

@@ -158,6 +158,7 @@ export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
         copy: null,
         tables: [],
         events: [],
+        outage: null,
         interruptedCutover: null,
       };
     }

@@ -99,7 +99,10 @@ function render(s) {
   var badge = $('phase');
   badge.textContent = s.phase;
   badge.className = 'badge ' + s.phase;
-  $('pause-reason').textContent = s.interruptedCutover
+  var outages = s.outage ? [s.outage.source, s.outage.target].filter(Boolean) : [];
+  $('pause-reason').textContent = outages.length
+    ? outages.map(function (o) { return o.side + ' unreachable since ' + o.since + ' (' + o.attempts + ' attempts)'; }).join('; ')
+    : s.interruptedCutover
     ? 'CUTOVER INTERRUPTED: ' + s.interruptedCutover.message + ' (' + s.interruptedCutover.next + ')'
     : s.pauseReason ? 'paused: ' + s.pauseReason : '';
   $('lag').textContent = s.lagSeconds === null ? '–' : fmt(s.lagSeconds, 1) + ' s';

@@ -151,6 +151,7 @@ export function startWorkload(url: string, loops = 3): Workload {
   let operations = 0;
   const errors: string[] = [];
   const ignorable = new Set(['23505', '40P01', '55P03', '40001']);
+  const guarded = new WeakSet<pg.PoolClient>();
 
   // The long transaction: takes ids first, commits after everything else.
   let long: Promise<pg.PoolClient> | undefined;
@@ -167,8 +168,21 @@ export function startWorkload(url: string, loops = 3): Workload {
 
   const loop = async (i: number) => {
     let n = 0;
+    let failed = false;
     while (running) {
-      const c = await pool.connect();
+      let c: pg.PoolClient;
+      try {
+        c = await pool.connect();
+        if (!guarded.has(c)) {
+          // A checked-out client whose server goes away emits 'error': the query reports it.
+          c.on('error', () => {});
+          guarded.add(c);
+        }
+      } catch {
+        // The server restarts (outage tests): an application retries.
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
       try {
         if (i === 0 && n % 150 === 149) await truncateAndRefill(c);
         else await pick(OPERATIONS)(c);
@@ -177,8 +191,11 @@ export function startWorkload(url: string, loops = 3): Workload {
         await c.query('ROLLBACK').catch(() => {});
         const code = (err as { code?: string }).code ?? '';
         if (!ignorable.has(code)) errors.push(`${code} ${(err as Error).message}`);
+        failed = true;
       } finally {
-        c.release();
+        // A session that failed may be dead (a restarted server): never back into the pool.
+        c.release(failed);
+        failed = false;
       }
       n++;
     }

@@ -1,0 +1,67 @@
+// A TCP proxy in front of a test server that the test controls: cut() drops every connection in
+// flight (a dead link mid-COPY or mid-batch), down() also refuses new ones until up().
+import net from 'node:net';
+
+export interface Proxy {
+  readonly port: number;
+  /** Destroys every connection through the proxy at once. */
+  cut(): number;
+  /** Cuts, and refuses new connections until up(). */
+  down(): void;
+  up(): void;
+  /** Connections open now. */
+  open(): number;
+  close(): Promise<void>;
+}
+
+export async function startProxy(upstreamPort: number): Promise<Proxy> {
+  const pairs = new Set<{ client: net.Socket; server: net.Socket }>();
+  let refusing = false;
+  const srv = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const server = net.connect(upstreamPort, '127.0.0.1');
+    const pair = { client, server };
+    pairs.add(pair);
+    const drop = () => {
+      pairs.delete(pair);
+      client.destroy();
+      server.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    server.on('error', drop).on('close', drop);
+    client.pipe(server);
+    server.pipe(client);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as net.AddressInfo).port;
+  const cut = () => {
+    const n = pairs.size;
+    for (const p of [...pairs]) {
+      // resetAndDestroy sends RST, as a link that dies does; destroy() would send a clean FIN.
+      p.client.resetAndDestroy();
+      p.server.resetAndDestroy();
+    }
+    pairs.clear();
+    return n;
+  };
+  return {
+    port,
+    cut,
+    down() {
+      refusing = true;
+      cut();
+    },
+    up() {
+      refusing = false;
+    },
+    open: () => pairs.size,
+    close: () =>
+      new Promise<void>((resolve) => {
+        cut();
+        srv.close(() => resolve());
+      }),
+  };
+}
