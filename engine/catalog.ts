@@ -1,6 +1,8 @@
 // What the source holds: tables, their columns and primary keys, read from the catalogs.
 import type pg from 'pg';
 import { q } from './db.js';
+import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { sleep } from './sleep.js';
 import { makeMatcher, type TableFilter } from './table-filter.js';
 
 /** The schema on the source where pgferry keeps its own objects (capture). Never migrated. */
@@ -65,8 +67,9 @@ interface TableRow {
 export async function splitTables(
   client: pg.Client,
   filter: TableFilter,
+  opts: { lockWaitMs?: number } = {},
 ): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
-  const all = await listTables(client, 'source', { include: [], exclude: [] });
+  const all = await listTables(client, 'source', { include: [], exclude: [] }, opts);
   const matches = makeMatcher(filter);
   const chosen = (t: TableInfo) => matches((t.partitionRoot ?? t).schema, (t.partitionRoot ?? t).name);
   return { selected: all.filter(chosen), excluded: all.filter((t) => !chosen(t)) };
@@ -81,11 +84,18 @@ export async function listTables(
   client: pg.Client,
   side: 'source' | 'target',
   filter: TableFilter,
+  opts: { lockWaitMs?: number } = {},
 ): Promise<TableInfo[]> {
-  const rows = await q<TableRow>(
+  // pg_table_size() takes each table's ACCESS SHARE lock: an ALTER TABLE or VACUUM FULL in
+  // progress makes it wait (and time out under the session's lock_timeout). Waited out, named.
+  const rows = await waitOutLocks(
     client,
     side,
-    `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relpersistence,
+    () =>
+      q<TableRow>(
+        client,
+        side,
+        `SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relpersistence,
             rn.nspname AS root_schema, r.relname AS root_name,
             c.reltuples::text AS reltuples, pg_table_size(c.oid)::text AS bytes,
             has_table_privilege(c.oid, 'SELECT') AS can_select,
@@ -102,7 +112,9 @@ export async function listTables(
         AND NOT EXISTS (SELECT 1 FROM pg_depend d
                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
       ORDER BY n.nspname, c.relname`,
-    [PGFERRY_SCHEMA],
+        [PGFERRY_SCHEMA],
+      ),
+    opts.lockWaitMs,
   );
   const matches = makeMatcher(filter);
   const selected = rows.filter((r) =>
@@ -178,3 +190,43 @@ export const copyUnits = (tables: TableInfo[]): TableInfo[] => tables.filter((t)
 /** Tables without a primary key; a partition is judged by its root, whose key it inherits. */
 export const tablesWithoutKey = (tables: TableInfo[]): TableInfo[] =>
   tables.filter((t) => t.primaryKey === null && t.partitionRoot === null);
+
+const isLockTimeout = (err: unknown) => (isPgferryError(err) ? err.sqlstate : sqlstateOf(err)) === '55P03';
+
+/**
+ * Runs a catalog read that touches tables' locks, retrying a lock timeout with backoff for up to
+ * lockWaitMs (default 2 minutes); then names the tables that someone holds an exclusive lock on.
+ */
+async function waitOutLocks<T>(
+  client: pg.Client,
+  side: 'source' | 'target',
+  read: () => Promise<T>,
+  lockWaitMs = 120_000,
+): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (!isLockTimeout(err)) throw err;
+      if (Date.now() - started >= lockWaitMs) {
+        const held = await q<{ rel: string; pid: number }>(
+          client,
+          side,
+          `SELECT DISTINCT l.relation::regclass::text AS rel, l.pid
+             FROM pg_locks l
+            WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'AccessExclusiveLock'
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            ORDER BY 1`,
+        ).catch(() => []);
+        const what = held.map((h) => `${h.rel} (pid ${h.pid})`).join(', ') || 'a table';
+        throw new PgferryError(
+          'PGFERRY_TABLE_LOCKED',
+          `${what} stayed locked for ${Math.round((Date.now() - started) / 1000)}s (${attempt} attempts) while pgferry read the ${side}'s tables`,
+          { side, object: held[0]?.rel, sqlstate: '55P03', cause: err },
+        );
+      }
+      await sleep(Math.min(5_000, 250 * 2 ** attempt) * (0.5 + Math.random()));
+    }
+  }
+}

@@ -160,6 +160,13 @@ export const ERRORS = {
     summary: 'A source table stayed locked while pgferry tried to install its capture trigger.',
     hint: 'Something holds a long lock on the table (an anti-wraparound VACUUM, a long transaction, a migration): find it in pg_locks / pg_stat_activity, wait for it, and run again.',
   },
+  PGFERRY_TABLE_LOCKED: {
+    exit: 1,
+    http: 409,
+    retryable: true,
+    summary: 'A table stayed locked by another session while pgferry read the catalog at start.',
+    hint: 'Something holds an exclusive lock on the table (an ALTER TABLE, a VACUUM FULL, a long migration): find it in pg_locks / pg_stat_activity, let it finish, and run the same command again.',
+  },
   PGFERRY_REPLAY_CONFLICT: {
     exit: 1,
     http: 409,

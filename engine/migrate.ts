@@ -213,6 +213,7 @@ class MigrateRun {
         src: this.src,
         dst: this.dst,
         copyOnly: this.copyOnly,
+        lockWaitMs: opts.captureLockWaitMs,
         completesCutover: opts.mode === 'cutover-when-synced',
       });
       this.healthy();
@@ -291,7 +292,7 @@ class MigrateRun {
   }
 
   private selectedTables(): Promise<{ selected: TableInfo[]; excluded: TableInfo[] }> {
-    return splitTables(this.src, this.opts.filter);
+    return splitTables(this.src, this.opts.filter, { lockWaitMs: this.opts.captureLockWaitMs });
   }
 
   private async schemaPhase(): Promise<void> {

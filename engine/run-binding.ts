@@ -24,6 +24,8 @@ export interface BindOptions {
   dst: pg.Client;
   log: Logger;
   copyOnly: boolean;
+  /** How long a table locked by someone else is waited for (--capture-lock-wait). */
+  lockWaitMs?: number;
   /** This command finishes an interrupted cutover (`migrate --cutover-when-synced`), so it may go on. */
   completesCutover: boolean;
 }
@@ -98,7 +100,7 @@ async function refuseNonEmptyTarget(dst: pg.Client, target: ConnInfo): Promise<v
 
 /** Every reason a new run would fail before it writes anything anywhere. */
 async function checkNewRun(opts: BindOptions): Promise<void> {
-  const { selected, excluded } = await splitTables(opts.src, opts.filter);
+  const { selected, excluded } = await splitTables(opts.src, opts.filter, { lockWaitMs: opts.lockWaitMs });
   if (selected.length === 0) {
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',

@@ -100,7 +100,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--capture-lock-wait <duration>',
-      'how long to retry installing capture on a locked table, each try under a 2s lock_timeout (default 2m)',
+      'how long a source table locked by someone else is waited for (the catalog reads at start, the capture install), each try under a short lock_timeout (default 2m)',
     )
     .option('--chunk-size <size>', 'target size of one primary-key range of the copy (default 128MB)')
     .option(
