@@ -214,6 +214,10 @@ export function buildProgram(): Command {
     .addOption(excludeOpt())
     .option('--checksums', 'hash every row, per primary-key range, and name the keys that differ')
     .option('--jobs <n>', 'tables compared at once (default 2)')
+    .option(
+      '--retry-for <duration>',
+      'a connection lost during the comparison: start over for this long before failing (or PGFERRY_RETRY_FOR; default 10m)',
+    )
     .option('--json', 'print the verdicts as JSON')
     .addHelpText(
       'after',

@@ -1,6 +1,10 @@
+import { withClient } from '../../engine/db.js';
+import { isConnectionLoss, OutageTracker, sideOf } from '../../engine/outage.js';
+import { sleep } from '../../engine/sleep.js';
 import { type VerifyReport, verify } from '../../engine/verify.js';
-import { parseJobs, sourceConn, targetConn } from '../config.js';
+import { parseJobs, retryFor, sourceConn, targetConn } from '../config.js';
 import { int, table } from '../format.js';
+import { createLogger } from '../logger.js';
 
 interface Flags {
   source?: string;
@@ -10,16 +14,37 @@ interface Flags {
   checksums?: boolean;
   jobs?: string;
   json?: boolean;
+  retryFor?: string;
 }
 
 export async function verifyCommand(flags: Flags): Promise<void> {
-  const report = await verify({
-    source: sourceConn(flags.source),
-    target: targetConn(flags.target),
-    filter: { include: flags.include ?? [], exclude: flags.exclude ?? [] },
-    checksums: flags.checksums ?? false,
-    jobs: parseJobs(flags.jobs ?? process.env.PGFERRY_JOBS ?? '2'),
-  });
+  const source = sourceConn(flags.source);
+  const target = targetConn(flags.target);
+  const log = createLogger();
+  // Both servers must answer once: a first connection that fails is a configuration error.
+  await withClient(source, 'control', async () => {});
+  await withClient(target, 'control', async () => {});
+  const outages = new OutageTracker({ retryForMs: retryFor(flags.retryFor) });
+  let report: VerifyReport;
+  for (;;) {
+    try {
+      report = await verify({
+        source,
+        target,
+        filter: { include: flags.include ?? [], exclude: flags.exclude ?? [] },
+        checksums: flags.checksums ?? false,
+        jobs: parseJobs(flags.jobs ?? process.env.PGFERRY_JOBS ?? '2'),
+      });
+      break;
+    } catch (err) {
+      // A comparison is read-only: after an outage it simply starts over.
+      if (!isConnectionLoss(err)) throw err;
+      const side = sideOf(err) ?? 'target';
+      const wait = outages.failed(side, err);
+      log.warn({ side, err: (err as Error).message }, `${side} unreachable: verify starts over`);
+      await sleep(wait);
+    }
+  }
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
   process.exitCode = report.equal ? 0 : 1;
 }

@@ -205,6 +205,29 @@ describe('outages are waited out', () => {
     expect(cmp.target).toEqual(cmp.source);
   });
 
+  it('verify starts over after a connection cut mid-comparison', async () => {
+    const db = 'vfy';
+    await freshDatabases(db);
+    const base = ['--source', pair.source.url({ db }), '--target', pair.target.url({ db })];
+    const copied = await runCli([
+      'migrate',
+      '--copy-only',
+      ...base,
+      '--state',
+      path.join(pair.dir, 'vfy.sqlite'),
+    ]);
+    expect(copied.code, copied.stderr.slice(-2000)).toBe(0);
+    const proxyT = await startProxy(pair.target.port);
+    const target = pair.target.url({ db }).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyT.port}`);
+    const run = startCli(['verify', '--checksums', '--source', pair.source.url({ db }), '--target', target]);
+    await waitFor('the comparison to be under way', () => proxyT.open() >= 2, 30_000, 5);
+    proxyT.cut();
+    const res = await run.done;
+    expect(res.code, res.stdout + res.stderr.slice(-2000)).toBe(0);
+    expect(res.stderr).toContain('verify starts over');
+    await proxyT.close();
+  });
+
   it('fails an outage longer than --retry-for, naming the side and the time it tried', async () => {
     const db = 'gone';
     await freshDatabases(db);
