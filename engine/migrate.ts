@@ -552,12 +552,19 @@ class MigrateRun {
       onLost: this.lost,
       onHealthy: this.healthy,
     });
+    // Its pooled sessions are closed whatever happens: after an outage the next attempt of the
+    // run opens its own, and the source's connections stay bounded.
+    try {
+      await this.replicateWith(replayer, interrupted);
+    } finally {
+      await replayer.close();
+    }
+  }
+
+  private async replicateWith(replayer: Replayer, interrupted: boolean): Promise<void> {
+    const { store, opts } = this;
     if (interrupted) {
-      try {
-        this.cutover = await this.cutoverWith(replayer, opts.cutover ?? DEFAULT_CUTOVER);
-      } finally {
-        await replayer.close();
-      }
+      this.cutover = await this.cutoverWith(replayer, opts.cutover ?? DEFAULT_CUTOVER);
       return;
     }
     if (!store.getMeta('unique_built')) {
