@@ -20,6 +20,8 @@ export interface StandaloneCutoverOptions {
   log: Logger;
   signal: AbortSignal;
   settings: CutoverSettings;
+  /** How long a lost connection is waited out once writes are frozen (--retry-for). */
+  retryForMs?: number;
 }
 
 /**
@@ -93,6 +95,7 @@ export async function runCutover(opts: StandaloneCutoverOptions): Promise<Cutove
         jobs: opts.jobs,
         filter: { include: setup.include, exclude: setup.exclude },
         replayer,
+        retryForMs: opts.retryForMs,
         ...opts.settings,
       });
     } finally {

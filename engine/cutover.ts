@@ -33,9 +33,11 @@ import {
   writeCutoverRecord,
 } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
+import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from './outage.js';
 import type { Replayer } from './replay.js';
 import { dropRunMark } from './run-identity.js';
 import { syncSequences } from './sequences.js';
+import { sleep } from './sleep.js';
 import type { TableFilter } from './table-filter.js';
 import { verify } from './verify.js';
 
@@ -54,6 +56,10 @@ export interface CutoverOptions {
   /** --freeze external: how long the log must stay quiet before pgferry believes writes stopped. */
   settleMs: number;
   verify: 'counts' | 'checksums';
+  /** How long a lost connection is waited out with writes frozen (--retry-for). */
+  retryForMs?: number;
+  /** A side's lost connection is about to be retried (metrics). */
+  onReconnect?: (side: 'source' | 'target') => void;
 }
 
 export interface CutoverResult {
@@ -81,7 +87,64 @@ async function drain(replayer: Replayer, control: pg.Client, signal: AbortSignal
   }
 }
 
+/**
+ * The cutover, waiting out outages once writes are frozen: a connection lost after the freeze
+ * leaves the freeze in place (the application stays stopped) and the cutover, recorded step by
+ * step, is completed once the server answers again, for up to --retry-for. Then, or on any other
+ * failure before the target is ready, the source gets its writes back.
+ */
 export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
+  const outages = new OutageTracker({
+    retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+    onRetry: opts.onReconnect,
+  });
+  for (;;) {
+    try {
+      return await cutoverOnce(opts);
+    } catch (err) {
+      if (!isConnectionLoss(err) || opts.signal.aborted || !interruptedCutover(opts.store)) throw err;
+      const side = sideOf(err) ?? 'target';
+      let wait: number;
+      try {
+        wait = outages.failed(side, err);
+      } catch (giveUp) {
+        throw await giveBackAfterOutage(opts, giveUp);
+      }
+      const why = (err as Error)?.message ?? String(err);
+      opts.store.event(
+        'warn',
+        'cutover',
+        `${side} unreachable during the cutover, writes stay frozen: ${why}`,
+      );
+      opts.log.warn(
+        { side, err: why },
+        `${side} unreachable during the cutover: writes stay frozen, retrying`,
+      );
+      await sleep(wait, opts.signal);
+    }
+  }
+}
+
+/** --retry-for ran out with writes frozen: give them back if the source answers, else leave the record. */
+async function giveBackAfterOutage(opts: CutoverOptions, err: unknown): Promise<unknown> {
+  const record = interruptedCutover(opts.store);
+  if (!record || pastNoReturn(record)) return err;
+  let control: pg.Client;
+  try {
+    control = await connect(opts.source, 'control');
+  } catch {
+    const msg = `${(err as Error).message}; writes on the source are still frozen: run \`pgferry cutover --abort\` (or the cutover again) once it answers`;
+    opts.store.event('error', 'cutover', msg);
+    return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
+  }
+  try {
+    return await giveWritesBack(opts, control, record, err);
+  } finally {
+    await control.end().catch(() => {});
+  }
+}
+
+async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
   const { store, log, replayer } = opts;
   const control = await connect(opts.source, 'control');
   let freeze: FreezeRecord | undefined;
@@ -207,6 +270,8 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
     });
   } catch (err) {
     const record = readCutoverRecord(store);
+    // A lost connection keeps the freeze: cutover() waits the outage out and completes.
+    if (isConnectionLoss(err) && !opts.signal.aborted) throw err;
     if (freeze && record && !pastNoReturn(record) && store.phase() !== 'done') {
       throw await giveWritesBack(opts, control, record, err);
     }

@@ -606,6 +606,8 @@ class MigrateRun {
       jobs: opts.jobs,
       filter: opts.filter,
       replayer,
+      retryForMs: opts.retryForMs,
+      onReconnect: opts.onReconnect,
       ...settings,
     });
   }

@@ -140,6 +140,10 @@ export function buildProgram(): Command {
     .option('--verify <how>', 'counts (default) or checksums')
     .option('--jobs <n>', 'parallel sessions for the drain and the verification (default 4)')
     .option(
+      '--retry-for <duration>',
+      'once writes are frozen, how long a lost connection is waited out (writes stay frozen) before the writes are given back (or PGFERRY_RETRY_FOR; default 10m)',
+    )
+    .option(
       '--abort',
       'undo an interrupted cutover: give the source its writes back exactly as recorded (grants, read-only setting)',
     )

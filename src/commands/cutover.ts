@@ -3,6 +3,7 @@ import {
   type CutoverFlags,
   loadCutoverSettings,
   parseJobs,
+  retryFor,
   sourceConn,
   statePath,
   targetConn,
@@ -16,6 +17,7 @@ interface Flags extends CutoverFlags {
   state?: string;
   jobs?: string;
   abort?: boolean;
+  retryFor?: string;
 }
 
 export async function cutoverCommand(flags: Flags): Promise<void> {
@@ -46,6 +48,7 @@ export async function cutoverCommand(flags: Flags): Promise<void> {
       log,
       signal: stop.signal,
       settings,
+      retryForMs: retryFor(flags.retryFor),
     });
     process.stdout.write(cutoverLine(result));
   } finally {

@@ -235,6 +235,36 @@ describe('outages are waited out', () => {
     await proxyT.close();
   });
 
+  it('a cutover waits out a target outage with writes frozen, then completes', async () => {
+    const db = 'cutwait';
+    await freshDatabases(db);
+    const proxyT = await startProxy(pair.target.port);
+    const state = path.join(pair.dir, `${db}.sqlite`);
+    const target = pair.target.url({ db }).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyT.port}`);
+    const base = ['--source', pair.source.url({ db }), '--target', target, '--state', state];
+    const synced = await runCli(['migrate', '--exit-when-synced', ...base]);
+    expect(synced.code, synced.stderr.slice(-2000)).toBe(0);
+    await pair.source.query("INSERT INTO kv VALUES ('before-cutover', 'x', NULL)", [], db);
+    // --freeze external waits 2 s for quiet after the freeze: the target goes away meanwhile.
+    const cut = startCli(['cutover', '--freeze', 'external', '--settle', '2s', ...base]);
+    await waitFor(
+      'the freeze',
+      () => cut.output().stderr.includes('writes frozen on the source'),
+      60_000,
+      10,
+    );
+    proxyT.down();
+    await new Promise((r) => setTimeout(r, 4_000));
+    proxyT.up();
+    const res = await cut.done;
+    expect(res.code, res.stderr.slice(-3000)).toBe(0);
+    expect(res.stderr).toContain('unreachable during the cutover: writes stay frozen');
+    expect(res.stdout).toContain('cutover done');
+    const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
+    expect(cmp.target).toEqual(cmp.source);
+    await proxyT.close();
+  });
+
   it('fails an outage longer than --retry-for, naming the side and the time it tried', async () => {
     const db = 'gone';
     await freshDatabases(db);
