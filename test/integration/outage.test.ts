@@ -153,8 +153,30 @@ describe('outages are waited out', () => {
     expect(cmp.target).toEqual(cmp.source);
   });
 
-  it('rides through restarts of each server during the copy and during replay, and shows them', async () => {
-    const db = 'restarts';
+  // Between them, the two scenarios restart each server in each mode, during the copy (the first
+  // restart) and during replay (the others).
+  it.each([
+    {
+      name: 'target immediate in the copy; source fast, target fast, source immediate in replay',
+      db: 'restarts_a',
+      copy: { side: 'target', mode: 'immediate' },
+      replay: [
+        { side: 'source', mode: 'fast' },
+        { side: 'target', mode: 'fast' },
+        { side: 'source', mode: 'immediate' },
+      ],
+    },
+    {
+      name: 'source immediate in the copy; target immediate, source fast, target fast in replay',
+      db: 'restarts_b',
+      copy: { side: 'source', mode: 'immediate' },
+      replay: [
+        { side: 'target', mode: 'immediate' },
+        { side: 'source', mode: 'fast' },
+        { side: 'target', mode: 'fast' },
+      ],
+    },
+  ] as const)('rides through restarts ($name) and shows them', async ({ db, copy, replay }) => {
     await freshDatabases(db);
     const state = path.join(pair.dir, `${db}.sqlite`);
     const port = await freePort();
@@ -186,14 +208,12 @@ describe('outages are waited out', () => {
     const workload = startWorkload(pair.source.url({ db }), 2);
     try {
       await waitFor('the copy to be under way', () => chunksDone(state) >= 3, 90_000, 10);
-      await pair.target.restart('immediate', 1500);
+      await pair[copy.side].restart(copy.mode, 1500);
       await waitFor('replication', async () => (await status(api)).phase === 'replicating', 180_000, 100);
-      await pair.source.restart('fast', 1500);
-      await new Promise((r) => setTimeout(r, 1500));
-      await pair.target.restart('fast', 1000);
-      await new Promise((r) => setTimeout(r, 1500));
-      await pair.source.restart('immediate', 1000);
-      await new Promise((r) => setTimeout(r, 1500));
+      for (const r of replay) {
+        await pair[r.side].restart(r.mode, 1000);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+      }
     } finally {
       await workload.stop();
       clearInterval(watch);
