@@ -151,7 +151,7 @@ describe('outages are waited out', () => {
     await Promise.all([proxyS.close(), proxyT.close()]);
     const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
     expect(cmp.target).toEqual(cmp.source);
-  });
+  }, 240_000);
 
   // Between them, the two scenarios restart each server in each mode, during the copy (the first
   // restart) and during replay (the others).
@@ -176,61 +176,65 @@ describe('outages are waited out', () => {
         { side: 'target', mode: 'fast' },
       ],
     },
-  ] as const)('rides through restarts ($name) and shows them', async ({ db, copy, replay }) => {
-    await freshDatabases(db);
-    const state = path.join(pair.dir, `${db}.sqlite`);
-    const port = await freePort();
-    const api = `http://127.0.0.1:${port}`;
-    const daemon = startCli([
-      'migrate',
-      '--source',
-      pair.source.url({ db }),
-      '--target',
-      pair.target.url({ db }),
-      '--state',
-      state,
-      '--jobs',
-      '2',
-      '--chunk-size',
-      '2MB',
-      '--http',
-      `127.0.0.1:${port}`,
-    ]);
-    const seen = { source: false, target: false };
-    const watch = setInterval(() => {
-      status(api)
-        .then((s) => {
-          if (s.outage?.source) seen.source = true;
-          if (s.outage?.target) seen.target = true;
-        })
-        .catch(() => {});
-    }, 50);
-    const workload = startWorkload(pair.source.url({ db }), 2);
-    try {
-      await waitFor('the copy to be under way', () => chunksDone(state) >= 3, 90_000, 10);
-      await pair[copy.side].restart(copy.mode, 1500);
-      await waitFor('replication', async () => (await status(api)).phase === 'replicating', 180_000, 100);
-      for (const r of replay) {
-        await pair[r.side].restart(r.mode, 1000);
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+  ] as const)(
+    'rides through restarts ($name) and shows them',
+    async ({ db, copy, replay }) => {
+      await freshDatabases(db);
+      const state = path.join(pair.dir, `${db}.sqlite`);
+      const port = await freePort();
+      const api = `http://127.0.0.1:${port}`;
+      const daemon = startCli([
+        'migrate',
+        '--source',
+        pair.source.url({ db }),
+        '--target',
+        pair.target.url({ db }),
+        '--state',
+        state,
+        '--jobs',
+        '2',
+        '--chunk-size',
+        '2MB',
+        '--http',
+        `127.0.0.1:${port}`,
+      ]);
+      const seen = { source: false, target: false };
+      const watch = setInterval(() => {
+        status(api)
+          .then((s) => {
+            if (s.outage?.source) seen.source = true;
+            if (s.outage?.target) seen.target = true;
+          })
+          .catch(() => {});
+      }, 50);
+      const workload = startWorkload(pair.source.url({ db }), 2);
+      try {
+        await waitFor('the copy to be under way', () => chunksDone(state) >= 3, 90_000, 10);
+        await pair[copy.side].restart(copy.mode, 1500);
+        await waitFor('replication', async () => (await status(api)).phase === 'replicating', 180_000, 100);
+        for (const r of replay) {
+          await pair[r.side].restart(r.mode, 1000);
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+        }
+      } finally {
+        await workload.stop();
+        clearInterval(watch);
       }
-    } finally {
-      await workload.stop();
-      clearInterval(watch);
-    }
-    await drained(api, Date.now(), daemon);
-    expect(daemon.child.exitCode, daemon.output().stderr.slice(-3000)).toBeNull();
-    expect(seen).toEqual({ source: true, target: true });
-    const metrics = await (await fetch(`${api}/metrics`)).text();
-    expect(metrics).toMatch(/pgferry_reconnects_total\{side="source"\} [1-9]/);
-    expect(metrics).toMatch(/pgferry_reconnects_total\{side="target"\} [1-9]/);
-    expect((await status(api)).outage).toBeNull();
-    daemon.child.kill('SIGTERM');
-    const res = await daemon.done;
-    expect(res.code, res.stderr.slice(-3000)).toBe(0);
-    const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
-    expect(cmp.target).toEqual(cmp.source);
-  });
+      await drained(api, Date.now(), daemon);
+      expect(daemon.child.exitCode, daemon.output().stderr.slice(-3000)).toBeNull();
+      expect(seen).toEqual({ source: true, target: true });
+      const metrics = await (await fetch(`${api}/metrics`)).text();
+      expect(metrics).toMatch(/pgferry_reconnects_total\{side="source"\} [1-9]/);
+      expect(metrics).toMatch(/pgferry_reconnects_total\{side="target"\} [1-9]/);
+      expect((await status(api)).outage).toBeNull();
+      daemon.child.kill('SIGTERM');
+      const res = await daemon.done;
+      expect(res.code, res.stderr.slice(-3000)).toBe(0);
+      const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
+      expect(cmp.target).toEqual(cmp.source);
+    },
+    240_000,
+  );
 
   it('verify starts over after a connection cut mid-comparison', async () => {
     const db = 'vfy';
