@@ -81,7 +81,6 @@ interface Unit {
 
 interface ReplayTable extends ApplyTable {
   logTable: string;
-  partitioned: boolean;
 }
 
 interface Session {
@@ -422,7 +421,10 @@ export class Replayer {
         const cause = err instanceof CopyPipeError ? err.cause : err;
         const side = err instanceof CopyPipeError ? err.side : 'target';
         const state = sqlstateOf(cause);
-        if (slice && (state === '23505' || state === '40P01')) {
+        // 23505 unique_violation, 23P01 exclusion_violation: what a batch cut short of its whole
+        // set can break (two rows that swapped a value or a range in one transaction).
+        const conflict = state === '23505' || state === '23P01';
+        if (slice && (conflict || state === '40P01')) {
           // Slices are in different snapshots: two keys that swapped a unique value may be split
           // between them (a violation, or two slices each waiting on the other's deleted row).
           // The table replays unsliced from now on.
@@ -433,11 +435,11 @@ export class Replayer {
           this.unsliceable.add(t);
           return UNSLICED;
         }
-        if (state === '23505' && limit !== null) {
+        if (conflict && limit !== null) {
           // A cut-short batch can separate two rows that swapped a unique value: redo it whole.
           this.opts.log.info(
-            { table: name },
-            'unique violation in a partial batch: applying the whole backlog at once',
+            { table: name, sqlstate: state },
+            'unique or exclusion violation in a partial batch: applying the whole backlog at once',
           );
           limit = null;
           continue;
@@ -445,11 +447,11 @@ export class Replayer {
         const e = isPgferryError(cause) ? cause : dbError(side, cause, name);
         const removed = await this.removedCapture(e);
         if (removed !== e) throw removed;
-        if (state === '23505') {
+        if (conflict) {
           throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${name}: ${e.message}`, {
             side: 'target',
             object: name,
-            sqlstate: '23505',
+            sqlstate: state,
             cause,
           });
         }
