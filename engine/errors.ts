@@ -189,6 +189,13 @@ export const ERRORS = {
       'A cutover step failed before the target was declared ready; writes on the source were given back.',
     hint: 'The message names the step and the cause; replication goes on. Fix the cause and run the cutover again.',
   },
+  PGFERRY_VERIFY_FAILED: {
+    exit: 2,
+    http: 500,
+    retryable: false,
+    summary: 'The comparison could not be completed: a query failed on one side.',
+    hint: 'The message names the side, the table and the server error (a table missing on the target, a privilege); no verdict was reached, so fix the cause and verify again.',
+  },
   PGFERRY_STATE_LOCKED: {
     exit: 2,
     http: 409,

@@ -9,6 +9,7 @@ import { rangePredicate } from './chunk-sql.js';
 import type { ConnInfo } from './conn-info.js';
 import { planChunks } from './copy-planner.js';
 import { connect, q, qualified, quoteIdent } from './db.js';
+import { PgferryError } from './errors.js';
 import type { TableFilter } from './table-filter.js';
 
 export interface KeyDifference {
@@ -147,6 +148,14 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     tables = (await listTables(control, 'source', opts.filter)).filter((t) => t.partitionRoot === null);
   } finally {
     await control.end().catch(() => {});
+  }
+  // Comparing nothing proves nothing: an error (exit 2), not "equal".
+  if (tables.length === 0) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      'no table on the source matches the --include/--exclude patterns: nothing to compare',
+      { side: 'config', hint: 'Check the patterns: they match schema.table, with * as a wildcard.' },
+    );
   }
   const max = opts.maxDifferences ?? 20;
   const rangeRows = opts.rangeRows ?? 100_000;

@@ -35,8 +35,17 @@ export function parseSize(text: string, flag: string): number {
       side: 'config',
     });
   }
-  return Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!);
+  const bytes = Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!);
+  // Checked after rounding: "0.1" is 0 bytes, and a chunk of nothing would never end a plan.
+  if (bytes < MIN_SIZE) {
+    throw new PgferryError('PGFERRY_CONFIG_INVALID', `${flag} "${text}" is below the smallest size, 64kB`, {
+      side: 'config',
+    });
+  }
+  return bytes;
 }
+
+const MIN_SIZE = 64 * 1024;
 
 export function parseJobs(text: string, flag = '--jobs'): number {
   const n = z.coerce.number().int().min(1).max(64).safeParse(text);

@@ -1,4 +1,5 @@
 import { withClient } from '../../engine/db.js';
+import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { isConnectionLoss, OutageTracker, sideOf } from '../../engine/outage.js';
 import { sleep } from '../../engine/sleep.js';
 import { type VerifyReport, verify } from '../../engine/verify.js';
@@ -38,7 +39,7 @@ export async function verifyCommand(flags: Flags): Promise<void> {
       break;
     } catch (err) {
       // A comparison is read-only: after an outage it simply starts over.
-      if (!isConnectionLoss(err)) throw err;
+      if (!isConnectionLoss(err)) throw notAVerdict(err);
       const side = sideOf(err) ?? 'target';
       const wait = outages.failed(side, err);
       log.warn({ side, err: (err as Error).message }, `${side} unreachable: verify starts over`);
@@ -47,6 +48,18 @@ export async function verifyCommand(flags: Flags): Promise<void> {
   }
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
   process.exitCode = report.equal ? 0 : 1;
+}
+
+/** Exit 1 means "different": a comparison that failed reached no verdict, so it exits 2. */
+function notAVerdict(err: unknown): unknown {
+  if (isPgferryError(err) && err.exitCode === 2) return err;
+  const e = isPgferryError(err) ? err : null;
+  return new PgferryError('PGFERRY_VERIFY_FAILED', e ? e.message : String((err as Error)?.message ?? err), {
+    side: e?.side,
+    object: e?.object,
+    sqlstate: e?.sqlstate,
+    cause: err,
+  });
 }
 
 function render(r: VerifyReport): string {
