@@ -86,7 +86,9 @@ export function captureDdl(c: CapturedTable): string[] {
        ${c.key.map((k) => `${quoteIdent(k.name)} ${k.type}`).join(',\n       ')}
      ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
     `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
-    `CREATE FUNCTION ${fn(c, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+    // The bodies embed user identifiers (key column names), so they are passed as a quoted string
+    // literal, never inside a fixed dollar-quote tag that a column named with it would end.
+    `CREATE FUNCTION ${fn(c, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
 BEGIN
   IF TG_OP = 'DELETE' THEN
     ${insert('D', 'OLD')}
@@ -100,13 +102,13 @@ BEGIN
   END IF;
   RETURN NULL;
 END
-$pgferry$`,
-    `CREATE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS $pgferry$
+`)}`,
+    `CREATE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
 BEGIN
   INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
   RETURN NULL;
 END
-$pgferry$`,
+`)}`,
     `CREATE TRIGGER ${quoteIdent(triggerRow(c.runId))} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c, 'row')}()`,
   ];
 }
