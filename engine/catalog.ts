@@ -1,7 +1,7 @@
 // What the source holds: tables, their columns and primary keys, read from the catalogs.
 import type pg from 'pg';
 import { q } from './db.js';
-import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { PgferryError, stateOf } from './errors.js';
 import { sleep } from './sleep.js';
 import { makeMatcher, type TableFilter } from './table-filter.js';
 
@@ -191,7 +191,7 @@ export const copyUnits = (tables: TableInfo[]): TableInfo[] => tables.filter((t)
 export const tablesWithoutKey = (tables: TableInfo[]): TableInfo[] =>
   tables.filter((t) => t.primaryKey === null && t.partitionRoot === null);
 
-const isLockTimeout = (err: unknown) => (isPgferryError(err) ? err.sqlstate : sqlstateOf(err)) === '55P03';
+const isLockTimeout = (err: unknown) => stateOf(err) === '55P03';
 
 /**
  * Runs a catalog read that touches tables' locks, retrying a lock timeout with backoff for up to

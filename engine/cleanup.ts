@@ -4,7 +4,14 @@
 // than ALIVE_SECONDS) is never removed without --force: the run could not go on without it.
 // Idempotent: a second run finds nothing and says so.
 import type pg from 'pg';
-import { ALIVE_SECONDS, type CaptureRun, describeRun, listCaptures, RUNS_TABLE } from './capture/registry.js';
+import {
+  ALIVE_SECONDS,
+  CAPTURED_TABLE,
+  type CaptureRun,
+  describeRun,
+  listCaptures,
+  RUNS_TABLE,
+} from './capture/registry.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, quoteIdent, withClient } from './db.js';
@@ -141,7 +148,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
         if (opts.runId) {
           for (const o of objects) if (o.sql) await client.query(o.sql);
           if (runs.length > 0) {
-            await client.query(`DELETE FROM ${qualified(PGFERRY_SCHEMA, 'captured')} WHERE run_id = $1`, [
+            await client.query(`DELETE FROM ${qualified(PGFERRY_SCHEMA, CAPTURED_TABLE)} WHERE run_id = $1`, [
               opts.runId,
             ]);
             await client.query(`DELETE FROM ${qualified(PGFERRY_SCHEMA, RUNS_TABLE)} WHERE run_id = $1`, [

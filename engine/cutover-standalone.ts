@@ -9,8 +9,7 @@ import { PgferryError } from './errors.js';
 import type { FreezeRecord } from './freeze.js';
 import { interruptedCutover } from './freeze-record.js';
 import { Replayer } from './replay.js';
-import { checkRunTarget } from './run-binding.js';
-import { readIdentity, refuseSameDatabase } from './run-identity.js';
+import { checkResumedTarget, readServers } from './run-binding.js';
 
 export interface StandaloneCutoverOptions {
   source: ConnInfo;
@@ -43,11 +42,8 @@ async function openRun<T>(
     try {
       const dst = await connect(opts.target, 'control');
       try {
-        const [s, t] = await Promise.all([readIdentity(src, opts.source), readIdentity(dst, opts.target)]);
-        refuseSameDatabase(s, t);
-        store.checkResume({ ...setup, source: s, target: t });
-        // After a finished cutover the target no longer carries the mark (it is the application's).
-        if (!store.phaseDone('done')) await checkRunTarget(store, setup, dst, opts.target);
+        const servers = await readServers(src, dst, opts.source, opts.target);
+        await checkResumedTarget(store, { ...setup, ...servers }, dst, opts.target);
       } finally {
         await dst.end().catch(() => {});
       }

@@ -12,7 +12,7 @@ import { crashPoint } from './crash-point.js';
 import { removeCutoverObjects } from './cutover-undo.js';
 import { connect, q, qualified, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
-import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { isPgferryError, PgferryError, stateOf } from './errors.js';
 import {
   applyFreeze,
   type FreezeMethod,
@@ -311,16 +311,13 @@ async function giveWritesBack(
   const { store, log } = opts;
   const why = isPgferryError(err) ? err.message : String((err as Error)?.message ?? err);
   try {
-    await unfreezeWrites(control, opts.source, record.freeze);
-    await undoOnTarget(opts.target, store, log);
+    await undoCutover(control, opts, record);
   } catch (e) {
     const msg = `cutover failed (${why}) and could not be undone (${(e as Error).message}): run \`pgferry cutover --abort\` with the same --state`;
     store.event('error', 'cutover', msg);
     log.error(msg);
     return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
   }
-  clearCutoverRecord(store);
-  store.setPhase('replicating');
   store.event('error', 'cutover', `cutover failed, writes given back to the source: ${why}`);
   log.error({ err: why }, 'cutover failed: writes on the source were given back; replication goes on');
   if (
@@ -331,9 +328,24 @@ async function giveWritesBack(
   }
   return new PgferryError('PGFERRY_CUTOVER_FAILED', why, {
     side: isPgferryError(err) ? err.side : undefined,
-    sqlstate: isPgferryError(err) ? err.sqlstate : sqlstateOf(err),
+    sqlstate: stateOf(err),
     cause: err,
   });
+}
+
+/**
+ * Undoes a cutover that did not reach `target ready`: the source's writes back exactly as
+ * recorded, the target's cutover objects removed, and the run replicating again.
+ */
+async function undoCutover(
+  control: pg.Client,
+  opts: Pick<CutoverOptions, 'source' | 'target' | 'store' | 'log'>,
+  record: CutoverRecord,
+): Promise<void> {
+  await unfreezeWrites(control, opts.source, record.freeze);
+  await undoOnTarget(opts.target, opts.store, opts.log);
+  clearCutoverRecord(opts.store);
+  opts.store.setPhase('replicating');
 }
 
 /**
@@ -372,10 +384,9 @@ export async function abortCutover(
       },
     );
   }
-  await withClient(source, 'control', (client) => unfreezeWrites(client, source, record.freeze));
-  await undoOnTarget(target, store, log);
-  clearCutoverRecord(store);
-  store.setPhase('replicating');
+  await withClient(source, 'control', (client) =>
+    undoCutover(client, { source, target, store, log }, record),
+  );
   const what =
     record.freeze.method === 'revoke'
       ? `${record.freeze.grants?.length ?? 0} grant(s) restored`

@@ -362,6 +362,11 @@ export function sqlstateOf(err: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/** The SQLSTATE behind any error: a pgferry error's recorded one, or a node-postgres error's. */
+export function stateOf(err: unknown): string | undefined {
+  return isPgferryError(err) ? err.sqlstate : sqlstateOf(err);
+}
+
 export const ERROR_CLASSES = ['retry', 'pause', 'fail'] as const;
 export type ErrorClass = (typeof ERROR_CLASSES)[number];
 
@@ -371,7 +376,7 @@ export type ErrorClass = (typeof ERROR_CLASSES)[number];
  */
 export function classify(err: unknown): ErrorClass {
   if (isPgferryError(err) && err.sqlstate === undefined) return err.retryable ? 'retry' : 'fail';
-  const state = isPgferryError(err) ? err.sqlstate : sqlstateOf(err);
+  const state = stateOf(err);
   if (state === undefined) {
     const sysCode = (err as { code?: unknown } | null)?.code;
     return sysCode === 'ECONNRESET' || sysCode === 'ECONNREFUSED' || sysCode === 'EPIPE' ? 'retry' : 'fail';

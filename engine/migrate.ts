@@ -24,7 +24,7 @@ import { createDeferred } from './deferred-objects.js';
 import { isPgferryError, PgferryError } from './errors.js';
 import { interruptedCutover } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
-import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OUTAGE_META, OutageTracker, sideOf } from './outage.js';
+import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf, writeOutages } from './outage.js';
 import { requireTool } from './pg-tools.js';
 import type { ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
@@ -96,11 +96,10 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   try {
     store.acquireLock();
     opts.control?.attachStore(store);
-    store.deleteMeta(OUTAGE_META);
+    writeOutages(store, null);
     const outages = new OutageTracker({
       retryForMs: opts.retryForMs ?? DEFAULT_RETRY_FOR_MS,
-      onChange: (o) =>
-        o.source || o.target ? store.setMeta(OUTAGE_META, JSON.stringify(o)) : store.deleteMeta(OUTAGE_META),
+      onChange: (o) => writeOutages(store, o),
       onRetry: opts.onReconnect,
     });
     // A connection lost anywhere ends this attempt of the run; the next one, once the server

@@ -2,13 +2,26 @@
 // failover of one to two minutes, a cut link) is retried with exponential backoff and jitter for
 // up to --retry-for before the run fails; while it lasts, the outage of each side is known (since
 // when, how many attempts, the last error) for status, the status page and metrics.
+import type { CheckpointStore } from '../checkpoints/store.js';
 import type { DbSide } from './conn-info.js';
 import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
 
 export const DEFAULT_RETRY_FOR_MS = 10 * 60_000;
 
 /** The checkpoint store's meta key holding the current outages (absent when there is none). */
-export const OUTAGE_META = 'outage';
+const OUTAGE_META = 'outage';
+
+/** Each side's current outage as the run recorded it, or null while both answer. */
+export function readOutages(store: CheckpointStore): Outages | null {
+  const raw = store.getMeta(OUTAGE_META);
+  return raw ? (JSON.parse(raw) as Outages) : null;
+}
+
+/** Records the outages for status and metrics (nothing while both sides answer). */
+export function writeOutages(store: CheckpointStore, outages: Outages | null): void {
+  if (outages?.source || outages?.target) store.setMeta(OUTAGE_META, JSON.stringify(outages));
+  else store.deleteMeta(OUTAGE_META);
+}
 
 export interface Outage {
   side: DbSide;
@@ -108,19 +121,9 @@ export class OutageTracker {
    * or throws once the side has been unreachable for longer than --retry-for.
    */
   failed(side: DbSide, err: unknown): number {
-    const now = Date.now();
-    const message = (err as Error)?.message ?? String(err);
-    const current = this.state[side] ?? {
-      side,
-      since: new Date(now).toISOString(),
-      attempts: 0,
-      lastError: '',
-    };
-    current.attempts += 1;
-    current.lastError = message;
-    this.state[side] = current;
-    this.opts.onChange?.(this.outages());
-    const elapsed = now - Date.parse(current.since);
+    const current = this.record(side, err);
+    const message = current.lastError;
+    const elapsed = Date.now() - Date.parse(current.since);
     if (elapsed >= this.opts.retryForMs) {
       throw new PgferryError(
         side === 'source' ? 'PGFERRY_SOURCE_CONNECT' : 'PGFERRY_TARGET_CONNECT',
@@ -143,12 +146,18 @@ export class OutageTracker {
    * shown like any outage, never given up on here (the inner retry fails the attempt when it must).
    */
   noted(side: DbSide, err: unknown): void {
+    this.record(side, err);
+    this.opts.onRetry?.(side);
+  }
+
+  /** One more failed attempt on a side: starts its outage, or adds to it. */
+  private record(side: DbSide, err: unknown): Outage {
     const current = this.state[side] ?? { side, since: new Date().toISOString(), attempts: 0, lastError: '' };
     current.attempts += 1;
     current.lastError = (err as Error)?.message ?? String(err);
     this.state[side] = current;
     this.opts.onChange?.(this.outages());
-    this.opts.onRetry?.(side);
+    return current;
   }
 
   /** The side answered again. */

@@ -23,7 +23,7 @@ import { LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './capture/triggers.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 import { connect, q, qualified, quoteIdent, quoteLiteral, rollbackQuietly } from './db.js';
-import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { classify, dbError, isPgferryError, PgferryError, sqlstateOf, stateOf } from './errors.js';
 import { sleep } from './sleep.js';
 
 export interface ReplayStats {
@@ -333,7 +333,7 @@ export class Replayer {
    * changes made meanwhile. Otherwise (a user table dropped) the error stands.
    */
   private async removedCapture(err: unknown, client?: pg.Client): Promise<unknown> {
-    const state = isPgferryError(err) ? err.sqlstate : sqlstateOf(err);
+    const state = stateOf(err);
     const runId = this.opts.store.runId();
     if (state !== '42P01' || !runId) return err;
     const check = client ?? (await connect(this.opts.source, 'control').catch(() => null));

@@ -37,23 +37,17 @@ const stored = ({ startedAt: _, ...id }: LiveIdentity) => id;
 /** Binds a new run (returns false) or checks a resumed one (returns true). */
 export async function bindRun(opts: BindOptions): Promise<boolean> {
   const { store } = opts;
-  const [source, target] = await Promise.all([
-    readIdentity(opts.src, opts.source),
-    readIdentity(opts.dst, opts.target),
-  ]);
-  refuseSameDatabase(source, target);
+  const { source, target } = await readServers(opts.src, opts.dst, opts.source, opts.target);
   const wanted: Omit<RunSetup, 'runId'> = {
-    source: stored(source),
-    target: stored(target),
+    source,
+    target,
     include: [...opts.filter.include],
     exclude: [...opts.filter.exclude],
     mode: opts.copyOnly ? 'copy-only' : 'replicate',
   };
   if (store.setup()) {
-    const setup = store.checkResume(wanted);
     if (!opts.completesCutover) refuseInterruptedCutover(store);
-    // A finished run's target belongs to the application (its mark is gone): nothing is written.
-    if (!store.phaseDone('done')) await checkRunTarget(store, setup, opts.dst, opts.target);
+    await checkResumedTarget(store, wanted, opts.dst, opts.target);
     return true;
   }
   await checkNewRun(opts);
@@ -61,11 +55,37 @@ export async function bindRun(opts: BindOptions): Promise<boolean> {
   return false;
 }
 
+/** What the two servers are, refusing one database on both sides however its URLs are spelled. */
+export async function readServers(
+  src: pg.Client,
+  dst: pg.Client,
+  source: ConnInfo,
+  target: ConnInfo,
+): Promise<Pick<RunSetup, 'source' | 'target'>> {
+  const [s, t] = await Promise.all([readIdentity(src, source), readIdentity(dst, target)]);
+  refuseSameDatabase(s, t);
+  return { source: stored(s), target: stored(t) };
+}
+
+/**
+ * A resume must find the run's own servers and, unless the run is done (its target then belongs
+ * to the application and carries no mark), a target carrying the run's mark.
+ */
+export async function checkResumedTarget(
+  store: CheckpointStore,
+  wanted: Omit<RunSetup, 'runId'>,
+  dst: pg.Client,
+  target: ConnInfo,
+): Promise<void> {
+  const setup = store.checkResume(wanted);
+  if (!store.phaseDone('done')) await checkRunTarget(store, setup, dst, target);
+}
+
 /**
  * A resumed run writes only into the target it has been filling: the one whose pgferry.run holds
  * this run's id. Before the schema was created the target must still be empty.
  */
-export async function checkRunTarget(
+async function checkRunTarget(
   store: CheckpointStore,
   setup: RunSetup,
   dst: pg.Client,

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { ConnInfo } from './conn-info.js';
 import { connect, q } from './db.js';
-import { isPgferryError, PgferryError, sqlstateOf } from './errors.js';
+import { PgferryError, stateOf } from './errors.js';
 
 export class ExportedSnapshot {
   private constructor(
@@ -46,7 +46,7 @@ export async function joinSnapshot(client: pg.Client, snapshot: ExportedSnapshot
     // 22023: the session that exported the snapshot is gone (a source restart or a cut link took
     // it): the snapshot went with it. That is an outage of the source, which the run waits out
     // and resumes from with a fresh snapshot.
-    if ((isPgferryError(err) ? err.sqlstate : sqlstateOf(err)) !== '22023') throw err;
+    if (stateOf(err) !== '22023') throw err;
     throw new PgferryError(
       'PGFERRY_SOURCE_CONNECT',
       `the copy's exported snapshot ${snapshot.id} was lost with the session that held it`,

@@ -2,7 +2,7 @@ import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { interruptedCutover } from '../../engine/freeze-record.js';
 import { migrate } from '../../engine/migrate.js';
-import { OUTAGE_META, type Outages } from '../../engine/outage.js';
+import { type Outages, readOutages } from '../../engine/outage.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { RunControl } from '../../engine/run-control.js';
@@ -151,7 +151,7 @@ async function startApi(
         phase: s.reportedPhase() ?? 'preflight',
         downtimeSeconds: Number(s.getMeta('cutover_downtime_seconds')) || null,
         cutoverInterrupted: interruptedCutover(s) !== null,
-        outageSince: outageSince(s.getMeta(OUTAGE_META)),
+        outageSince: outageSince(readOutages(s)),
       })) ?? { phase: 'preflight', downtimeSeconds: null },
   );
   control.read((s) => {
@@ -211,7 +211,6 @@ export function cutoverLine(c: CutoverResult): string {
   );
 }
 
-function outageSince(raw: string | null): { source: string | null; target: string | null } {
-  const o = raw ? (JSON.parse(raw) as Outages) : null;
+function outageSince(o: Outages | null): { source: string | null; target: string | null } {
   return { source: o?.source?.since ?? null, target: o?.target?.since ?? null };
 }

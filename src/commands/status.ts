@@ -1,6 +1,6 @@
 import { CheckpointStore } from '../../checkpoints/store.js';
 import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/freeze-record.js';
-import { OUTAGE_META, type Outages } from '../../engine/outage.js';
+import { type Outages, readOutages } from '../../engine/outage.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
@@ -93,14 +93,9 @@ export function statusOf(store: CheckpointStore): StatusReport {
     },
     tables,
     events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
-    outage: outage(store),
+    outage: readOutages(store),
     interruptedCutover: interrupted(store),
   };
-}
-
-function outage(store: CheckpointStore): Outages | null {
-  const raw = store.getMeta(OUTAGE_META);
-  return raw ? (JSON.parse(raw) as Outages) : null;
 }
 
 function interrupted(store: CheckpointStore): StatusReport['interruptedCutover'] {

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { CUTOVER_STEPS } from '../../engine/freeze-record.js';
 import { runCli, startCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
@@ -86,21 +87,14 @@ async function statusJson(state: string) {
   };
 }
 
-const STEPS = [
-  'freezing',
-  'frozen',
-  'writers stopped',
-  'drained',
-  'sequences set',
-  'materialized views refreshed',
-  'constraints and triggers created',
-  'verified',
-  'target ready',
-] as const;
-
 describe('kill -9 in the middle of a cutover', () => {
   it.each(
-    STEPS.map((step, i) => ({ step, i, freeze: i % 2 === 0 ? 'readonly' : 'revoke', abort: i % 3 !== 2 })),
+    CUTOVER_STEPS.map((step, i) => ({
+      step,
+      i,
+      freeze: i % 2 === 0 ? 'readonly' : 'revoke',
+      abort: i % 3 !== 2,
+    })),
   )('after "$step" ($freeze): status, migrate, abort, cutover again', async ({ step, i, freeze, abort }) => {
     const db = `crash_${i}`;
     const { base, state, writer } = await prepare(db);

@@ -83,16 +83,15 @@ describe('outages are waited out', () => {
     await freshDatabases(db);
     const proxyS = await startProxy(pair.source.port);
     const proxyT = await startProxy(pair.target.port);
-    const via = (url: string, port: number) => url.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`);
     const state = path.join(pair.dir, `${db}.sqlite`);
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
     const daemon = startCli([
       'migrate',
       '--source',
-      via(pair.source.url({ db }), proxyS.port),
+      proxyS.via(pair.source.url({ db })),
       '--target',
-      via(pair.target.url({ db }), proxyT.port),
+      proxyT.via(pair.target.url({ db })),
       '--state',
       state,
       '--jobs',
@@ -250,7 +249,7 @@ describe('outages are waited out', () => {
     ]);
     expect(copied.code, copied.stderr.slice(-2000)).toBe(0);
     const proxyT = await startProxy(pair.target.port);
-    const target = pair.target.url({ db }).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyT.port}`);
+    const target = proxyT.via(pair.target.url({ db }));
     const run = startCli(['verify', '--checksums', '--source', pair.source.url({ db }), '--target', target]);
     await waitFor('the comparison to be under way', () => proxyT.open() >= 2, 30_000, 5);
     proxyT.cut();
@@ -265,7 +264,7 @@ describe('outages are waited out', () => {
     await freshDatabases(db);
     const proxyT = await startProxy(pair.target.port);
     const state = path.join(pair.dir, `${db}.sqlite`);
-    const target = pair.target.url({ db }).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyT.port}`);
+    const target = proxyT.via(pair.target.url({ db }));
     const base = ['--source', pair.source.url({ db }), '--target', target, '--state', state];
     const synced = await runCli(['migrate', '--exit-when-synced', ...base]);
     expect(synced.code, synced.stderr.slice(-2000)).toBe(0);
@@ -295,7 +294,7 @@ describe('outages are waited out', () => {
     await freshDatabases(db);
     const proxyT = await startProxy(pair.target.port);
     const state = path.join(pair.dir, `${db}.sqlite`);
-    const target = pair.target.url({ db }).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyT.port}`);
+    const target = proxyT.via(pair.target.url({ db }));
     const base = ['--source', pair.source.url({ db }), '--target', target, '--state', state];
     const synced = await runCli(['migrate', '--exit-when-synced', ...base]);
     expect(synced.code, synced.stderr.slice(-2000)).toBe(0);

@@ -11,6 +11,8 @@ export interface Proxy {
   up(): void;
   /** Connections open now. */
   open(): number;
+  /** A test cluster's URL, reaching it through this proxy. */
+  via(url: string): string;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startProxy(upstreamPort: number): Promise<Proxy> {
       refusing = false;
     },
     open: () => pairs.size,
+    via: (url) => url.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`),
     close: () =>
       new Promise<void>((resolve) => {
         cut();
