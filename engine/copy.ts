@@ -9,6 +9,7 @@ import { loadChunk } from '../sinks/chunk-loader.js';
 import { CopyPipeError } from '../sinks/copy-pipe.js';
 import { type ChunkTable, copyInSql, copyOutSql, deleteRangeSql } from './chunk-sql.js';
 import type { ConnInfo } from './conn-info.js';
+import { delayPoint } from './crash-point.js';
 import { connect } from './db.js';
 import { classify, dbError, isPgferryError, PgferryError } from './errors.js';
 import { CopyProgress, type ProgressSnapshot } from './progress.js';
@@ -132,8 +133,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
         for (let attempt = 1; ; attempt++) {
           let streamed = 0;
           try {
-            const want = await ctx.snapshots.get();
-            if (sessions && snapshot !== want) {
+            if (sessions && snapshot && ctx.snapshots.stale(snapshot)) {
               // The snapshot was renewed (--max-snapshot-age): end this one, join the new one.
               await sessions.src.query('COMMIT');
               await leave();
@@ -147,9 +147,10 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
               sessions = { src, dst };
             }
             if (!snapshot) {
-              await joinSnapshot(sessions.src, want);
-              ctx.snapshots.use(want);
+              const want = await ctx.snapshots.acquire();
               snapshot = want;
+              await delayPoint('copy:join-snapshot');
+              await joinSnapshot(sessions.src, want);
             }
             store.startChunk(chunk.id);
             const res = await loadChunk({

@@ -76,10 +76,17 @@ export class SnapshotPool {
     this.current = initial;
   }
 
-  /** The snapshot a worker should be in now. */
-  async get(): Promise<ExportedSnapshot> {
+  /**
+   * The snapshot a worker should join now, already counted as in use: it cannot be released by
+   * another worker's renewal while this one is still on its way to SET TRANSACTION SNAPSHOT.
+   * Every acquire() is paired with one leave().
+   */
+  async acquire(): Promise<ExportedSnapshot> {
     const cur = this.current;
-    if (cur && (this.maxAgeMs === null || cur.ageMs() < this.maxAgeMs)) return cur;
+    if (cur && !this.stale(cur)) {
+      this.use(cur);
+      return cur;
+    }
     this.taking ??= ExportedSnapshot.take(this.source).then(
       (fresh) => {
         this.current = fresh;
@@ -93,10 +100,18 @@ export class SnapshotPool {
         throw err;
       },
     );
-    return this.taking;
+    // Counted in the same microtask chain that made it current: no renewal can complete between.
+    const fresh = await this.taking;
+    this.use(fresh);
+    return fresh;
   }
 
-  use(s: ExportedSnapshot): void {
+  /** Whether a worker in this snapshot should move to a newer one before its next chunk. */
+  stale(s: ExportedSnapshot): boolean {
+    return s !== this.current || (this.maxAgeMs !== null && s.ageMs() >= this.maxAgeMs);
+  }
+
+  private use(s: ExportedSnapshot): void {
     this.users.set(s, (this.users.get(s) ?? 0) + 1);
   }
 
@@ -109,11 +124,6 @@ export class SnapshotPool {
     if ((this.users.get(s) ?? 0) > 0) return;
     this.users.delete(s);
     await s.release();
-  }
-
-  /** The snapshot in force, if any (e.g. for pg_dump --snapshot). */
-  peek(): ExportedSnapshot | undefined {
-    return this.current;
   }
 
   async close(): Promise<void> {
