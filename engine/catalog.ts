@@ -14,7 +14,7 @@ export interface Column {
   type: string;
   /** Generated (STORED) columns cannot be written by COPY: they are left out of column lists. */
   generated: boolean;
-  /** Whether the type's binary COPY format is portable across servers (see binaryPortable). */
+  /** Whether the type's binary COPY format means the same on any server (BINARY_SAFE_TYPES). */
   binaryPortable: boolean;
 }
 
@@ -42,6 +42,21 @@ export interface TableInfo {
   /** Row-level security applies to this role here: its policies would hide rows from the copy. */
   rowSecurity: boolean;
 }
+
+/**
+ * Built-in types whose binary COPY form means the same on any server of any supported version:
+ * copied and replayed in binary (arrays of them too, whose element OID is fixed for built-ins).
+ * Everything else goes in text, in particular the reg* types (regclass, regproc, regtype,
+ * regconfig, ...), whose binary form is the OID of the object named, which is another object or
+ * none on the target, and user-defined types, whose OIDs differ between servers.
+ */
+const BINARY_SAFE_TYPES = [
+  'bool bytea char name int2 int4 int8 float4 float8 numeric money text varchar bpchar json jsonb',
+  'uuid date time timetz timestamp timestamptz interval inet cidr macaddr macaddr8 bit varbit',
+  'pg_lsn point line lseg box path polygon circle',
+]
+  .join(' ')
+  .split(' ');
 
 export const displayName = (t: { schema: string; name: string }): string => `${t.schema}.${t.name}`;
 
@@ -137,22 +152,20 @@ export async function listTables(
       ORDER BY i.indrelid, k.pos`,
     [oids],
   );
-  // Binary COPY embeds type OIDs in arrays and composites, and OIDs of user types differ between
-  // servers; only built-in base types (OID below FirstNormalObjectId) with send/receive functions,
-  // and arrays of them, are portable.
   const colRows = await q<{ relid: number; name: string; type: string; generated: boolean; binary: boolean }>(
     client,
     side,
     `SELECT a.attrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
             a.attgenerated <> '' AS generated,
-            (t.oid < 16384 AND t.typtype = 'b' AND t.typsend <> 0 AND t.typreceive <> 0
-             AND (e.oid IS NULL OR (e.typsend <> 0 AND e.typreceive <> 0))) AS binary
+            (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = ANY($2::text[]))
+            OR (t.typcategory = 'A' AND e.typnamespace = 'pg_catalog'::regnamespace
+                AND e.typname = ANY($2::text[])) AS binary
        FROM pg_attribute a
        JOIN pg_type t ON t.oid = a.atttypid
-       LEFT JOIN pg_type e ON t.typlen = -1 AND e.oid = t.typelem AND t.typelem <> 0
+       LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typelem <> 0
       WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attrelid, a.attnum`,
-    [oids],
+    [oids, BINARY_SAFE_TYPES],
   );
   const keys = new Map<number, KeyColumn[]>();
   for (const k of keyRows) {
