@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import Database from 'better-sqlite3';
+import { delayPointSync } from '../engine/crash-point.js';
 import { PgferryError } from '../engine/errors.js';
 import { sameServerAs } from '../engine/run-identity.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
@@ -161,13 +162,14 @@ export class CheckpointStore {
     }
     try {
       db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: !opts.create });
+      // First: another process opening the same file at this moment is waited for, not an error.
+      db.pragma('busy_timeout = 5000');
       if (!opts.readonly) {
         db.pragma('journal_mode = WAL');
         // FULL: a chunk marked done must survive a power cut as surely as the target's commit.
         db.pragma('synchronous = FULL');
         db.pragma('foreign_keys = ON');
       }
-      db.pragma('busy_timeout = 5000');
     } catch (err) {
       throw new PgferryError(
         'PGFERRY_STATE_INVALID',
@@ -185,32 +187,38 @@ export class CheckpointStore {
   }
 
   private migrateSchema(): void {
-    const hasMeta = this.db
-      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
-      .get();
-    if (hasMeta) {
-      this.checkSchema();
-      return;
-    }
-    const tables = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as {
-      n: number;
-    };
-    if (tables.n > 0) {
-      throw new PgferryError(
-        'PGFERRY_STATE_INVALID',
-        `${this.file} is an SQLite file, but not a pgferry state`,
-        {
-          side: 'state',
-        },
-      );
-    }
-    // One transaction: a reader never sees a half-created store.
-    this.db.transaction(() => {
-      this.db.exec(SCHEMA_SQL);
-      this.db
-        .prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)')
-        .run('schema_version', String(SCHEMA_VERSION), 'created_at', now());
-    })();
+    // IMMEDIATE: the write lock is taken before the file is looked at, so of several processes
+    // opening a new file at once, one creates the store and the others find it made (then stop
+    // at the run lock) instead of creating its tables a second time.
+    const created = this.db
+      .transaction(() => {
+        const hasMeta = this.db
+          .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+          .get();
+        if (hasMeta) return false;
+        const tables = this.db
+          .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'")
+          .get() as {
+          n: number;
+        };
+        if (tables.n > 0) {
+          throw new PgferryError(
+            'PGFERRY_STATE_INVALID',
+            `${this.file} is an SQLite file, but not a pgferry state`,
+            {
+              side: 'state',
+            },
+          );
+        }
+        delayPointSync('state:create');
+        this.db.exec(SCHEMA_SQL);
+        this.db
+          .prepare('INSERT INTO meta (key, value) VALUES (?, ?), (?, ?)')
+          .run('schema_version', String(SCHEMA_VERSION), 'created_at', now());
+        return true;
+      })
+      .immediate();
+    if (!created) this.checkSchema();
   }
 
   private checkSchema(): void {
@@ -293,7 +301,20 @@ export class CheckpointStore {
     const row = this.db.prepare("SELECT value FROM meta WHERE key = 'setup'").get() as
       | { value: string }
       | undefined;
-    return row ? (JSON.parse(row.value) as RunSetup) : null;
+    if (!row) return null;
+    try {
+      return JSON.parse(row.value) as RunSetup;
+    } catch (err) {
+      throw new PgferryError(
+        'PGFERRY_STATE_INVALID',
+        `${this.file}: the run's setup record is damaged (${(err as Error).message}); the run cannot be resumed from it`,
+        {
+          side: 'state',
+          hint: 'Start afresh with another --state file and an empty target (or restore this file from a backup).',
+          cause: err,
+        },
+      );
+    }
   }
 
   /** This run's id, or null before its setup is bound. */

@@ -13,3 +13,11 @@ export async function delayPoint(point: string): Promise<void> {
   if (!spec?.startsWith(`${point}=`)) return;
   await sleep(Math.random() * (Number(spec.slice(point.length + 1)) || 0));
 }
+
+/** delayPoint for synchronous code (the checkpoint store): blocks the thread, as slow I/O would. */
+export function delayPointSync(point: string): void {
+  const spec = process.env.PGFERRY_TEST_DELAY_AT;
+  if (!spec?.startsWith(`${point}=`)) return;
+  const ms = Math.random() * (Number(spec.slice(point.length + 1)) || 0);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}

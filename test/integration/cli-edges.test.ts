@@ -1,6 +1,10 @@
-// Issue 12, findings 7 and 8: a chunk size that rounds to nothing is refused before anything runs;
-// verify reaches a verdict or exits 2: comparing zero tables, or failing to compare, is an error.
+// Issue 12, findings 7, 8 and 9: a chunk size that rounds to nothing is refused before anything
+// runs; verify reaches a verdict or exits 2: comparing zero tables, or failing to compare, is an
+// error; a damaged state file and three runs started at once on a new one end in one clear line.
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { CheckpointStore } from '../../checkpoints/store.js';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 
@@ -11,13 +15,20 @@ const pair = clusterPair({
               INSERT INTO notes SELECT g, 'n' || g FROM generate_series(1, 100) g;`,
 });
 
+/** What pgferry said to the operator on stderr, without its JSON log lines. */
+const said = (stderr: string) =>
+  stderr
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('{'));
+
 describe('edges of the command line', () => {
   it('refuses a --chunk-size that rounds to nothing (exit 2, one line)', async () => {
     for (const size of ['0.1', '100b']) {
       const res = await runCli(pair.migrate('--copy-only', '--chunk-size', size));
       expect(res.code, res.stderr).toBe(2);
       expect(res.stderr).toContain('below the smallest size');
-      expect(res.stderr.trim().split('\n')).toHaveLength(1);
+      expect(said(res.stderr)).toHaveLength(1);
     }
   });
 
@@ -37,5 +48,52 @@ describe('edges of the command line', () => {
     expect(missing.code, missing.stdout + missing.stderr).toBe(2);
     expect(missing.stderr).toContain('PGFERRY_VERIFY_FAILED');
     expect(missing.stderr).toContain('notes');
+  });
+
+  it('says in one line that a state file whose setup cannot be read is damaged', async () => {
+    const state = path.join(pair.dir, 'damaged.sqlite');
+    CheckpointStore.open(state, { create: true }).close();
+    const db = new Database(state);
+    db.prepare('INSERT INTO meta (key, value) VALUES (\'setup\', \'{"runId": "r1", \')').run();
+    db.close();
+    for (const args of [
+      pair.migrate('--copy-only').map((a) => (a.endsWith('state.sqlite') ? state : a)),
+      ['status', '--state', state],
+    ]) {
+      const res = await runCli(args);
+      expect(res.code, res.stderr).toBe(2);
+      expect(res.stderr).toContain('PGFERRY_STATE_INVALID');
+      expect(res.stderr).toContain(state);
+      expect(res.stderr).not.toMatch(/SyntaxError|\n\s+at /);
+      expect(said(res.stderr)).toHaveLength(1);
+    }
+  });
+
+  it('lets one of three runs started at once on a new state file go on; the others say why in one line', async () => {
+    await pair.target.query('CREATE DATABASE race');
+    const state = path.join(pair.dir, 'race.sqlite');
+    const args = [
+      'migrate',
+      '--copy-only',
+      '--source',
+      pair.source.url({ db: 'app' }),
+      '--target',
+      pair.target.url({ db: 'race' }),
+      '--state',
+      state,
+    ];
+    // Each waits a moment between finding the file new and creating its tables, as a slow disk would.
+    const slow = { PGFERRY_TEST_DELAY_AT: 'state:create=1500' };
+    const runs = await Promise.all([runCli(args, slow), runCli(args, slow), runCli(args, slow)]);
+    const won = runs.filter((r) => r.code === 0);
+    expect(won, runs.map((r) => r.stderr).join('\n---\n')).toHaveLength(1);
+    for (const lost of runs.filter((r) => r.code !== 0)) {
+      expect(lost.code, lost.stderr).toBe(2);
+      expect(lost.stderr).toContain('PGFERRY_STATE_LOCKED');
+      expect(lost.stderr).not.toMatch(/already exists|\n\s+at /);
+      expect(said(lost.stderr)).toHaveLength(1);
+    }
+    const rows = await pair.target.query<{ n: string }>('SELECT count(*) AS n FROM notes', [], 'race');
+    expect(Number(rows[0]!.n)).toBe(100);
   });
 });
