@@ -22,6 +22,12 @@ export interface KeyColumn {
   name: string;
   type: string;
   typeOid: number;
+  /**
+   * Whether the column's values are ordered by a collation other than C (text under the database's
+   * or a column's locale, or a composite holding text): its order, and so any range of it, can
+   * differ between two servers.
+   */
+  collated: boolean;
 }
 
 export interface TableInfo {
@@ -140,14 +146,17 @@ export async function listTables(
   if (selected.length === 0) return [];
   const oids = selected.map((r) => r.oid);
 
-  const keyRows = await q<{ relid: number; name: string; type: string; type_oid: number }>(
+  // Collation oids 950 and 951 are the built-in "C" and "POSIX": byte order everywhere.
+  const keyRows = await q<{ relid: number; name: string; type: string; type_oid: number; collated: boolean }>(
     client,
     side,
     `SELECT i.indrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-            a.atttypid::int AS type_oid
+            a.atttypid::int AS type_oid,
+            (a.attcollation NOT IN (0, 950, 951) OR t.typtype IN ('c', 'r', 'm')) AS collated
        FROM pg_index i
        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+       JOIN pg_type t ON t.oid = a.atttypid
       WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
       ORDER BY i.indrelid, k.pos`,
     [oids],
@@ -170,7 +179,7 @@ export async function listTables(
   const keys = new Map<number, KeyColumn[]>();
   for (const k of keyRows) {
     const list = keys.get(k.relid) ?? [];
-    list.push({ name: k.name, type: k.type, typeOid: k.type_oid });
+    list.push({ name: k.name, type: k.type, typeOid: k.type_oid, collated: k.collated });
     keys.set(k.relid, list);
   }
   const cols = new Map<number, Column[]>();

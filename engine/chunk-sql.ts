@@ -49,8 +49,3 @@ export function copyInSql(t: ChunkTable): string {
   const cols = t.columns.map(quoteIdent).join(', ');
   return `COPY ${qualified(t.schema, t.name)} (${cols}) FROM STDIN${formatClause(t.format)}`;
 }
-
-/** Removes whatever a half-finished attempt at this chunk may have committed on the target. */
-export function deleteRangeSql(t: ChunkTable, lo: string[] | null, hi: string[] | null): string {
-  return `DELETE FROM ONLY ${qualified(t.schema, t.name)} WHERE ${rangePredicate(t.key, lo, hi)}`;
-}

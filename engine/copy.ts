@@ -1,15 +1,17 @@
 // The snapshot copy: N workers, each with one source session inside the shared exported snapshot
 // and one target session, take chunks from the plan until none is left. Each chunk's state is in
-// the checkpoint store before and after it runs, so a crash keeps every finished chunk and the
-// next run deletes a chunk that may be half-written (by its key range) and copies it again.
+// the checkpoint store before and after it runs, and each chunk's target transaction leaves a
+// mark (chunk-marks): a chunk that may have committed unseen is looked up there on the next
+// attempt, and copied again only if it is not (its transaction then left nothing behind).
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, ChunkRecord, TableRecord } from '../checkpoints/store.js';
 import { loadChunk } from '../sinks/chunk-loader.js';
 import { CopyPipeError } from '../sinks/copy-pipe.js';
-import { type ChunkTable, copyInSql, copyOutSql, deleteRangeSql } from './chunk-sql.js';
+import { markChunkSql, readChunkMark } from './chunk-marks.js';
+import { type ChunkTable, copyInSql, copyOutSql } from './chunk-sql.js';
 import type { ConnInfo } from './conn-info.js';
-import { delayPoint } from './crash-point.js';
+import { crashPoint, delayPoint } from './crash-point.js';
 import { connect } from './db.js';
 import { classify, dbError, isPgferryError, PgferryError } from './errors.js';
 import { CopyProgress, type ProgressSnapshot } from './progress.js';
@@ -82,7 +84,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
   if (resumed > 0)
     log.info(
       { chunks: resumed },
-      'unfinished chunks from an earlier run are deleted on the target and copied again',
+      'unfinished chunks from an earlier run are looked up on the target and copied again if they did not commit',
     );
 
   const stop = new AbortController();
@@ -129,7 +131,8 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
         const ct = chunkTable(table);
         const lo = chunk.lo ? (JSON.parse(chunk.lo) as string[]) : null;
         const hi = chunk.hi ? (JSON.parse(chunk.hi) as string[]) : null;
-        let cleanup = chunk.status === 'copying' || chunk.attempts > 0;
+        // An earlier attempt may have committed without pgferry seeing it: its mark says.
+        let maybeCommitted = chunk.status === 'copying' || chunk.attempts > 0;
         for (let attempt = 1; ; attempt++) {
           let streamed = 0;
           try {
@@ -152,19 +155,24 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
               await delayPoint('copy:join-snapshot');
               await joinSnapshot(sessions.src, want);
             }
+            const committed = maybeCommitted ? await readChunkMark(sessions.dst, chunk.id) : null;
             store.startChunk(chunk.id);
-            const res = await loadChunk({
-              source: sessions.src,
-              target: sessions.dst,
-              copyOut: copyOutSql(ct, lo, hi),
-              copyIn: copyInSql(ct),
-              before: cleanup ? deleteRangeSql(ct, lo, hi) : undefined,
-              onBytes: (n) => {
-                streamed += n;
-                progress.bytes(name, n);
-              },
-              signal: stop.signal,
-            });
+            const res =
+              committed ??
+              (await loadChunk({
+                source: sessions.src,
+                target: sessions.dst,
+                copyOut: copyOutSql(ct, lo, hi),
+                copyIn: copyInSql(ct),
+                after: (done) => markChunkSql(chunk.id, done),
+                onBytes: (n) => {
+                  streamed += n;
+                  progress.bytes(name, n);
+                },
+                signal: stop.signal,
+              }));
+            if (committed) progress.bytes(name, committed.bytes);
+            crashPoint('copy:chunk-committed');
             store.finishChunk(chunk.id, res.rows, res.bytes);
             ctx.onHealthy?.();
             progress.chunkDone(name, res.rows);
@@ -188,7 +196,7 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
                 { table: name, chunk: chunk.seq, attempt, side: e.side, err: e.message },
                 'chunk failed, retrying',
               );
-              cleanup = true;
+              maybeCommitted = true;
               await sleep(1000 * 2 ** (attempt - 1), stop.signal);
               continue;
             }

@@ -15,6 +15,7 @@ import {
 } from './capture/registry.js';
 import { captureUnits, describeCapture, installCapture } from './capture/triggers.js';
 import { copyUnits, splitTables, type TableInfo } from './catalog.js';
+import { ensureChunkMarks } from './chunk-marks.js';
 import type { ConnInfo } from './conn-info.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './copy-planner.js';
@@ -371,6 +372,7 @@ class MigrateRun {
       store.event('warn', 'copy', msg);
       opts.log.warn(msg);
     }
+    await ensureChunkMarks(this.dst);
     const copyStarted = Date.now();
     this.snapshots ??= new SnapshotPool(
       opts.source,

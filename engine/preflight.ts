@@ -1,8 +1,10 @@
 // Preflight: everything that can be known about a migration before it starts, and every reason
 // it would fail, each named with its object and its fix. Reads only; changes nothing anywhere.
+
 import type pg from 'pg';
 import { type CaptureRun, describeRun, listCaptures } from './capture/registry.js';
 import { displayName, PGFERRY_SCHEMA, splitTables, type TableInfo, tablesWithoutKey } from './catalog.js';
+import { collationDifference, type DatabaseCollation, readCollation } from './collations.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, withClient } from './db.js';
 import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
@@ -21,6 +23,8 @@ export interface ServerFacts {
   server: string;
   version: string;
   major: number;
+  /** How the database sorts text. */
+  collation: DatabaseCollation;
 }
 
 export interface ExtensionCheck {
@@ -72,10 +76,12 @@ async function serverFacts(client: pg.Client, conn: ConnInfo): Promise<ServerFac
     conn.side,
     "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n",
   );
+  const major = Math.floor(Number(row!.n) / 10000);
   return {
     server: conn.label().slice(conn.side.length + 1),
     version: row!.v,
-    major: Math.floor(Number(row!.n) / 10000),
+    major,
+    collation: await readCollation(client, conn.side as 'source' | 'target', major),
   };
 }
 
@@ -174,6 +180,9 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
           fix: 'migrate to a target of the same or a newer major version',
         });
       }
+
+      const sorting = collationDifference(source.collation, target.collation);
+      if (sorting) warnings.push(sorting);
 
       const dump = await findTool('pg_dump');
       if (!dump) {

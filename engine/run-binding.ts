@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, RunSetup } from '../checkpoints/store.js';
 import { displayName, splitTables, tablesWithoutKey } from './catalog.js';
+import { sortingDifference } from './collations.js';
 import type { ConnInfo } from './conn-info.js';
 import { PgferryError } from './errors.js';
 import { dependentFix, describeDependent, excludedDependents } from './excluded-dependents.js';
@@ -151,4 +152,6 @@ async function checkNewRun(opts: BindOptions): Promise<void> {
     opts.log.warn({ table: displayName(t) }, 'table has no primary key: it is copied whole, in one chunk');
   }
   await refuseNonEmptyTarget(opts.dst, opts.target);
+  const sorting = await sortingDifference(opts.src, opts.dst);
+  if (sorting) opts.log.warn({ code: sorting.code, fix: sorting.fix }, sorting.message);
 }

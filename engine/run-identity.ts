@@ -9,9 +9,11 @@
 // The target carries the run's id in pgferry.run, created in the same transaction as the schema:
 // present exactly when pgferry created the target's tables, so a resume can tell its own target
 // from a database it must not touch.
+
 import type pg from 'pg';
 import type { ServerIdentity } from '../checkpoints/store.js';
 import { PGFERRY_SCHEMA } from './catalog.js';
+import { dropChunkMarks } from './chunk-marks.js';
 import type { ConnInfo } from './conn-info.js';
 import { q, qualified, quoteIdent, quoteLiteral } from './db.js';
 import { PgferryError } from './errors.js';
@@ -108,6 +110,7 @@ export async function readRunMark(client: pg.Client): Promise<string | null> {
 /** Removes the mark once the run is over (the target then belongs to the application). */
 export async function dropRunMark(client: pg.Client): Promise<void> {
   await q(client, 'target', `DROP TABLE IF EXISTS ${qualified(PGFERRY_SCHEMA, RUN_MARK_TABLE)}`);
+  await dropChunkMarks(client);
   // Only if pgferry put nothing else there (reverse replication keeps its capture in it).
   await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(PGFERRY_SCHEMA)}`).catch(() => {});
 }

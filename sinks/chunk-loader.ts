@@ -10,8 +10,8 @@ export interface ChunkLoad {
   target: pg.Client;
   copyOut: string;
   copyIn: string;
-  /** Run first in the same target transaction (the cleanup of an earlier, unfinished attempt). */
-  before?: string;
+  /** Run after the COPY in the same target transaction (the chunk's mark, see chunk-marks). */
+  after?: (done: ChunkResult) => string;
   onBytes?: (n: number) => void;
   signal?: AbortSignal;
 }
@@ -26,8 +26,8 @@ export async function loadChunk(load: ChunkLoad): Promise<ChunkResult> {
   const { target } = load;
   await target.query('BEGIN');
   try {
-    if (load.before) await target.query(load.before);
     const res = await pipeCopy(load);
+    if (load.after) await target.query(load.after(res));
     await target.query('COMMIT');
     return res;
   } catch (err) {

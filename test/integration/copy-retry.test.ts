@@ -1,5 +1,5 @@
-// A chunk whose target session dies mid-COPY is copied again (the half-written rows deleted by its
-// range), the table ends complete, the retry names the target as the side that failed, and it is
+// A chunk whose target session dies mid-COPY is copied again (its transaction left nothing, and
+// it left no mark), the table ends complete, the retry names the target as the side that failed, and it is
 // counted in pgferry_errors_total by code.
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';

@@ -1,6 +1,6 @@
 // kill -9 during the copy, restart with the same state: finished chunks are not copied again
-// (shown from the checkpoint store), a chunk that may be half-written is deleted by its key range
-// and copied again, and the target ends equal. Also: one process per state file, and a resume
+// (shown from the checkpoint store), a chunk that may have committed unseen is looked up by its
+// mark on the target and copied again if it did not, and the target ends equal. Also: one process per state file, and a resume
 // with another setup is refused.
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyInSql, copyOutSql, deleteRangeSql, rangePredicate } from '../../engine/chunk-sql.js';
+import { copyInSql, copyOutSql, rangePredicate } from '../../engine/chunk-sql.js';
 import { chunkCount } from '../../engine/copy-planner.js';
 
 const key = [
@@ -33,9 +33,6 @@ describe('chunk SQL', () => {
     );
     expect(copyInSql(t)).toBe(`COPY "My Schema"."t""1" ("a", "B") FROM STDIN WITH (FORMAT binary)`);
     expect(copyInSql({ ...t, format: 'text' })).toBe(`COPY "My Schema"."t""1" ("a", "B") FROM STDIN`);
-    expect(deleteRangeSql(t, null, ['5'])).toBe(
-      `DELETE FROM ONLY "My Schema"."t""1" WHERE "tenant" < '5'::integer`,
-    );
   });
 });
 
