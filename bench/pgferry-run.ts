@@ -1,5 +1,5 @@
 // Runs `pgferry migrate --copy-only` as a user would (the built CLI, a child process) and reads its
-// phase times from the JSON log lines on stderr (pino's `time` field, ms since the epoch) and its
+// phase times from the JSON log lines on stderr (their ISO `time`, read as ms since the epoch) and its
 // peak RSS from GNU time, or from /proc/<pid>/status VmHWM when GNU time is not installed.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,9 +11,10 @@ export const PGFERRY_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.u
 const GNU_TIME = '/usr/bin/time';
 
 export interface LogLine {
+  /** ms since the epoch (the line carries ISO 8601) */
   time: number;
   msg: string;
-  level: number;
+  level: string;
   [k: string]: unknown;
 }
 
@@ -60,7 +61,8 @@ export function parseLog(stderr: string): LogLine[] {
   for (const text of stderr.split('\n')) {
     if (!text.startsWith('{')) continue;
     try {
-      lines.push(JSON.parse(text) as LogLine);
+      const line = JSON.parse(text) as { time: string; msg: string; level: string; [k: string]: unknown };
+      lines.push({ ...line, time: Date.parse(line.time) });
     } catch {
       // not a log line
     }

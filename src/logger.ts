@@ -1,5 +1,7 @@
 // pino: JSON lines on stderr by default (for log shippers), human-readable on a terminal.
-// stdout stays free for command output (tables, --json).
+// stdout stays free for command output (tables, --json). A JSON line carries its level by name
+// ("level":"info") and its time in ISO 8601 UTC ("time":"2026-01-02T03:04:05.678Z"), as Loki,
+// CloudWatch and Datadog read them without a parsing rule.
 
 import { Writable } from 'node:stream';
 import pino, { type Logger } from 'pino';
@@ -15,6 +17,10 @@ const lineSink = (write: (line: string) => void) =>
 
 export type { Logger };
 
+/**
+ * `write` takes the lines instead of stderr: on a terminal, the progress bars print them above
+ * themselves.
+ */
 export function createLogger(
   opts: { level?: string; pretty?: boolean; write?: (line: string) => void } = {},
 ): Logger {
@@ -30,7 +36,6 @@ export function createLogger(
     return pino(
       base,
       pretty({
-        // A terminal with progress bars takes the lines through them (printed above the bars).
         destination: opts.write ? lineSink(opts.write) : 2,
         sync: true,
         colorize: true,
@@ -40,7 +45,14 @@ export function createLogger(
       }),
     );
   }
-  return pino(base, pino.destination({ dest: 2, sync: true }));
+  return pino(
+    {
+      ...base,
+      formatters: { level: (label: string) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    opts.write ? lineSink(opts.write) : pino.destination({ dest: 2, sync: true }),
+  );
 }
 
 /** A logger that prints nothing (tests, library use). */

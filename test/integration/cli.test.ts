@@ -138,8 +138,13 @@ describe('a run driven by environment variables', () => {
     expect(res.code, res.stderr).toBe(0);
     expect(res.stdout).toMatch(/done: 1 tables, 5,000 rows/);
     // Log lines are JSON when not on a terminal, and never carry a password.
+    // Each carries its level by name and an ISO 8601 UTC time, as log pipelines expect.
     const lines = res.stderr.trim().split('\n');
-    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    for (const line of lines) {
+      const rec = JSON.parse(line) as { level: unknown; time: unknown };
+      expect(rec.level).toMatch(/^(debug|info|warn)$/);
+      expect(rec.time).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    }
     expect(res.stderr).not.toContain(SUPERUSER_PASSWORD);
 
     const status = await runCli(['status', '--state', state, '--json']);
