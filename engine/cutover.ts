@@ -63,13 +63,24 @@ export interface CutoverOptions {
 }
 
 export interface CutoverResult {
+  /** Write downtime: from the freeze to the target declared ready. */
   downtimeSeconds: number;
   freeze: FreezeMethod;
+  /** When writes were frozen on the source (ISO 8601). */
+  frozenAt: string;
+  /** Sessions ended on the source so that nothing could still write. */
+  sessionsEnded: number;
   changesDrained: number;
   sequences: number;
   materializedViews: number;
   deferredObjects: number;
   foreignKeysValidated: number;
+  /** The verification before the target was declared ready (a failed one stops the cutover). */
+  verify: { checksums: boolean; equal: boolean; tables: number } | null;
+  /** The steps this cutover completed, each with its time; none before where an interrupted one stopped. */
+  steps: { step: CutoverStep; at: string }[];
+  /** An interrupted cutover was completed (the counts cover only what was done now). */
+  completedInterrupted: boolean;
 }
 
 const FK =
@@ -148,8 +159,10 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
   const { store, log, replayer } = opts;
   const control = await connect(opts.source, 'control');
   let freeze: FreezeRecord | undefined;
+  const steps: CutoverResult['steps'] = [];
   const step = (done: CutoverStep) => {
     writeCutoverRecord(store, freeze!, done);
+    steps.push({ step: done, at: new Date().toISOString() });
     store.event('info', 'cutover', `cutover: ${done}`);
     crashPoint(`cutover:${done}`);
   };
@@ -166,6 +179,9 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
         sequences: 0,
         materializedViews: 0,
         deferredObjects: 0,
+        verify: null,
+        steps,
+        completedInterrupted: true,
       });
     }
     if (interrupted) {
@@ -255,6 +271,7 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       );
     }
     step('verified');
+    const verified = { checksums: report.checksums, equal: report.equal, tables: report.tables.length };
     // The point of no return: the target is ready for writes.
     const downtimeSeconds = (Date.now() - started) / 1000;
     store.setMeta('cutover_downtime_seconds', String(downtimeSeconds));
@@ -267,6 +284,9 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       sequences: result.sequences,
       materializedViews: result.views,
       deferredObjects: deferred,
+      verify: verified,
+      steps,
+      completedInterrupted: interrupted !== null,
     });
   } catch (err) {
     const record = readCutoverRecord(store);
@@ -285,7 +305,7 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
 async function finish(
   opts: CutoverOptions,
   freeze: FreezeRecord,
-  done: Omit<CutoverResult, 'freeze' | 'foreignKeysValidated'>,
+  done: Omit<CutoverResult, 'freeze' | 'frozenAt' | 'sessionsEnded' | 'foreignKeysValidated'>,
 ): Promise<CutoverResult> {
   const { store } = opts;
   const validated = await validateForeignKeys(opts, store);
@@ -293,7 +313,20 @@ async function finish(
   store.finishPhase('cutover');
   store.finishPhase('done');
   await withClient(opts.target, 'control', dropRunMark);
-  return { ...done, freeze: freeze.method, foreignKeysValidated: validated };
+  return {
+    downtimeSeconds: done.downtimeSeconds,
+    freeze: freeze.method,
+    frozenAt: freeze.startedAt,
+    sessionsEnded: freeze.sessionsEnded ?? 0,
+    changesDrained: done.changesDrained,
+    sequences: done.sequences,
+    materializedViews: done.materializedViews,
+    deferredObjects: done.deferredObjects,
+    foreignKeysValidated: validated,
+    verify: done.verify,
+    steps: done.steps,
+    completedInterrupted: done.completedInterrupted,
+  };
 }
 
 /**

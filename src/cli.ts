@@ -118,6 +118,7 @@ export function buildProgram(): Command {
     .option('--verify <how>', 'with --cutover-when-synced: counts (default) or checksums')
     .option('--settle <duration>', 'with --freeze external: how long the source must stay quiet (default 2s)')
     .option('--force', 'with --cutover-when-synced: cut over whatever the lag')
+    .option('--json', 'print the outcome as one JSON document on stdout (logs stay on stderr)')
     .addHelpText(
       'after',
       '\nA run is resumable: run the same command again with the same --state after a crash or a stop.\n' +
@@ -147,6 +148,7 @@ export function buildProgram(): Command {
       '--abort',
       'undo an interrupted cutover: give the source its writes back exactly as recorded (grants, read-only setting)',
     )
+    .option('--json', 'print the result (downtime, drained changes, steps, ...) as JSON')
     .addHelpText(
       'after',
       '\nRun it while `pgferry migrate` is stopped (SIGTERM), or use `migrate --cutover-when-synced`.\n' +

@@ -9,6 +9,7 @@ import {
   targetConn,
 } from '../config.js';
 import { createLogger } from '../logger.js';
+import { cutoverAbortReport, cutoverReport } from '../run-report.js';
 import { cutoverLine } from './migrate.js';
 
 interface Flags extends CutoverFlags {
@@ -18,15 +19,23 @@ interface Flags extends CutoverFlags {
   jobs?: string;
   abort?: boolean;
   retryFor?: string;
+  json?: boolean;
 }
+
+const printJson = (doc: unknown) => process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 
 export async function cutoverCommand(flags: Flags): Promise<void> {
   const settings = loadCutoverSettings(flags);
   const source = sourceConn(flags.source);
   const target = targetConn(flags.target);
   const log = createLogger();
+  const state = statePath(flags.state);
   if (flags.abort) {
-    const undone = await runCutoverAbort({ source, target, statePath: statePath(flags.state), log });
+    const undone = await runCutoverAbort({ source, target, statePath: state, log });
+    if (flags.json) {
+      printJson(cutoverAbortReport(state, undone));
+      return;
+    }
     process.stdout.write(
       undone
         ? `cutover aborted: writes given back to ${source.label()} (the freeze was ${undone.freeze.method}, since ${undone.freeze.startedAt}); the run is replicating again\n`
@@ -43,14 +52,15 @@ export async function cutoverCommand(flags: Flags): Promise<void> {
     const result = await runCutover({
       source,
       target,
-      statePath: statePath(flags.state),
+      statePath: state,
       jobs: parseJobs(flags.jobs ?? process.env.PGFERRY_JOBS ?? '4'),
       log,
       signal: stop.signal,
       settings,
       retryForMs: retryFor(flags.retryFor),
     });
-    process.stdout.write(cutoverLine(result));
+    if (flags.json) printJson(cutoverReport(state, result));
+    else process.stdout.write(cutoverLine(result));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,7 +1,7 @@
 import type { CutoverResult } from '../../engine/cutover.js';
 import { isPgferryError, PgferryError } from '../../engine/errors.js';
 import { interruptedCutover } from '../../engine/freeze-record.js';
-import { migrate } from '../../engine/migrate.js';
+import { type MigrateResult, migrate } from '../../engine/migrate.js';
 import { type Outages, readOutages } from '../../engine/outage.js';
 import type { ProgressSnapshot } from '../../engine/progress.js';
 import type { ReplayStats } from '../../engine/replay.js';
@@ -19,8 +19,10 @@ import { type ApiServer, startApiServer } from '../http/server.js';
 import { createLogger, type Logger } from '../logger.js';
 import { Metrics } from '../metrics.js';
 import { ProgressView } from '../progress-view.js';
+import { type MigrateOutcome, migrateReport } from '../run-report.js';
 
-export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promise<void> {
+export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json?: boolean }): Promise<void> {
+  const started = Date.now();
   const config = loadMigrateConfig(flags);
   if (config.capture !== 'triggers') {
     throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', `--capture ${config.capture} is not implemented yet`, {
@@ -101,20 +103,12 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
     });
     view?.stop();
     log.info(result, `migrate (${mode}) ${stop.signal.aborted ? 'stopped' : 'done'}`);
-    const copied = `${result.tables} tables, ${int(result.rows)} rows, ${bytes(result.bytes)} copied`;
-    if (mode === 'copy-only') {
-      process.stdout.write(
-        `done: ${copied}, ${result.sequences} sequences set, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
-      );
+    if (flags.json) {
+      // A plain run (no mode flag) returns without a signal only after a cutover through the API.
+      const outcome: MigrateOutcome = stop.signal.aborted ? 'stopped' : mode === 'run' ? 'cutover' : mode;
+      printReport(config.state, { mode, outcome, seconds: result.seconds, result });
     } else {
-      const r = result.replay;
-      const replayed = r
-        ? `, ${int(r.appliedTotal)} changes replayed, backlog ${int(r.backlog)}, lag ${r.lagSeconds.toFixed(1)}s`
-        : '';
-      process.stdout.write(
-        `${stop.signal.aborted ? 'stopped' : 'synced'}: ${copied}${replayed}, in ${duration(result.seconds)}${result.resumed ? ' (resumed)' : ''}\n`,
-      );
-      if (result.cutover) process.stdout.write(cutoverLine(result.cutover));
+      printResult(mode, result, stop.signal.aborted);
     }
     if (api && mode === 'run' && !stop.signal.aborted) {
       // A daemon stops on a signal only: after a cutover through the API, /status keeps saying so.
@@ -125,7 +119,12 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
     if (isPgferryError(err) && err.code !== 'PGFERRY_RUN_CANCELLED') metrics?.error(err.code);
     // A signal is how a replicating daemon is stopped: a clean stop, resumable, exit 0.
     if (mode !== 'copy-only' && isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED') {
-      process.stdout.write('stopped: run the same command with the same --state to resume\n');
+      if (flags.json) {
+        const seconds = (Date.now() - started) / 1000;
+        printReport(config.state, { mode, outcome: 'stopped', seconds, result: null });
+      } else {
+        process.stdout.write('stopped: run the same command with the same --state to resume\n');
+      }
       return;
     }
     throw err;
@@ -135,6 +134,30 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags): Promis
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+function printResult(mode: MigrateConfig['mode'], result: MigrateResult, stopped: boolean): void {
+  const copied = `${result.tables} tables, ${int(result.rows)} rows, ${bytes(result.bytes)} copied`;
+  const resumed = result.resumed ? ' (resumed)' : '';
+  if (mode === 'copy-only') {
+    process.stdout.write(
+      `done: ${copied}, ${result.sequences} sequences set, in ${duration(result.seconds)}${resumed}\n`,
+    );
+    return;
+  }
+  const r = result.replay;
+  const replayed = r
+    ? `, ${int(r.appliedTotal)} changes replayed, backlog ${int(r.backlog)}, lag ${r.lagSeconds.toFixed(1)}s`
+    : '';
+  process.stdout.write(
+    `${stopped ? 'stopped' : 'synced'}: ${copied}${replayed}, in ${duration(result.seconds)}${resumed}\n`,
+  );
+  if (result.cutover) process.stdout.write(cutoverLine(result.cutover));
+}
+
+/** --json: the one document on stdout (logs and progress stay on stderr). */
+function printReport(statePath: string, run: Parameters<typeof migrateReport>[1]): void {
+  process.stdout.write(`${JSON.stringify(migrateReport(statePath, run), null, 2)}\n`);
 }
 
 /** Starts the HTTP API before the pipeline, its metrics seeded from an earlier run's state. */

@@ -39,9 +39,13 @@ describe('usage', () => {
       '--exclude',
       '--copy-only',
       '--max-snapshot-age',
+      '--json',
     ]) {
       expect(res.stdout).toContain(flag);
     }
+    const cutover = await runCli(['cutover', '--help']);
+    expect(cutover.code).toBe(0);
+    for (const flag of ['--state', '--freeze', '--abort', '--json']) expect(cutover.stdout).toContain(flag);
   });
 
   it('--version prints the version', async () => {
