@@ -1,7 +1,7 @@
 // `pgferry demo`: the main job end to end on two throwaway local servers. A sample shop is loaded
 // into the source, an application keeps writing to it, pgferry copies and replicates in this
-// process, the writes stop, pgferry drains, every table is compared by a hash of its rows, the
-// capture is removed, and the servers and files are deleted (unless --keep), Ctrl-C included.
+// process, pgferry cuts over while it writes (freeze, drain, sequences, constraints, verify, the
+// downtime), every table is compared by a hash of its rows, the capture is removed, and the servers and files are deleted (unless --keep), Ctrl-C included.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -138,12 +138,16 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
         `${int(size.events)} events in 4 monthly partitions: ${bytes(await shopBytes(ownerUrl))} on disk`,
     );
     say.detail(
-      `pgferry connects as ${OWNER_ROLE}, an ordinary role that owns the tables: no superuser, no replication slot, as on Heroku`,
+      `pgferry connects as ${OWNER_ROLE}, an ordinary role that owns the tables: no superuser, no replication slot, as on Heroku\n` +
+        "(with pg_signal_backend, so that the cutover can end the application's sessions once writes are frozen)",
     );
     checkpoint();
 
     // 3. The application.
-    say.step(3, 'Starting the shop application: it keeps writing to the source until step 5.');
+    say.step(
+      3,
+      'Starting the shop application: it keeps writing to the source through the cutover (step 5).',
+    );
     workload = startShopWorkload(source.url({ db: SHOP_DB, user: APP_ROLE, password: pw.app }), size);
     say.detail(
       'two writers as shop_app place, pay and cancel orders, sign up customers and renumber them (a key change),\n' +
@@ -193,26 +197,39 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     if (during !== null) endedEarly(during, checkpoint);
     checkpoint();
 
-    // 5. The writes stop; pgferry drains what is left.
-    say.step(5, 'Stopping the shop application, then letting pgferry drain the last changes.');
-    const shop = await workload.stop();
+    // 5. The cutover, with the shop still writing.
+    say.step(5, 'Cutting over while the shop keeps writing: freeze, drain, sequences, constraints, verify.');
     live.abort();
     const copied = unwrap(await running);
     checkpoint();
-    say.detail(`the shop made ${int(shop.transactions)} write transactions while pgferry was working`);
     let last: ReplayStats | undefined;
-    const drained = await migrate({
+    const cut = await migrate({
       ...common,
-      mode: 'exit-when-synced',
+      mode: 'cutover-when-synced',
       signal: interrupt.signal,
       onReplayStats: (r) => {
         last = r;
       },
     });
     checkpoint();
+    const shop = await workload.stop();
+    const c = cut.cutover!;
+    const replayed = (copied.replay?.appliedTotal ?? 0) + (cut.replay?.appliedTotal ?? 0) + c.changesDrained;
     if (last) say.replayProgress(last);
-    const replayed = (copied.replay?.appliedTotal ?? 0) + (drained.replay?.appliedTotal ?? 0);
-    say.detail(`synced: backlog 0; ${int(replayed)} captured row changes replayed in all`);
+    say.detail(
+      `writes frozen on the source (${c.freeze}), ${int(c.sessionsEnded)} writing sessions ended; ` +
+        `${int(c.changesDrained)} last changes drained`,
+    );
+    say.detail(
+      `${int(c.sequences)} sequences set, ${int(c.materializedViews)} materialized views refreshed, ` +
+        `${int(c.deferredObjects)} foreign keys, triggers and other objects created on the target; ` +
+        `verified: ${c.verify?.equal === false ? 'DIFFERENT' : 'equal'}`,
+    );
+    say.detail(`the target is ready: the shop could not write for ${c.downtimeSeconds.toFixed(2)}s`);
+    say.detail(
+      `the shop made ${int(shop.transactions)} write transactions while pgferry was working; ` +
+        `${int(shop.failed)} were refused once the source was frozen (the application now writes to the target)`,
+    );
 
     // 6. Row for row.
     say.step(6, 'Comparing every table on both sides by a hash of all its rows.');
@@ -220,20 +237,20 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
     say.detail(comparison.table);
     checkpoint();
 
-    // 7. The source as it was.
-    say.step(7, "Removing pgferry's capture triggers and log tables from the source.");
+    // 7. The source as it was, but frozen: the target is the shop's database now.
+    say.step(7, "Removing pgferry's capture triggers and log tables from the source (it stays frozen).");
     say.detail(describeRemoved(await cleanup(common.source)));
 
     await teardown(flags.keep === true, (text) => say.detail(text));
     const verdict = comparison.equal
-      ? 'After the final drain every table is equal on both sides, row for row.'
-      : `After the final drain these tables DIFFER: ${comparison.different.join(', ')}.`;
+      ? 'After the cutover every table is equal on both sides, row for row.'
+      : `After the cutover these tables DIFFER: ${comparison.different.join(', ')}.`;
     process.stdout.write(
       `\nDone in ${Math.round(say.elapsed())}s. pgferry copied ${int(copied.rows)} rows (${bytes(copied.bytes)}) ` +
         `of ${comparison.tables} tables from PostgreSQL ${versions.source} to ${versions.target}\n` +
         `while the shop kept writing (${int(shop.transactions)} transactions). It replayed ${int(replayed)} ` +
-        `captured changes, the lag never above ${maxLag.toFixed(1)}s.\n${verdict}\n` +
-        'Not shown: the cutover (freeze writes, set sequences, create the foreign keys), not built yet.\n',
+        `captured changes, the lag never above ${maxLag.toFixed(1)}s, and cut over with ` +
+        `${c.downtimeSeconds.toFixed(2)}s of write downtime.\n${verdict}\n`,
     );
     if (!comparison.equal) process.exitCode = 1;
   } catch (err) {

@@ -111,7 +111,10 @@ export async function createShopDatabase(
   try {
     await client.query(
       `CREATE ROLE ${OWNER_ROLE} LOGIN NOSUPERUSER PASSWORD ${pg.escapeLiteral(passwords.owner)};
-       CREATE ROLE ${APP_ROLE} LOGIN NOSUPERUSER PASSWORD ${pg.escapeLiteral(passwords.app)};`,
+       CREATE ROLE ${APP_ROLE} LOGIN NOSUPERUSER PASSWORD ${pg.escapeLiteral(passwords.app)};
+       -- At the cutover, the application's sessions still open after the freeze are ended, which
+       -- takes pg_signal_backend for another role's sessions (no superuser).
+       GRANT pg_signal_backend TO ${OWNER_ROLE};`,
     );
     // Not in the same query string: a multi-statement query is one transaction, CREATE DATABASE cannot be.
     await client.query(`CREATE DATABASE ${SHOP_DB} OWNER ${OWNER_ROLE}`);

@@ -83,6 +83,9 @@ export function startShopWorkload(
   const writers = opts.writers ?? 2;
   const pool = new pg.Pool({ connectionString: url, max: writers });
   pool.on('error', () => {});
+  // The cutover ends the application's sessions: a client in use then errors, which is counted
+  // as a failed transaction below, not an unhandled event.
+  pool.on('connect', (client) => client.on('error', () => {}));
   let running = true;
   const stats: WorkloadStats = { transactions: 0, failed: 0 };
 

@@ -1,4 +1,5 @@
-// `pgferry demo` end to end, as a user runs it: every step told, the tables equal, and nothing
+// `pgferry demo` end to end, as a user runs it: every step told, the cutover made while the shop
+// writes, the tables equal, and nothing
 // left behind (no server process, no directory).
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,7 +35,11 @@ describe('pgferry demo', () => {
     for (let step = 1; step <= 7; step++) expect(res.stdout).toMatch(new RegExp(`^${step}/7 `, 'm'));
     expect(res.stdout).toMatch(/copy 100%/);
     expect(res.stdout).toMatch(/replicating · lag/);
-    expect(res.stdout).toMatch(/synced: backlog 0/);
+    // The cutover, while the shop writes: frozen, drained, verified, the downtime told.
+    expect(res.stdout).toMatch(/writes frozen on the source \(\w+\)/);
+    expect(res.stdout).toMatch(/verified: equal/);
+    expect(res.stdout).toMatch(/the shop could not write for \d+\.\d\ds/);
+    expect(res.stdout).toMatch(/cut over with \d+\.\d\ds of write downtime/);
     for (const table of ['customers', 'orders', 'order_items', 'events']) {
       expect(res.stdout).toMatch(new RegExp(`public\\.${table}\\s+[\\d,]+\\s+[\\d,]+\\s+equal`));
     }
