@@ -1,7 +1,7 @@
 // Every Prometheus metric pgferry exposes, in one place (names per DESIGN.md). Labels stay
 // bounded: a table name (schema.table) or an error code, never a key or a value. The engine feeds
-// them through its progress, replay-stats and batch callbacks; phase, pause and downtime are read
-// from the checkpoint store at scrape time.
+// them through its progress, replay-stats, batch and capture-log callbacks; phase, pause and
+// downtime are read from the checkpoint store, the copy snapshot's age from the run, at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
 import type { CaptureLogSize } from '../engine/capture/registry.js';

@@ -20,7 +20,8 @@ async function registered(): Promise<Set<string>> {
   const names = new Set<string>();
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     names.add(m.name);
-    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(`${m.name}${s}`);
+    if (String(m.type) === 'histogram')
+      for (const s of ['_bucket', '_sum', '_count']) names.add(`${m.name}${s}`);
   }
   return names;
 }
@@ -135,8 +136,9 @@ describe('deploy/', () => {
     }
   });
 
-  it('promtool checks the rules and passes their unit tests', () => {
+  it("promtool checks the rules and the scrape config, and passes the rules' unit tests", () => {
     expect(promtool(['check', 'rules', 'alerts.yml'], file('deploy/'))).toContain('SUCCESS');
+    expect(promtool(['check', 'config', 'prometheus.yml'], file('deploy/'))).toContain('SUCCESS');
     const out = promtool(['test', 'rules', 'alerts.test.yml'], file('deploy/'));
     expect(out).toContain('SUCCESS');
     // Every rule is exercised by at least one test case.
