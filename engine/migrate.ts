@@ -8,6 +8,7 @@ import { CheckpointStore, type Phase } from '../checkpoints/store.js';
 import { analyzeTables } from './analyze.js';
 import {
   CaptureHeartbeat,
+  type CaptureLogSize,
   ensureCaptureSchema,
   installedCapture,
   registerRun,
@@ -22,7 +23,7 @@ import { planChunks } from './copy-planner.js';
 import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from './cutover.js';
 import { connect, q, withClient } from './db.js';
 import { createDeferred } from './deferred-objects.js';
-import { isPgferryError, PgferryError } from './errors.js';
+import { isPgferryError, PgferryError, redact } from './errors.js';
 import { interruptedCutover } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf, writeOutages } from './outage.js';
@@ -78,6 +79,8 @@ export interface MigrateOptions {
   retryForMs?: number;
   /** A side's lost connection is about to be retried (metrics). */
   onReconnect?: (side: 'source' | 'target') => void;
+  /** The size of this run's capture log on the source, measured with each capture heartbeat (metrics). */
+  onCaptureLog?: (size: CaptureLogSize) => void;
 }
 
 export interface MigrateResult {
@@ -234,8 +237,7 @@ class MigrateRun {
       if (!store.phaseDone('schema')) await this.schemaPhase();
       if (!this.copyOnly && !store.getMeta('capture_installed')) await this.installCapture();
       if (!store.phaseDone('copy')) await this.copyPhase();
-      await this.snapshots?.close();
-      this.snapshots = undefined;
+      await this.releaseSnapshots();
       if (!store.phaseDone('indexes')) await this.indexPhase();
       if (this.copyOnly) {
         if (!store.phaseDone('cutover')) await this.finalizePhase();
@@ -253,13 +255,13 @@ class MigrateRun {
       const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
       // A lost connection is migrate()'s to wait out, or to give up on.
       if (isConnectionLoss(err) && store.setup() && !opts.signal.aborted) throw err;
-      const message = isPgferryError(err) ? err.oneLine() : String((err as Error)?.message ?? err);
+      const message = isPgferryError(err) ? err.oneLine() : redact(String((err as Error)?.message ?? err));
       store.event(cancelled ? 'warn' : 'error', store.phase(), cancelled ? 'stopped by signal' : message);
       if (!cancelled) store.setPhase('failed');
       throw err;
     } finally {
       await this.heartbeat?.stop();
-      await this.snapshots?.close();
+      await this.releaseSnapshots();
       await Promise.all([this.src.end().catch(() => {}), this.dst.end().catch(() => {})]);
     }
   }
@@ -273,8 +275,22 @@ class MigrateRun {
       statePath: this.opts.statePath,
       log: this.opts.log,
       onRemoved: (err) => this.captureLost.abort(err),
+      onLogSize: this.opts.onCaptureLog,
     });
     await this.heartbeat.start();
+  }
+
+  /** The copy's snapshots, shown to the operator (their age is a metric) while they are held. */
+  private useSnapshots(pool: SnapshotPool): SnapshotPool {
+    this.snapshots = pool;
+    this.opts.control?.attachSnapshots(pool);
+    return pool;
+  }
+
+  private async releaseSnapshots(): Promise<void> {
+    this.opts.control?.attachSnapshots(null);
+    await this.snapshots?.close();
+    this.snapshots = undefined;
   }
 
   private result(started: number): MigrateResult {
@@ -311,7 +327,7 @@ class MigrateRun {
     // The schema is dumped under the snapshot the copy starts from; with capture, the copy needs
     // a snapshot taken after capture was installed, so this one only serves the dump.
     const snapshot = await ExportedSnapshot.take(opts.source);
-    if (this.copyOnly) this.snapshots = new SnapshotPool(opts.source, null, snapshot);
+    if (this.copyOnly) this.useSnapshots(new SnapshotPool(opts.source, null, snapshot));
     const dumpOpts = { pgDump, source: opts.source, snapshot: snapshot.id, excludedTables: excluded };
     if (!store.getMeta('predata_applied')) {
       const { script, skipped } = preparePreData(await dumpSection('pre-data', dumpOpts));
@@ -374,16 +390,20 @@ class MigrateRun {
     }
     await ensureChunkMarks(this.dst);
     const copyStarted = Date.now();
-    this.snapshots ??= new SnapshotPool(
-      opts.source,
-      this.copyOnly ? null : opts.maxSnapshotAgeMs,
-      undefined,
-      (fresh, old) => {
-        const what = old ? `snapshot renewed after ${Math.round(old.ageMs() / 1000)}s` : 'snapshot taken';
-        store.event('info', 'copy', `${what}: ${fresh.id}`);
-        opts.log.info({ snapshot: fresh.id }, what);
-      },
-    );
+    const snapshots =
+      this.snapshots ??
+      this.useSnapshots(
+        new SnapshotPool(
+          opts.source,
+          this.copyOnly ? null : opts.maxSnapshotAgeMs,
+          undefined,
+          (fresh, old) => {
+            const what = old ? `snapshot renewed after ${Math.round(old.ageMs() / 1000)}s` : 'snapshot taken';
+            store.event('info', 'copy', `${what}: ${fresh.id}`);
+            opts.log.info({ snapshot: fresh.id }, what);
+          },
+        ),
+      );
     // A table whose last chunk is in gets its primary key and indexes built while the other
     // tables still copy, one build at a time. A failure here is only logged: the index phase
     // builds whatever is left and reports it properly.
@@ -395,7 +415,7 @@ class MigrateRun {
       log: opts.log,
       jobs: opts.jobs,
       signal: opts.signal,
-      snapshots: this.snapshots,
+      snapshots,
       progressIntervalMs: opts.progressIntervalMs,
       onProgress: opts.onProgress,
       onRetry: opts.onRetry,

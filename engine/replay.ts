@@ -33,7 +33,14 @@ export interface ReplayStats {
   appliedTotal: number;
   batches: number;
   at: string;
+  /** When the last batch was applied (by this run, before a restart too); null before the first. */
+  lastBatchAt: string | null;
+  /** The tables with a backlog, biggest first, at most TABLE_BACKLOGS of them. */
+  tableBacklogs: { table: string; changes: number }[];
 }
+
+/** How many tables' backlogs the stats carry (a bounded set of per-table metric series). */
+export const TABLE_BACKLOGS = 50;
 
 export interface ReplayOptions {
   source: ConnInfo;
@@ -291,9 +298,19 @@ export class Replayer {
   private readonly recent: { at: number; n: number }[] = [];
   private readonly unsliceable = new Set<ReplayTable>();
   private stopping = false;
+  private lastBatchAt: string | null;
 
   constructor(private readonly opts: ReplayOptions) {
     this.tables = opts.store.captures().map(toReplayTable);
+    const saved = opts.store.getMeta('replay');
+    this.lastBatchAt = saved ? ((JSON.parse(saved) as Partial<ReplayStats>).lastBatchAt ?? null) : null;
+  }
+
+  /** A batch was applied: counted, and its time kept for the stats. */
+  private counted(changes: number): void {
+    this.applied += changes;
+    this.batches += 1;
+    this.lastBatchAt = new Date().toISOString();
   }
 
   private async session(): Promise<Session> {
@@ -481,8 +498,7 @@ export class Replayer {
         const out = await this.tableBatch(t, true, snapshotId);
         if (out && out !== UNSLICED) {
           applied += out.changes;
-          this.applied += out.changes;
-          this.batches += 1;
+          this.counted(out.changes);
         }
       }
       return applied;
@@ -565,8 +581,7 @@ export class Replayer {
           if (out === UNSLICED) unsliced.add(t);
           else if (out) {
             applied += out.changes;
-            this.applied += out.changes;
-            this.batches += 1;
+            this.counted(out.changes);
             this.recent.push({ at: Date.now(), n: out.changes });
             this.opts.onBatch?.(`${t.schema}.${t.name}`, out.changes, (performance.now() - started) / 1000);
           }
@@ -596,6 +611,8 @@ export class Replayer {
       appliedTotal: 0,
       batches: 0,
       at: '',
+      lastBatchAt: this.lastBatchAt,
+      tableBacklogs: [],
     };
     let rounds = 0;
     let wasPaused = false;
@@ -609,6 +626,12 @@ export class Replayer {
           appliedTotal: this.applied,
           batches: this.batches,
           at: new Date().toISOString(),
+          lastBatchAt: this.lastBatchAt,
+          tableBacklogs: [...changes]
+            .filter(([, n]) => n > 0)
+            .sort((a, b) => b[1] - a[1])
+            .slice(0, TABLE_BACKLOGS)
+            .map(([t, n]) => ({ table: `${t.schema}.${t.name}`, changes: n })),
         };
         opts.onStats?.(stats);
         const reason = opts.store.pauseReason();

@@ -6,6 +6,7 @@ import { CheckpointStore, type Phase } from '../checkpoints/store.js';
 import type { CutoverResult, CutoverSettings } from './cutover.js';
 import { PgferryError } from './errors.js';
 import type { Replayer } from './replay.js';
+import type { SnapshotPool } from './snapshot.js';
 
 export interface CutoverRequest {
   settings: CutoverSettings;
@@ -23,6 +24,7 @@ export interface LoopTask {
 export class RunControl {
   private store: CheckpointStore | null = null;
   private replayer: Replayer | null = null;
+  private snapshots: SnapshotPool | null = null;
   private pending: CutoverRequest | null = null;
   private task: LoopTask | null = null;
   private cutoverBusy = false;
@@ -32,6 +34,16 @@ export class RunControl {
   /** migrate() hands over its store once it holds the lock, and takes it back (null) before closing it. */
   attachStore(store: CheckpointStore | null): void {
     this.store = store;
+  }
+
+  /** The copy announces the snapshots it runs under (null once they are released), for metrics. */
+  attachSnapshots(pool: SnapshotPool | null): void {
+    this.snapshots = pool;
+  }
+
+  /** Age of the oldest exported snapshot the copy holds open on the source; 0 when none. */
+  snapshotAgeSeconds(): number {
+    return (this.snapshots?.oldestAgeMs() ?? 0) / 1000;
   }
 
   /** The replication loop announces its Replayer (null when it leaves the loop). */

@@ -106,6 +106,15 @@ export class SnapshotPool {
     return fresh;
   }
 
+  /**
+   * Age of the oldest snapshot the pool holds open on the source (the current one, or an older one
+   * a worker still copies under): vacuum keeps every row version newer than it. Null when none.
+   */
+  oldestAgeMs(): number | null {
+    const held = new Set([...this.users.keys(), ...(this.current ? [this.current] : [])]);
+    return held.size > 0 ? Math.max(...[...held].map((s) => s.ageMs())) : null;
+  }
+
   /** Whether a worker in this snapshot should move to a newer one before its next chunk. */
   stale(s: ExportedSnapshot): boolean {
     return s !== this.current || (this.maxAgeMs !== null && s.ageMs() >= this.maxAgeMs);

@@ -1,11 +1,14 @@
 // Every Prometheus metric pgferry exposes, in one place (names per DESIGN.md). Labels stay
 // bounded: a table name (schema.table) or an error code, never a key or a value. The engine feeds
-// them through its progress, replay-stats and batch callbacks; phase, pause and downtime are read
-// from the checkpoint store at scrape time.
+// them through its progress, replay-stats, batch and capture-log callbacks; phase, pause and
+// downtime are read from the checkpoint store, the copy snapshot's age from the run, at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
+import type { CaptureLogSize } from '../engine/capture/registry.js';
+import { ERRORS } from '../engine/errors.js';
 import type { ProgressSnapshot } from '../engine/progress.js';
-import type { ReplayStats } from '../engine/replay.js';
+import { type ReplayStats, TABLE_BACKLOGS } from '../engine/replay.js';
+import { VERSION } from './version.js';
 
 /** What the gauges read from the run at each scrape. */
 export interface RunState {
@@ -15,6 +18,8 @@ export interface RunState {
   cutoverInterrupted?: boolean;
   /** Since when each side has been unreachable (ISO time), while it is. */
   outageSince?: { source: string | null; target: string | null };
+  /** Age of the oldest exported snapshot the copy holds open on the source (0 when none). */
+  snapshotAgeSeconds?: number;
 }
 
 export class Metrics {
@@ -29,11 +34,24 @@ export class Metrics {
   private readonly batchSeconds: Histogram;
   private readonly errors: Counter<'code'>;
   private readonly reconnects: Counter<'side'>;
+  private readonly estimatedRows: Gauge<'table'>;
+  private readonly estimatedBytes: Gauge<'table'>;
+  private readonly logBytes: Gauge;
+  private readonly logRows: Gauge;
+  private readonly lastBatch: Gauge;
+  private readonly tableBacklog: Gauge<'table'>;
+  private lastBatchValue: number | undefined;
   /** The last cumulative copy figures seen per table: counters advance by the difference. */
   private readonly copied = new Map<string, { rows: number; bytes: number }>();
 
   constructor(state: () => RunState) {
     const registers = [this.registry];
+    new Gauge({
+      name: 'pgferry_build_info',
+      help: 'The pgferry version and the Node.js version running it (always 1)',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: VERSION, node: process.versions.node }, 1);
     new Gauge({
       name: 'pgferry_phase',
       help: 'The phase the run is in: 1 for the current phase, 0 for the others',
@@ -108,6 +126,47 @@ export class Metrics {
       labelNames: ['table', 'state'],
       registers,
     });
+    this.estimatedRows = new Gauge({
+      name: 'pgferry_copy_estimated_rows',
+      help: "Rows the initial copy expects per table: the source's estimate (reltuples) when the copy was planned",
+      labelNames: ['table'],
+      registers,
+    });
+    this.estimatedBytes = new Gauge({
+      name: 'pgferry_copy_estimated_bytes',
+      help: 'Size of each table on the source when the copy was planned (pg_table_size): the weight of its share of the copy',
+      labelNames: ['table'],
+      registers,
+    });
+    new Gauge({
+      name: 'pgferry_copy_snapshot_age_seconds',
+      help: 'Age of the oldest exported snapshot the copy holds open on the source (0 when none): vacuum on the source keeps every row version newer than it',
+      registers,
+      collect() {
+        this.set(state().snapshotAgeSeconds ?? 0);
+      },
+    });
+    this.logBytes = new Gauge({
+      name: 'pgferry_capture_log_bytes',
+      help: "Size on disk of this run's capture log tables on the source (with indexes and TOAST), measured every heartbeat",
+      registers,
+    });
+    this.logRows = new Gauge({
+      name: 'pgferry_capture_log_rows',
+      help: "Rows in this run's capture log on the source, as the source's statistics count them (an estimate), measured every heartbeat",
+      registers,
+    });
+    this.lastBatch = new Gauge({
+      name: 'pgferry_replay_last_batch_timestamp_seconds',
+      help: 'When the last replay batch was applied to the target (unix time; 0 before the first)',
+      registers,
+    });
+    this.tableBacklog = new Gauge({
+      name: 'pgferry_replay_backlog_changes',
+      help: `Captured changes waiting in the log per table, for the tables with a backlog (at most the ${TABLE_BACKLOGS} biggest)`,
+      labelNames: ['table'],
+      registers,
+    });
     this.batchSeconds = new Histogram({
       name: 'pgferry_replay_batch_duration_seconds',
       help: 'Time to apply one replay batch of one table (source read, target write, log delete)',
@@ -120,6 +179,8 @@ export class Metrics {
       labelNames: ['code'],
       registers,
     });
+    // Every code has a series from the start: increase() cannot see an error that creates its series.
+    for (const code of Object.keys(ERRORS)) this.errors.inc({ code }, 0);
     this.reconnects = new Counter({
       name: 'pgferry_reconnects_total',
       help: 'Retries of a lost or refused connection, per side (source, target)',
@@ -154,15 +215,22 @@ export class Metrics {
       this.copyTable(table, t.rowsCopied, t.bytesCopied);
       this.chunks.set({ table, state: 'planned' }, t.chunksTotal);
       this.chunks.set({ table, state: 'done' }, t.chunksDone);
+      this.estimate(table, t.rowsEstimate, t.bytesEstimate);
     }
   }
 
   copyProgress(p: ProgressSnapshot): void {
     for (const t of p.tables) {
       this.copyTable(t.table, t.rows, t.bytes);
+      this.estimate(t.table, t.rowsEstimate, t.bytesEstimate);
       this.chunks.set({ table: t.table, state: 'planned' }, t.chunksTotal);
       this.chunks.set({ table: t.table, state: 'done' }, t.chunksDone);
     }
+  }
+
+  private estimate(table: string, rows: number, bytes: number): void {
+    this.estimatedRows.set({ table }, rows);
+    this.estimatedBytes.set({ table }, bytes);
   }
 
   private copyTable(table: string, rows: number, bytes: number): void {
@@ -177,15 +245,35 @@ export class Metrics {
     this.copied.set(table, { rows: Math.max(rows, last.rows), bytes: Math.max(bytes, last.bytes) });
   }
 
-  replayStats(s: Pick<ReplayStats, 'lagSeconds' | 'backlog'>): void {
+  /** Stats from the replay loop, or the last ones saved in the state file (at startup). */
+  replayStats(s: Pick<ReplayStats, 'lagSeconds' | 'backlog'> & Partial<ReplayStats>): void {
     this.lag.set(s.lagSeconds);
     this.backlog.set(s.backlog);
+    if (s.tableBacklogs) {
+      this.tableBacklog.reset();
+      for (const t of s.tableBacklogs) this.tableBacklog.set({ table: t.table }, t.changes);
+    }
+    if (s.lastBatchAt) this.batchApplied(Date.parse(s.lastBatchAt) / 1000);
   }
 
   replayBatch(table: string, changes: number, seconds: number): void {
     this.replayChanges.inc({ table }, changes);
     this.replayBatches.inc({ table });
     this.batchSeconds.observe(seconds);
+    this.batchApplied(Date.now() / 1000);
+  }
+
+  private batchApplied(at: number): void {
+    // A saved time never moves the gauge back past a batch this process applied.
+    if (at > (this.lastBatchValue ?? 0)) {
+      this.lastBatchValue = at;
+      this.lastBatch.set(at);
+    }
+  }
+
+  captureLog(size: CaptureLogSize): void {
+    this.logBytes.set(size.bytes);
+    this.logRows.set(size.rows);
   }
 
   error(code: string): void {

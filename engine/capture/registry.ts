@@ -268,13 +268,41 @@ export interface HeartbeatOptions extends RunOwner {
   log: Logger;
   /** This run's capture is gone (its registry row deleted): the run must stop. */
   onRemoved: (err: PgferryError) => void;
+  /** After each beat: the size of this run's log on the source. */
+  onLogSize?: (size: CaptureLogSize) => void;
   intervalMs?: number;
+}
+
+/** The run's log tables on the source: bytes on disk (with indexes and TOAST) and live rows. */
+export interface CaptureLogSize {
+  bytes: number;
+  /** The statistics' count of live rows (pg_stat_get_live_tuples): an estimate, never a scan. */
+  rows: number;
+}
+
+/**
+ * The size of one run's capture log, read from the catalog and the statistics only: it costs the
+ * same for an empty log and for one of a billion rows.
+ */
+export async function captureLogSize(client: pg.Client, runId: string): Promise<CaptureLogSize> {
+  const [row] = await q<{ bytes: number; rows: number }>(
+    client,
+    'source',
+    `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::float8 AS bytes,
+            coalesce(sum(pg_stat_get_live_tuples(c.oid)), 0)::float8 AS rows
+       FROM ${captured} k
+       JOIN pg_class c ON c.relname = k.log_table AND c.relnamespace = $2::regnamespace
+      WHERE k.run_id = $1`,
+    [runId, PGFERRY_SCHEMA],
+  );
+  return { bytes: row?.bytes ?? 0, rows: row?.rows ?? 0 };
 }
 
 /**
  * Writes this run's heartbeat into pgferry.runs every HEARTBEAT_MS from a session of its own,
  * reconnecting after a lost connection (a failed beat is only logged: an outage must not fail the
  * run). A beat that finds no row means `cleanup` removed the capture: onRemoved is called once.
+ * Each beat also measures the run's log (onLogSize), from the catalog: no log table is scanned.
  */
 export class CaptureHeartbeat {
   private client: pg.Client | null = null;
@@ -309,6 +337,7 @@ export class CaptureHeartbeat {
         ownerParams(opts),
       );
       if (res.rowCount === 0) this.lose(`its row in ${PGFERRY_SCHEMA}.${RUNS_TABLE} is gone`);
+      else if (opts.onLogSize) await this.measure(this.client, opts.onLogSize);
     } catch (err) {
       const state = sqlstateOf(err);
       // 42P01: pgferry.runs is gone; 3F000: the whole schema is.
@@ -319,6 +348,15 @@ export class CaptureHeartbeat {
       opts.log.warn({ err: (err as Error).message }, 'capture heartbeat failed: retrying');
       await this.client?.end().catch(() => {});
       this.client = null;
+    }
+  }
+
+  /** Only a metric: a failed measurement leaves the last one standing and the heartbeat alone. */
+  private async measure(client: pg.Client, report: (size: CaptureLogSize) => void): Promise<void> {
+    try {
+      report(await captureLogSize(client, this.opts.runId));
+    } catch (err) {
+      this.opts.log.debug({ err: (err as Error).message }, 'capture log size not measured');
     }
   }
 

@@ -1,5 +1,5 @@
 import type { CutoverResult } from '../../engine/cutover.js';
-import { isPgferryError, PgferryError } from '../../engine/errors.js';
+import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
 import { interruptedCutover } from '../../engine/freeze-record.js';
 import { type MigrateResult, migrate } from '../../engine/migrate.js';
 import { type Outages, readOutages } from '../../engine/outage.js';
@@ -78,6 +78,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       captureLockWaitMs: config.captureLockWaitMs,
       retryForMs: config.retryForMs,
       onReconnect: metrics && ((side) => metrics?.reconnect(side)),
+      onCaptureLog: metrics && ((size) => metrics?.captureLog(size)),
       cutover: cutoverSettings,
       log,
       signal: stop.signal,
@@ -95,8 +96,9 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
         view?.replay(r);
         if (view || Date.now() - lastReplayLog < 5_000) return;
         lastReplayLog = Date.now();
+        const { tableBacklogs, ...fields } = r;
         log.info(
-          { phase: 'replicating', ...r },
+          { phase: 'replicating', ...fields, tables: tableBacklogs.slice(0, 10) },
           `replicating · lag ${r.lagSeconds.toFixed(1)}s · backlog ${int(r.backlog)} changes · ${int(r.changesPerSec)} changes/s · ${int(r.appliedTotal)} applied`,
         );
       },
@@ -116,9 +118,10 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
     }
   } catch (err) {
-    if (isPgferryError(err) && err.code !== 'PGFERRY_RUN_CANCELLED') metrics?.error(err.code);
+    const cancelled = isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED';
+    if (isPgferryError(err) && !cancelled) metrics?.error(err.code);
     // A signal is how a replicating daemon is stopped: a clean stop, resumable, exit 0.
-    if (mode !== 'copy-only' && isPgferryError(err) && err.code === 'PGFERRY_RUN_CANCELLED') {
+    if (mode !== 'copy-only' && cancelled) {
       if (flags.json) {
         const seconds = (Date.now() - started) / 1000;
         printReport(config.state, { mode, outcome: 'stopped', seconds, result: null });
@@ -127,6 +130,9 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       }
       return;
     }
+    // The process ends before a scrape can see the failure: its log keeps the reason as a JSON
+    // line for the log shipper (a terminal gets the one line the CLI prints on exit).
+    if (!cancelled && !process.stderr.isTTY) log.error(failureFields(err), 'migrate failed');
     throw err;
   } finally {
     view?.stop();
@@ -175,6 +181,7 @@ async function startApi(
         downtimeSeconds: Number(s.getMeta('cutover_downtime_seconds')) || null,
         cutoverInterrupted: interruptedCutover(s) !== null,
         outageSince: outageSince(readOutages(s)),
+        snapshotAgeSeconds: control.snapshotAgeSeconds(),
       })) ?? { phase: 'preflight', downtimeSeconds: null },
   );
   control.read((s) => {
@@ -232,6 +239,11 @@ export function cutoverLine(c: CutoverResult): string {
     `${int(c.changesDrained)} changes drained, ${c.sequences} sequences set, ${c.materializedViews} materialized views refreshed, ` +
     `${c.deferredObjects} constraints/triggers created, ${c.foreignKeysValidated} foreign keys validated\n`
   );
+}
+
+function failureFields(err: unknown): Record<string, unknown> {
+  if (isPgferryError(err)) return err.toJSON();
+  return { code: 'PGFERRY_INTERNAL_ERROR', message: redact(String((err as Error)?.message ?? err)) };
 }
 
 function outageSince(o: Outages | null): { source: string | null; target: string | null } {

@@ -104,6 +104,15 @@ export const openApiDocument = {
               appliedTotal: { type: 'number' },
               batches: { type: 'number' },
               at: { type: 'string', format: 'date-time' },
+              lastBatchAt: { type: ['string', 'null'], format: 'date-time' },
+              tableBacklogs: {
+                type: 'array',
+                description: 'the tables with a backlog, biggest first (at most 50)',
+                items: {
+                  type: 'object',
+                  properties: { table: { type: 'string' }, changes: { type: 'number' } },
+                },
+              },
             },
           },
           copy: {

@@ -1,7 +1,10 @@
 // The copy's snapshot renewed after every chunk (--max-snapshot-age 1ms): a worker that has just
 // been handed the current snapshot must still be able to join it when another worker renews it a
-// moment later, so the copy never fails with "invalid snapshot identifier" and ends equal.
+// moment later, so the copy never fails with "invalid snapshot identifier" and ends equal. The
+// pool reports the age of the oldest snapshot it holds (a metric: vacuum on the source waits for it).
 import { describe, expect, it } from 'vitest';
+import { ConnInfo } from '../../engine/conn-info.js';
+import { SnapshotPool } from '../../engine/snapshot.js';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
@@ -29,5 +32,22 @@ describe('snapshot renewal', () => {
     expect(renewals).toBeGreaterThan(10);
     const cmp = await compareDatabases(pair.source.url({ db: 'app' }), pair.target.url({ db: 'app' }));
     expect(cmp.target).toEqual(cmp.source);
+  });
+
+  it('reports the age of the oldest snapshot it holds: an old one while a worker is still in it', async () => {
+    const pool = new SnapshotPool(new ConnInfo('source', pair.source.url({ db: 'app' })), 200);
+    expect(pool.oldestAgeMs()).toBeNull();
+    const first = await pool.acquire();
+    await new Promise((r) => setTimeout(r, 300));
+    // Older than 200 ms: the next worker gets a fresh one, the first is kept while in use.
+    const second = await pool.acquire();
+    expect(second).not.toBe(first);
+    expect(pool.oldestAgeMs()).toBeGreaterThanOrEqual(first.ageMs() - 5);
+    expect(pool.oldestAgeMs()).toBeGreaterThanOrEqual(300);
+    await pool.leave(first);
+    expect(pool.oldestAgeMs()).toBeLessThan(first.ageMs());
+    await pool.leave(second);
+    await pool.close();
+    expect(pool.oldestAgeMs()).toBeNull();
   });
 });
