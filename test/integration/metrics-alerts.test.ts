@@ -148,9 +148,9 @@ describe('/metrics for the alert rules and the dashboard', () => {
     const failed = res.stderr
       .split('\n')
       .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { level: number; msg: string; code?: string; hint?: string })
+      .map((l) => JSON.parse(l) as { level: string; msg: string; code?: string; hint?: string })
       .find((l) => l.msg === 'migrate failed');
-    expect(failed, res.stderr).toMatchObject({ level: 50, code: 'PGFERRY_TARGET_NOT_EMPTY' });
+    expect(failed, res.stderr).toMatchObject({ level: 'error', code: 'PGFERRY_TARGET_NOT_EMPTY' });
     expect(failed?.hint).toBeTruthy();
     const status = await runCli(['status', '--state', state, '--json']);
     const events = (JSON.parse(status.stdout) as { events: { level: string; message: string }[] }).events;
