@@ -17,16 +17,26 @@ const { version } = require('../../package.json') as { version: string };
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-const sourceOpt = () => new Option('--source <url>', 'source database URL (or PGFERRY_SOURCE_URL)');
-const targetOpt = () => new Option('--target <url>', 'target database URL (or PGFERRY_TARGET_URL)');
-const includeOpt = () =>
-  new Option('--include <pattern>', 'only tables matching schema.table (* wildcard; repeatable)').argParser(
-    collect,
+// No default: a URL is required. The environment variables keep passwords out of `ps`.
+const sourceOpt = () =>
+  new Option(
+    '--source <url>',
+    'source database URL (or PGFERRY_SOURCE_URL, which `ps` does not show; required)',
   );
+const targetOpt = () =>
+  new Option(
+    '--target <url>',
+    'target database URL (or PGFERRY_TARGET_URL, which `ps` does not show; required)',
+  );
+const includeOpt = () =>
+  new Option(
+    '--include <pattern>',
+    'only tables matching schema.table (* wildcard; repeatable; default: every table)',
+  ).argParser(collect);
 const excludeOpt = () =>
   new Option(
     '--exclude <pattern>',
-    'leave out tables matching schema.table (* wildcard; repeatable)',
+    'leave out tables matching schema.table (* wildcard; repeatable; default: none)',
   ).argParser(collect);
 const freezeOpt = () =>
   new Option(
@@ -81,13 +91,16 @@ export function buildProgram(): Command {
     .addOption(stateOpt())
     .option(
       '--jobs <n>',
-      'parallel copy workers, index builds and replay batches (or PGFERRY_JOBS)',
+      'parallel copy workers, index builds and replay batches (or PGFERRY_JOBS; default 4)',
       undefined,
     )
     .addOption(includeOpt())
     .addOption(excludeOpt())
     .addOption(
-      new Option('--capture <kind>', 'change source for replay').choices(['triggers', 'bucardo', 'logical']),
+      new Option(
+        '--capture <kind>',
+        'change source for replay (or PGFERRY_CAPTURE; default triggers)',
+      ).choices(['triggers', 'bucardo', 'logical']),
     )
     .option(
       '--http <host:port>',
@@ -95,7 +108,7 @@ export function buildProgram(): Command {
     )
     .option(
       '--max-snapshot-age <duration>',
-      'with capture: take a fresh snapshot when the current one is older',
+      'with capture: take a fresh snapshot when the current one is older (or PGFERRY_MAX_SNAPSHOT_AGE; default 10m)',
       undefined,
     )
     .option(
@@ -200,7 +213,10 @@ export function buildProgram(): Command {
       "remove the change capture pgferry created on the source: every run's (the capture schema and triggers), or one run's with --run",
     )
     .addOption(sourceOpt())
-    .option('--run <id>', "remove only this run's capture (triggers, functions, log tables, registry rows)")
+    .option(
+      '--run <id>',
+      "remove only this run's capture (triggers, functions, log tables, registry rows; default: every run's)",
+    )
     .option('--force', 'remove the capture of a live run too (the run then stops: PGFERRY_CAPTURE_REMOVED)')
     .option('--json', 'print what was removed as JSON')
     .addHelpText(

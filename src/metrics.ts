@@ -1,4 +1,4 @@
-// Every Prometheus metric pgferry exposes, in one place (names per DESIGN.md). Labels stay
+// Every Prometheus metric pgferry exposes, in one place (listed in the README). Labels stay
 // bounded: a table name (schema.table) or an error code, never a key or a value. The engine feeds
 // them through its progress, replay-stats, batch and capture-log callbacks; phase, pause and
 // downtime are read from the checkpoint store, the copy snapshot's age from the run, at scrape time.
