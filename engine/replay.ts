@@ -33,6 +33,8 @@ export interface ReplayStats {
   appliedTotal: number;
   batches: number;
   at: string;
+  /** Backlog per table (schema.name) with changes waiting; absent from figures saved by older runs. */
+  tables?: Record<string, number>;
 }
 
 export interface ReplayOptions {
@@ -609,6 +611,9 @@ export class Replayer {
           appliedTotal: this.applied,
           batches: this.batches,
           at: new Date().toISOString(),
+          tables: Object.fromEntries(
+            [...changes].filter(([, n]) => n > 0).map(([t, n]) => [`${t.schema}.${t.name}`, n]),
+          ),
         };
         opts.onStats?.(stats);
         const reason = opts.store.pauseReason();
