@@ -2,7 +2,7 @@
 // rather not write curl lines. The token comes from --token or PGFERRY_API_TOKEN. Cutover and
 // verify start an operation on the daemon (202); ctl follows it, progress on stderr, and prints
 // its result as the command's own: verify exits 0 equal, 1 different, 2 no verdict.
-import { ERRORS, type ErrorCode, PgferryError } from '../../engine/errors.js';
+import { ERRORS, type ErrorCode, PgferryError, SIDES, type Side } from '../../engine/errors.js';
 import { sleep } from '../../engine/sleep.js';
 import { parseDuration } from '../config.js';
 
@@ -54,6 +54,8 @@ interface RemoteOperation {
 /** Polls an operation this often; a daemon that stops answering this many times in a row is gone. */
 const POLL_MS = 1_000;
 const POLL_FAILURES = 5;
+/** Progress lines at most this often (a checksum run moves on every range). */
+const PROGRESS_MS = 5_000;
 
 /**
  * The daemon's error as this command's error. A verify that reached no verdict exits 2 whatever
@@ -66,8 +68,12 @@ function remoteError(action: CtlAction, e: RemoteError, status?: number): Pgferr
     message = `verify: ${code}: ${e.message ?? `HTTP ${status}`}`;
     code = 'PGFERRY_VERIFY_FAILED';
   }
-  return new PgferryError(code, message, { side: 'config', hint: e.hint });
+  const side = (SIDES as readonly string[]).includes(e.side ?? '') ? (e.side as Side) : 'config';
+  return new PgferryError(code, message, { side, object: e.object, hint: e.hint });
 }
+
+/** Errors of the connection to the daemon itself (as opposed to its answers). */
+const unreachable = new WeakSet<Error>();
 
 export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void> {
   const api = (flags.api ?? process.env.PGFERRY_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
@@ -85,7 +91,7 @@ export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void>
         signal: AbortSignal.timeout(30_000),
       });
     } catch (err) {
-      throw new PgferryError(
+      const e = new PgferryError(
         'PGFERRY_CONFIG_INVALID',
         `cannot reach the pgferry API at ${api}: ${(err as Error).message}`,
         {
@@ -93,6 +99,8 @@ export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void>
           hint: 'Check --api (or PGFERRY_API_URL): the daemon must run with --http HOST:PORT.',
         },
       );
+      unreachable.add(e);
+      throw e;
     }
     const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     if (!res.ok) throw remoteError(action, (json.error ?? {}) as RemoteError, res.status);
@@ -112,14 +120,16 @@ export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void>
   const where = started.location ?? `/operations/${op.id}`;
   const t0 = Date.now();
   let said: string | null | undefined;
+  let saidAt = 0;
   let failures = 0;
   while (op.state === 'running') {
-    if (op.progress !== said) {
+    if (op.progress !== said && Date.now() - saidAt >= PROGRESS_MS) {
       const elapsed = Math.round((Date.now() - t0) / 1000);
       process.stderr.write(
         `pgferry: ${action} running (operation ${op.id}, ${elapsed}s)${op.progress ? `: ${op.progress}` : ''}\n`,
       );
       said = op.progress;
+      saidAt = Date.now();
     }
     await sleep(POLL_MS);
     try {
@@ -127,12 +137,7 @@ export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void>
       failures = 0;
     } catch (err) {
       // A daemon busy with the cutover may miss a poll; one that stays silent is gone.
-      if (
-        !(err instanceof PgferryError) ||
-        err.code !== 'PGFERRY_CONFIG_INVALID' ||
-        ++failures >= POLL_FAILURES
-      )
-        throw err;
+      if (!unreachable.has(err as Error) || ++failures >= POLL_FAILURES) throw err;
     }
   }
   if (op.state === 'failed') throw remoteError(action, op.error ?? {});
