@@ -12,7 +12,7 @@ import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
 import { type Cluster, freePort, startCluster } from '../support/cluster.js';
-import { type Proxy, startProxy } from '../support/proxy.js';
+import { startProxy } from '../support/proxy.js';
 import { waitFor } from '../support/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -28,7 +28,7 @@ const SCREENSHOT = path.resolve(import.meta.dirname, '../../docs/status-page.png
 
 let source: Cluster;
 let target: Cluster;
-let proxy: Proxy | undefined;
+let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
 let dir: string;
 let daemon: ReturnType<typeof startCli> | undefined;
 let browser: BrowserContext | undefined;
