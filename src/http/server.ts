@@ -1,7 +1,10 @@
 // The daemon's HTTP API (`migrate --http HOST:PORT`): status, tables, Prometheus metrics, health
-// and readiness for anyone who can reach the port; pause, resume, cutover and verify only with
-// `Authorization: Bearer <PGFERRY_API_TOKEN>`. Every error is JSON `{ error: { code, message, … } }`
-// with the HTTP status of its code in the registry (engine/errors.ts).
+// and readiness for anyone who can reach the port; pause, resume, cutover and verify (the last two
+// as operations: 202 at once, see operations.ts) only with `Authorization: Bearer
+// <PGFERRY_API_TOKEN>`. The routes are those of api-routes.ts, one handler per operationId. Bound
+// to loopback, every request must name that loopback address in its Host header. Every error is
+// JSON `{ error: { code, message, … } }` with the HTTP status of its code in the registry
+// (engine/errors.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import type { Logger } from 'pino';
@@ -85,9 +88,9 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
 }
 
-/** SELECT 1 on one side, within a few seconds. */
 type Ping = z.input<typeof Readiness>['source'];
 
+/** SELECT 1 on one side, within a few seconds. */
 async function ping(conn: ConnInfo): Promise<Ping> {
   try {
     const client = await connect(conn, 'control', { connectTimeoutMs: 3_000 });
