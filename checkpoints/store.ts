@@ -578,11 +578,13 @@ export class CheckpointStore {
       .run(now(), level, phase, message, data === undefined ? null : JSON.stringify(data));
   }
 
-  events(limit = 20): EventRecord[] {
+  /** The newest events, oldest first; with levels, only events of those levels. */
+  events(limit = 20, levels?: readonly EventRecord['level'][]): EventRecord[] {
+    const where = levels ? `WHERE level IN (${levels.map(() => '?').join(', ')})` : '';
     return (
       this.db
-        .prepare('SELECT id, at, level, phase, message, data FROM events ORDER BY id DESC LIMIT ?')
-        .all(limit) as EventRecord[]
+        .prepare(`SELECT id, at, level, phase, message, data FROM events ${where} ORDER BY id DESC LIMIT ?`)
+        .all(...(levels ?? []), limit) as EventRecord[]
     ).reverse();
   }
 }

@@ -259,6 +259,14 @@ export const ERRORS = {
     summary: 'The HTTP API has no such route.',
     hint: 'The routes are listed in the README under "HTTP API and metrics".',
   },
+  PGFERRY_API_MISDIRECTED: {
+    exit: 2,
+    http: 421,
+    retryable: false,
+    summary:
+      'A request to an API bound to loopback named another host in its Host header (the defence against DNS rebinding).',
+    hint: 'Address the API as 127.0.0.1, [::1] or localhost with its port; to reach it from elsewhere, bind --http to that interface with PGFERRY_API_TOKEN set.',
+  },
   PGFERRY_API_CONFLICT: {
     exit: 1,
     http: 409,

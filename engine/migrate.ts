@@ -28,7 +28,7 @@ import { interruptedCutover } from './freeze-record.js';
 import { refreshMatviews } from './matviews.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf, writeOutages } from './outage.js';
 import { requireTool } from './pg-tools.js';
-import type { ProgressSnapshot } from './progress.js';
+import { COPY_RATE_META, copyRate, type ProgressSnapshot } from './progress.js';
 import { Replayer, type ReplayStats } from './replay.js';
 import { bindRun } from './run-binding.js';
 import type { RunControl } from './run-control.js';
@@ -408,6 +408,7 @@ class MigrateRun {
     // tables still copy, one build at a time. A failure here is only logged: the index phase
     // builds whatever is left and reports it properly.
     const early = new PQueue({ concurrency: 1 });
+    let rateSaved = 0;
     const final = await runCopy({
       source: opts.source,
       target: opts.target,
@@ -417,7 +418,14 @@ class MigrateRun {
       signal: opts.signal,
       snapshots,
       progressIntervalMs: opts.progressIntervalMs,
-      onProgress: opts.onProgress,
+      onProgress: (p) => {
+        // The rate and ETA for status (the HTTP API's page), at most once a second.
+        if (Date.now() - rateSaved >= 1000 || p.chunksDone === p.chunksTotal) {
+          store.setMeta(COPY_RATE_META, JSON.stringify(copyRate(p)));
+          rateSaved = Date.now();
+        }
+        opts.onProgress?.(p);
+      },
       onRetry: opts.onRetry,
       onLost: this.lost,
       onHealthy: this.healthy,

@@ -13,6 +13,26 @@ export interface TableProgress {
   chunksTotal: number;
 }
 
+/** The checkpoint store's meta key holding the copy's last rate and ETA, for status. */
+export const COPY_RATE_META = 'copy_rate';
+
+/** The copy's pace as the last progress snapshot measured it (rows and bytes per second, ETA). */
+export interface CopyRate {
+  rowsPerSec: number;
+  bytesPerSec: number;
+  etaSeconds: number | null;
+  at: string;
+}
+
+export function copyRate(p: ProgressSnapshot): CopyRate {
+  return {
+    rowsPerSec: p.rowsPerSec,
+    bytesPerSec: p.bytesPerSec,
+    etaSeconds: p.etaSeconds,
+    at: new Date().toISOString(),
+  };
+}
+
 export interface ProgressSnapshot {
   rows: number;
   bytes: number;

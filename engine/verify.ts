@@ -52,6 +52,14 @@ export interface VerifyOptions {
   maxDifferences?: number;
   /** Read the source in this exported snapshot (a drained point of a running replication). */
   sourceSnapshot?: string;
+  /** After each table counted and each range hashed: what is done of the stage. */
+  onProgress?: (p: VerifyProgress) => void;
+}
+
+export interface VerifyProgress {
+  stage: 'counting rows' | 'hashing ranges';
+  done: number;
+  total: number;
 }
 
 const ALIAS = '"pgferry verify row"';
@@ -202,6 +210,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
       targetRows,
     };
     verdicts.push(verdict);
+    opts.onProgress?.({ stage: 'counting rows', done: verdicts.length, total: tables.length });
     if (!opts.checksums) return;
     if (!t.primaryKey) {
       const [a, b] = await Promise.all([
@@ -251,7 +260,12 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
   });
 
   // Every range of every table, in parallel; a range that differs is narrowed to its keys.
+  let hashed = 0;
   await pool(opts, ranges, async (r, src, dst) => {
+    await compareRange(r, src, dst);
+    opts.onProgress?.({ stage: 'hashing ranges', done: ++hashed, total: ranges.length });
+  });
+  async function compareRange(r: Range, src: pg.Client, dst: pg.Client): Promise<void> {
     const t = r.table;
     const key = t.primaryKey!;
     const { where } = r;
@@ -283,7 +297,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
       else if (other !== h) note(k, 'different');
     }
     for (const k of ht.keys()) if (!hs.has(k)) note(k, 'extra-on-target');
-  });
+  }
   for (const [v, total] of totals) v.moreDifferences = Math.max(0, total - (v.differences?.length ?? 0));
 
   verdicts.sort((a, b) => a.table.localeCompare(b.table));

@@ -185,7 +185,8 @@ export function buildProgram(): Command {
     .option('--checksums', 'verify: hash every row')
     .addHelpText(
       'after',
-      '\nPrints the API answer as JSON; exit 0 on success, 1 when verify finds differences.',
+      '\nPrints the API answer as JSON. cutover and verify start an operation on the daemon and wait for it\n' +
+        '(progress on stderr), then print its result: verify exits 0 equal, 1 different, 2 error; cutover 0 done.',
     )
     .action(async (action: string, flags: Record<string, unknown>) => {
       if (!(CTL_ACTIONS as readonly string[]).includes(action)) {

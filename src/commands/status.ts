@@ -1,6 +1,8 @@
-import { CheckpointStore } from '../../checkpoints/store.js';
+import { CheckpointStore, type EventRecord, type Phase } from '../../checkpoints/store.js';
+import type { FreezeMethod } from '../../engine/freeze.js';
 import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/freeze-record.js';
 import { type Outages, readOutages } from '../../engine/outage.js';
+import { COPY_RATE_META, type CopyRate } from '../../engine/progress.js';
 import type { ReplayStats } from '../../engine/replay.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
@@ -10,9 +12,16 @@ interface Flags {
   json?: boolean;
 }
 
+export interface StatusEvent {
+  at: string;
+  level: 'info' | 'warn' | 'error';
+  phase: string | null;
+  message: string;
+}
+
 export interface StatusReport {
   state: string;
-  phase: string | null;
+  phase: Phase | null;
   pauseReason: string | null;
   lagSeconds: number | null;
   backlog: number | null;
@@ -20,7 +29,15 @@ export interface StatusReport {
   replay: ReplayStats | null;
   setup: ReturnType<CheckpointStore['setup']>;
   phases: ReturnType<CheckpointStore['phases']>;
-  copy: { rows: number; bytes: number; chunksDone: number; chunksTotal: number; percent: number };
+  copy: {
+    rows: number;
+    bytes: number;
+    chunksDone: number;
+    chunksTotal: number;
+    percent: number;
+    /** The pace the running copy last measured (null before it measured one): rows/s, bytes/s, ETA. */
+    rate: CopyRate | null;
+  };
   tables: {
     table: string;
     rowsEstimate: number;
@@ -28,10 +45,14 @@ export interface StatusReport {
     bytesCopied: number;
     chunksDone: number;
     chunksTotal: number;
-    format: string;
+    format: 'binary' | 'text';
     percent: number;
   }[];
-  events: { at: string; level: string; phase: string | null; message: string }[];
+  events: StatusEvent[];
+  /** The newest warnings and errors (newest last), kept apart so routine events do not push them out. */
+  problems: StatusEvent[];
+  /** The write downtime of the cutover, once the target was declared ready. */
+  cutoverDowntimeSeconds: number | null;
   /**
    * A cutover that froze the source and has not finished (a crash, an undo that failed): how the
    * source is frozen, since when, the last step done, and the ways out. Null when there is none.
@@ -39,7 +60,7 @@ export interface StatusReport {
   /** Each side's current outage (since, attempts, last error), while pgferry retries it; null when both answer. */
   outage: Outages | null;
   interruptedCutover: {
-    freeze: string;
+    freeze: FreezeMethod;
     since: string;
     lastStep: string;
     at: string;
@@ -75,6 +96,8 @@ export function statusOf(store: CheckpointStore): StatusReport {
   const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
   const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
   const phase = store.reportedPhase();
+  const rate = store.getMeta(COPY_RATE_META);
+  const downtime = store.getMeta('cutover_downtime_seconds');
   return {
     state: store.file,
     phase,
@@ -90,13 +113,23 @@ export function statusOf(store: CheckpointStore): StatusReport {
       chunksDone,
       chunksTotal,
       percent: chunksTotal === 0 ? 0 : Math.round((chunksDone / chunksTotal) * 1000) / 10,
+      rate: rate ? (JSON.parse(rate) as CopyRate) : null,
     },
     tables,
-    events: store.events(15).map((e) => ({ at: e.at, level: e.level, phase: e.phase, message: e.message })),
+    events: store.events(15).map(eventOf),
+    problems: store.events(10, ['warn', 'error']).map(eventOf),
+    cutoverDowntimeSeconds: downtime === null ? null : Number(downtime),
     outage: readOutages(store),
     interruptedCutover: interrupted(store),
   };
 }
+
+const eventOf = (e: EventRecord): StatusEvent => ({
+  at: e.at,
+  level: e.level as StatusEvent['level'],
+  phase: e.phase,
+  message: e.message,
+});
 
 function interrupted(store: CheckpointStore): StatusReport['interruptedCutover'] {
   const record = interruptedCutover(store);

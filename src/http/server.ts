@@ -1,22 +1,39 @@
 // The daemon's HTTP API (`migrate --http HOST:PORT`): status, tables, Prometheus metrics, health
-// and readiness for anyone who can reach the port; pause, resume, cutover and verify only with
-// `Authorization: Bearer <PGFERRY_API_TOKEN>`. Every error is JSON `{ error: { code, message, … } }`
-// with the HTTP status of its code in the registry (engine/errors.ts).
+// and readiness for anyone who can reach the port; pause, resume, cutover and verify (the last two
+// as operations: 202 at once, see operations.ts) only with `Authorization: Bearer
+// <PGFERRY_API_TOKEN>`. The routes are those of api-routes.ts, one handler per operationId. Bound
+// to loopback, every request must name that loopback address in its Host header. Every error is
+// JSON `{ error: { code, message, … } }` with the HTTP status of its code in the registry
+// (engine/errors.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import type { ServerIdentity } from '../../checkpoints/store.js';
 import type { ConnInfo } from '../../engine/conn-info.js';
 import type { CutoverSettings } from '../../engine/cutover.js';
 import { connect } from '../../engine/db.js';
 import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
+import { readCutoverRecord } from '../../engine/freeze-record.js';
 import type { RunControl } from '../../engine/run-control.js';
 import { ExportedSnapshot } from '../../engine/snapshot.js';
 import type { TableFilter } from '../../engine/table-filter.js';
-import { verify } from '../../engine/verify.js';
+import { type VerifyProgress, verify } from '../../engine/verify.js';
 import { statusOf } from '../commands/status.js';
+import { isLoopback } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { API_ROUTES, type OperationId } from './api-routes.js';
+import type {
+  Health,
+  OperationAnswer,
+  PauseAnswer,
+  Readiness,
+  ResumeAnswer,
+  Status,
+  Tables,
+} from './api-schemas.js';
 import { openApiDocument } from './openapi.js';
+import { Operations, type OperationView } from './operations.js';
 import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
 import { statusPageCsp, statusPageHtml } from './status-page.js';
 
@@ -49,6 +66,7 @@ const CLIENT_CODES = new Set([
   'PGFERRY_API_FORBIDDEN',
   'PGFERRY_API_NOT_FOUND',
   'PGFERRY_API_CONFLICT',
+  'PGFERRY_API_MISDIRECTED',
 ]);
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -70,8 +88,10 @@ export function bearerMatches(header: string | undefined, token: string): boolea
   return timingSafeEqual(digest(given), digest(token)) && given.length > 0;
 }
 
+type Ping = z.input<typeof Readiness>['source'];
+
 /** SELECT 1 on one side, within a few seconds. */
-async function ping(conn: ConnInfo): Promise<{ ok: true } | { ok: false; error: Record<string, unknown> }> {
+async function ping(conn: ConnInfo): Promise<Ping> {
   try {
     const client = await connect(conn, 'control', { connectTimeoutMs: 3_000 });
     try {
@@ -88,8 +108,38 @@ async function ping(conn: ConnInfo): Promise<{ ok: true } | { ok: false; error: 
   }
 }
 
+/** The address the API listens on, when it is bound: a loopback one makes every route check Host. */
+export interface Listening {
+  host: string;
+  /** The port actually bound (known once listening). */
+  port: () => number;
+}
+
+/**
+ * Whether a Host header names this loopback listener: a loopback name or address with the bound
+ * port. A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) sends its
+ * own name here, and is refused.
+ */
+export function hostMatches(header: string | undefined, port: number): boolean {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(header ?? '');
+  if (!m) return false;
+  const name = m[1]!.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return isLoopback(name) && Number(m[2] ?? '80') === port;
+}
+
+/** Verify reports in /status, which anyone who reaches the port reads, leave out the differing keys. */
+function withoutKeys(op: OperationView): OperationView {
+  if (op.kind !== 'verify' || !op.result || !('tables' in op.result)) return op;
+  return {
+    ...op,
+    result: { ...op.result, tables: op.result.tables.map(({ differences: _, ...t }) => t) },
+  };
+}
+
+type StatusAnswer = z.input<typeof Status>;
+
 /** The routes, without listening: startApiServer binds it; the OpenAPI test lists its routes. */
-export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
+export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>, listening?: Listening) {
   const { control, metrics, log } = opts;
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
   const routes: { method: string; url: string }[] = [];
@@ -130,6 +180,18 @@ export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
     ),
   );
 
+  if (listening && isLoopback(listening.host)) {
+    app.addHook('onRequest', async (req) => {
+      if (!hostMatches(req.headers.host, listening.port())) {
+        throw new PgferryError(
+          'PGFERRY_API_MISDIRECTED',
+          `this API answers requests for 127.0.0.1, [::1] or localhost on port ${listening.port()}, not for "${String(req.headers.host ?? '').slice(0, 100)}"`,
+          { side: 'config' },
+        );
+      }
+    });
+  }
+
   // Control calls: a configured token, presented as a bearer token.
   const authorize = async (req: FastifyRequest) => {
     if (opts.token === null) {
@@ -145,97 +207,124 @@ export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
       });
     }
   };
-  const status = () => {
+
+  const operations = new Operations((err) => {
+    if (!CLIENT_CODES.has(err.code)) metrics.error(err.code);
+  });
+
+  const status = (): StatusAnswer => {
     const report = control.read(statusOf);
+    const ops = operations.list().map(withoutKeys);
     if (!report) {
       return {
+        state: null,
         phase: 'preflight',
         pauseReason: null,
         lagSeconds: null,
         backlog: null,
         changesPerSec: null,
         replay: null,
+        setup: null,
+        phases: [],
         copy: null,
         tables: [],
         events: [],
+        problems: [],
+        cutoverDowntimeSeconds: null,
         outage: null,
         interruptedCutover: null,
+        operations: ops,
       };
     }
+    // The servers by address only: /status is open to anyone who reaches the port.
+    const server = ({ user: _, ...s }: ServerIdentity) => s;
     return {
       ...report,
       phase: report.phase ?? 'preflight',
+      setup: report.setup && {
+        ...report.setup,
+        source: server(report.setup.source),
+        target: server(report.setup.target),
+      },
       changesPerSec: report.replay?.changesPerSec ?? null,
+      operations: ops,
     };
   };
 
-  app.get('/', async (_req, reply) =>
-    reply
-      .type('text/html; charset=utf-8')
-      .header('content-security-policy', statusPageCsp)
-      .header('cache-control', 'no-store')
-      .send(statusPageHtml),
-  );
-  app.get('/openapi.json', async () => openApiDocument);
-  app.get('/healthz', async () => ({ ok: true }));
-
   // Concurrent probes share one check: bounded connections to production.
-  let readiness: Promise<{ ok: boolean; source: unknown; target: unknown }> | null = null;
-  app.get('/readyz', async (_req, reply) => {
-    readiness ??= Promise.all([ping(opts.source), ping(opts.target)])
-      .then(([source, target]) => ({ ok: source.ok && target.ok, source, target }))
-      .finally(() => {
-        readiness = null;
-      });
-    const result = await readiness;
-    return reply.code(result.ok ? 200 : 503).send(result);
-  });
+  let readiness: Promise<{ ok: boolean; source: Ping; target: Ping }> | null = null;
 
-  app.get('/status', async () => status());
-  app.get('/tables', async () => ({ tables: status().tables }));
-  app.get('/metrics', async (_req, reply) => {
-    const text = await metrics.text();
-    return reply.type(metrics.contentType).send(text);
-  });
+  const cutoverProgress = () =>
+    control.read((s) => {
+      const step = readCutoverRecord(s)?.step;
+      return step ? `cutover step done: ${step}` : null;
+    });
 
-  app.post('/pause', { preHandler: authorize }, async (req) => {
-    const body = parseBody(PauseBody, req.body);
-    const result = control.pause(body.reason ?? 'paused through the API');
-    log.warn({ reason: result.pauseReason, from: req.ip }, 'API: replay paused');
-    return { ok: true, ...result };
-  });
-
-  app.post('/resume', { preHandler: authorize }, async (req) => {
-    parseBody(ResumeBody, req.body);
-    const result = control.resume();
-    log.info({ from: req.ip }, 'API: replay resumed');
-    return { ok: true, ...result };
-  });
-
-  app.post('/cutover', { preHandler: authorize }, async (req) => {
-    const body = parseBody(CutoverBody, req.body);
-    const d = opts.cutoverDefaults;
-    const settings: CutoverSettings = {
-      freeze: body.freeze ?? d.freeze,
-      maxLagSeconds: body.maxLagSeconds ?? d.maxLagSeconds,
-      force: body.force ?? d.force,
-      verify: body.verify ?? d.verify,
-      settleMs: body.settleSeconds === undefined ? d.settleMs : body.settleSeconds * 1000,
-    };
-    log.info({ ...settings, from: req.ip }, 'API: cutover requested');
-    const result = await control.requestCutover(settings);
-    return { ok: true, ...result };
-  });
-
-  let verifying = false;
-  app.post('/verify', { preHandler: authorize }, async (req) => {
-    const body = parseBody(VerifyBody, req.body);
-    if (verifying) {
-      throw new PgferryError('PGFERRY_API_CONFLICT', 'a verification is already running', { side: 'state' });
-    }
-    verifying = true;
-    try {
-      log.info({ checksums: body.checksums ?? false, from: req.ip }, 'API: verify');
+  const handlers: Record<OperationId, RouteHandlerMethod> = {
+    getStatusPage: async (_req, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        .header('content-security-policy', statusPageCsp)
+        .header('cache-control', 'no-store')
+        .send(statusPageHtml),
+    getOpenApi: async () => openApiDocument,
+    getHealth: async (): Promise<z.input<typeof Health>> => ({ ok: true }),
+    getReadiness: async (_req, reply) => {
+      readiness ??= Promise.all([ping(opts.source), ping(opts.target)])
+        .then(([source, target]) => ({ ok: source.ok && target.ok, source, target }))
+        .finally(() => {
+          readiness = null;
+        });
+      const result: z.input<typeof Readiness> = await readiness;
+      return reply.code(result.ok ? 200 : 503).send(result);
+    },
+    getStatus: async () => status(),
+    getTables: async (): Promise<z.input<typeof Tables>> => ({ tables: status().tables }),
+    getMetrics: async (_req, reply) => {
+      const text = await metrics.text();
+      return reply.type(metrics.contentType).send(text);
+    },
+    getOperation: async (req): Promise<z.input<typeof OperationAnswer>> => {
+      const { id } = req.params as { id: string };
+      const operation = operations.get(id);
+      if (!operation) throw new PgferryError('PGFERRY_API_NOT_FOUND', `no operation ${id.slice(0, 100)}`);
+      return { operation };
+    },
+    pause: async (req): Promise<z.input<typeof PauseAnswer>> => {
+      const body = parseBody(PauseBody, req.body);
+      const result = control.pause(body.reason ?? 'paused through the API');
+      log.warn({ reason: result.pauseReason, from: req.ip }, 'API: replay paused');
+      return { ok: true, ...result };
+    },
+    resume: async (req): Promise<z.input<typeof ResumeAnswer>> => {
+      parseBody(ResumeBody, req.body);
+      const result = control.resume();
+      log.info({ from: req.ip }, 'API: replay resumed');
+      return { ok: true, ...result };
+    },
+    cutover: async (req, reply) => {
+      const body = parseBody(CutoverBody, req.body);
+      const d = opts.cutoverDefaults;
+      const settings: CutoverSettings = {
+        freeze: body.freeze ?? d.freeze,
+        maxLagSeconds: body.maxLagSeconds ?? d.maxLagSeconds,
+        force: body.force ?? d.force,
+        verify: body.verify ?? d.verify,
+        settleMs: body.settleSeconds === undefined ? d.settleMs : body.settleSeconds * 1000,
+      };
+      const operation = operations.start(
+        'cutover',
+        (progress) => {
+          progress('waiting for replay to stop between batches');
+          return control.requestCutover(settings);
+        },
+        cutoverProgress,
+      );
+      log.info({ ...settings, operation: operation.id, from: req.ip }, 'API: cutover started');
+      return accepted(reply, operation);
+    },
+    verify: async (req, reply) => {
+      const body = parseBody(VerifyBody, req.body);
       const settings = {
         source: opts.source,
         target: opts.target,
@@ -243,28 +332,51 @@ export function buildApiApp(opts: Omit<ApiServerOptions, 'host' | 'port'>) {
         checksums: body.checksums ?? false,
         jobs: Math.min(opts.jobs, 4),
       };
-      // While replicating: replay stops, every change visible in a fresh source snapshot is
-      // applied, and the source is read in that snapshot: a drained point, however busy the source.
-      const consistent = opts.control.runInLoop(async (replayer) => {
-        const snapshot = await ExportedSnapshot.take(opts.source);
-        try {
-          await replayer.drainAt(snapshot.id);
-          return await verify({ ...settings, sourceSnapshot: snapshot.id });
-        } finally {
-          await snapshot.release();
-        }
+      const operation = operations.start('verify', (progress) => {
+        const onProgress = (p: VerifyProgress) => progress(`${p.stage}: ${p.done} of ${p.total}`);
+        progress('waiting for replay to stop between batches');
+        // While replicating: replay stops, every change visible in a fresh source snapshot is
+        // applied, and the source is read in that snapshot: a drained point, however busy the source.
+        const consistent = control.runInLoop(async (replayer) => {
+          progress('draining replay to a snapshot of the source');
+          const snapshot = await ExportedSnapshot.take(opts.source);
+          try {
+            await replayer.drainAt(snapshot.id);
+            return await verify({ ...settings, sourceSnapshot: snapshot.id, onProgress });
+          } finally {
+            await snapshot.release();
+          }
+        });
+        return consistent ?? verify({ ...settings, onProgress });
       });
-      return await (consistent ?? verify(settings));
-    } finally {
-      verifying = false;
-    }
-  });
+      log.info(
+        { checksums: settings.checksums, operation: operation.id, from: req.ip },
+        'API: verify started',
+      );
+      return accepted(reply, operation);
+    },
+  };
+
+  for (const route of API_ROUTES) {
+    app.route({
+      method: route.method,
+      url: route.url,
+      preHandler: route.token ? authorize : undefined,
+      handler: handlers[route.operationId],
+    });
+  }
 
   return { app, routes };
 }
 
+function accepted(reply: FastifyReply, operation: OperationView) {
+  const answer: z.input<typeof OperationAnswer> = { operation };
+  return reply.code(202).header('location', `/operations/${operation.id}`).send(answer);
+}
+
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
-  const { app } = buildApiApp(opts);
+  let port = opts.port;
+  const { app } = buildApiApp(opts, { host: opts.host, port: () => port });
   try {
     await app.listen({ host: opts.host, port: opts.port });
   } catch (err) {
@@ -276,6 +388,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     );
   }
   const bound = app.server.address();
+  if (typeof bound === 'object' && bound) port = bound.port;
   const address =
     typeof bound === 'object' && bound
       ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`

@@ -1,8 +1,11 @@
 // The live status page served at GET /: one self-contained HTML document (no framework, no build
-// step, nothing fetched from elsewhere). It polls ./status every second, keeps the last five minutes
-// of lag in memory for the chart, and sends pause, resume and cutover with the token the operator
-// types (kept in sessionStorage, so it dies with the tab). Text from the API is set through
-// textContent only. server.ts serves it with a CSP that allows exactly these inline blocks.
+// step, nothing fetched from elsewhere). It polls ./status every second and shows the servers (host
+// and database, never a user), each side's outage, lag with a five-minute chart, the copy's pace
+// and ETA, the backlog per table, the phases with their times, the cutover's outcome, the running
+// and recent operations, warnings and errors apart from the other events (newest first). It sends
+// pause, resume, verify and cutover with the token the operator types (kept in sessionStorage, so it
+// dies with the tab). Text from the API is set through textContent only. server.ts serves it with a
+// CSP that allows exactly these inline blocks.
 import { createHash } from 'node:crypto';
 
 const STYLE = `
@@ -39,6 +42,13 @@ th { color: var(--muted); font-weight: 500; }
 ol { list-style: none; margin: 0; padding: 0; max-height: 260px; overflow: auto; font-size: 13px; }
 ol li { padding: 3px 0; border-bottom: 1px solid var(--line); }
 ol li.warn { color: var(--warn); } ol li.error { color: var(--bad); }
+#problems li { padding: 4px 8px; border-left: 4px solid var(--warn); margin-bottom: 2px; }
+#problems li.error { border-left-color: var(--bad); font-weight: 600; }
+section.problems { border-color: var(--bad); }
+.state-ok { color: var(--ok); font-weight: 600; } .state-bad { color: var(--bad); font-weight: 600; }
+.state-run { color: var(--accent); font-weight: 600; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; margin: 0; }
+dt { color: var(--muted); } dd { margin: 0; }
 .controls.gap { margin-top: 8px; }
 .error { color: var(--bad); }
 .controls { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; }
@@ -95,6 +105,107 @@ function drawChart() {
   if (pts.length) svg.appendChild(svgEl('polyline', { points: pts.join(' '), class: 'lag' }));
 }
 
+function bytesText(n) {
+  if (n === null || n === undefined) return '–';
+  var units = ['B', 'kB', 'MB', 'GB', 'TB'], i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return fmt(n, i === 0 ? 0 : 1) + ' ' + units[i];
+}
+function durationText(sec) {
+  if (sec === null || sec === undefined) return '–';
+  sec = Math.round(sec);
+  var h = Math.floor(sec / 3600), m = Math.floor((sec % 3600) / 60), x = sec % 60;
+  return (h ? h + 'h ' : '') + (h || m ? m + 'm ' : '') + x + 's';
+}
+function timeText(iso) {
+  if (!iso) return '–';
+  var d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleTimeString();
+}
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+function row(cells, attrs) {
+  var tr = el('tr');
+  for (var k in attrs || {}) tr.dataset[k] = attrs[k];
+  cells.forEach(function (c) { tr.appendChild(typeof c === 'string' ? el('td', c) : c); });
+  return tr;
+}
+function emptyRow(body, cols, text) {
+  var tr = el('tr'), td = el('td', text, 'muted'); td.colSpan = cols; tr.appendChild(td); body.appendChild(tr);
+}
+
+function renderServers(s) {
+  ['source', 'target'].forEach(function (side) {
+    var server = s.setup ? s.setup[side] : null;
+    $(side + '-host').textContent = server ? server.host : '–';
+    $(side + '-db').textContent = server ? server.database : '–';
+    var o = s.outage ? s.outage[side] : null;
+    var state = $(side + '-state');
+    state.textContent = o
+      ? 'UNREACHABLE since ' + timeText(o.since) + ' (' + o.attempts + ' attempts): ' + o.lastError
+      : server ? 'reachable' : '–';
+    state.className = o ? 'state-bad' : server ? 'state-ok' : 'muted';
+  });
+}
+
+function operationText(op) {
+  if (op.state === 'running') return op.progress || 'running';
+  if (op.state === 'failed') return (op.error ? op.error.code + ': ' + op.error.message : 'failed');
+  var r = op.result || {};
+  if (op.kind === 'cutover') return 'done: write downtime ' + fmt(r.downtimeSeconds, 2) + ' s (' + r.freeze + ')';
+  var bad = (r.tables || []).filter(function (t) { return !t.equal; }).map(function (t) { return t.table; });
+  return (r.equal ? 'equal' : 'DIFFERENT: ' + bad.join(', ')) + ' (' + (r.tables || []).length + ' tables' + (r.checksums ? ', checksums' : ', counts') + ')';
+}
+
+function renderOperations(s) {
+  var body = clear($('operations'));
+  (s.operations || []).forEach(function (op) {
+    var state = el('td', op.state, op.state === 'failed' ? 'state-bad' : op.state === 'running' ? 'state-run' : 'state-ok');
+    var ended = op.finishedAt ? durationText((Date.parse(op.finishedAt) - Date.parse(op.startedAt)) / 1000) : 'running ' + durationText((Date.now() - Date.parse(op.startedAt)) / 1000);
+    body.appendChild(row([op.kind, state, timeText(op.startedAt), ended, el('td', operationText(op), op.state === 'failed' ? 'error' : '')], { operation: op.id, state: op.state }));
+  });
+  if (!s.operations || !s.operations.length) emptyRow(body, 5, 'no cutover or verification started here yet');
+}
+
+function renderCutover(s) {
+  var phase = (s.phases || []).filter(function (p) { return p.name === 'cutover'; })[0];
+  var ops = (s.operations || []).filter(function (o) { return o.kind === 'cutover'; });
+  var last = ops[0];
+  var text;
+  if (s.interruptedCutover) text = 'INTERRUPTED: ' + s.interruptedCutover.message + ' (' + s.interruptedCutover.next + ')';
+  else if (s.cutoverDowntimeSeconds !== null && s.cutoverDowntimeSeconds !== undefined) text = 'done: the target took over';
+  else if (last && last.state === 'running') text = 'running: ' + (last.progress || '');
+  else if (last && last.state === 'failed') text = 'failed: ' + operationText(last);
+  else text = 'not started';
+  $('cutover-state').textContent = text;
+  $('cutover-state').className = s.interruptedCutover || (last && last.state === 'failed' && s.cutoverDowntimeSeconds === null) ? 'state-bad' : '';
+  $('downtime').textContent = s.cutoverDowntimeSeconds === null || s.cutoverDowntimeSeconds === undefined ? '–' : fmt(s.cutoverDowntimeSeconds, 2) + ' s';
+  $('cutover-times').textContent = phase ? timeText(phase.startedAt) + ' → ' + timeText(phase.finishedAt) : '–';
+}
+
+function renderPhases(s) {
+  var body = clear($('phases'));
+  (s.phases || []).forEach(function (p) {
+    var took = p.finishedAt ? durationText((Date.parse(p.finishedAt) - Date.parse(p.startedAt)) / 1000) : 'running';
+    body.appendChild(row([p.name, timeText(p.startedAt), p.finishedAt ? timeText(p.finishedAt) : '–', took], { phase: p.name }));
+  });
+  if (!s.phases || !s.phases.length) emptyRow(body, 4, 'no phase started yet');
+}
+
+function renderBacklog(s) {
+  var body = clear($('backlog-tables'));
+  ((s.replay && s.replay.tableBacklogs) || []).forEach(function (t) {
+    body.appendChild(row([t.table, fmt(t.changes)], { table: t.table }));
+  });
+  if (!body.firstChild) emptyRow(body, 2, s.replay ? 'no changes waiting' : 'replay has not started');
+}
+
+function renderEvents(list, events) {
+  clear(list);
+  (events || []).slice().reverse().forEach(function (e) {
+    list.appendChild(el('li', timeText(e.at) + '  ' + (e.phase || '-') + ': ' + e.message, e.level));
+  });
+}
+
 function render(s) {
   var badge = $('phase');
   badge.textContent = s.phase;
@@ -110,34 +221,27 @@ function render(s) {
   $('rate').textContent = s.changesPerSec === null ? '–' : fmt(s.changesPerSec, 1) + '/s';
   $('applied').textContent = fmt(s.replay ? s.replay.appliedTotal : null);
   $('copy-total').textContent = s.copy ? fmt(s.copy.percent, 1) + ' %' : '–';
+  var rate = s.copy && s.copy.rate;
+  $('copy-rate').textContent = rate ? fmt(rate.rowsPerSec) + ' rows/s · ' + bytesText(rate.bytesPerSec) + '/s' : '–';
+  $('copy-eta').textContent = !rate ? '–' : s.copy.percent >= 100 ? 'done' : rate.etaSeconds === null ? 'estimating' : durationText(rate.etaSeconds);
 
-  var body = $('tables');
-  while (body.firstChild) body.removeChild(body.firstChild);
+  var body = clear($('tables'));
   (s.tables || []).forEach(function (t) {
-    var tr = el('tr');
-    tr.dataset.table = t.table;
-    tr.appendChild(el('td', t.table));
-    tr.appendChild(el('td', fmt(t.rowsCopied) + ' / ' + (t.rowsEstimate > 0 ? fmt(t.rowsEstimate) : '?')));
     var td = el('td'), bar = el('span', undefined, 'bar'), fill = el('span');
     fill.style.width = Math.max(0, Math.min(100, t.percent)) + '%';
     bar.appendChild(fill); td.appendChild(bar); td.appendChild(document.createTextNode(fmt(t.percent, 1) + ' %'));
-    tr.appendChild(td);
-    tr.appendChild(el('td', t.chunksDone + ' / ' + t.chunksTotal));
-    tr.appendChild(el('td', t.format));
-    body.appendChild(tr);
+    body.appendChild(row([t.table, fmt(t.rowsCopied) + ' / ' + (t.rowsEstimate > 0 ? fmt(t.rowsEstimate) : '?'), td, t.chunksDone + ' / ' + t.chunksTotal, t.format], { table: t.table }));
   });
-  if (!s.tables || !s.tables.length) {
-    var empty = el('tr'), cell = el('td', 'no tables planned yet', 'muted');
-    cell.colSpan = 5; empty.appendChild(cell); body.appendChild(empty);
-  }
+  if (!s.tables || !s.tables.length) emptyRow(body, 5, 'no tables planned yet');
 
-  var events = $('events');
-  while (events.firstChild) events.removeChild(events.firstChild);
-  (s.events || []).forEach(function (e) {
-    var when = new Date(e.at);
-    var li = el('li', (isNaN(when) ? e.at : when.toLocaleTimeString()) + '  ' + (e.phase || '-') + ': ' + e.message, e.level);
-    events.appendChild(li);
-  });
+  renderServers(s);
+  renderOperations(s);
+  renderCutover(s);
+  renderPhases(s);
+  renderBacklog(s);
+  renderEvents($('problems'), s.problems);
+  $('problems-section').hidden = !(s.problems && s.problems.length);
+  renderEvents($('events'), s.events);
 
   var now = Date.now();
   if (typeof s.lagSeconds === 'number') samples.push({ t: now, lag: s.lagSeconds });
@@ -177,9 +281,7 @@ async function control(route, body) {
       say(route + ' failed: ' + (e.code ? e.code + ': ' : '') + (e.message || 'HTTP ' + res.status), 'error');
       return;
     }
-    var detail = route === 'cutover' && answer.downtimeSeconds !== undefined
-      ? ' (write downtime ' + fmt(answer.downtimeSeconds, 2) + ' s)' : '';
-    say(route + ': ok' + detail, 'ok');
+    say(answer.operation ? route + ' started (operation ' + answer.operation.id + '): see Operations' : route + ': ok', 'ok');
   } catch (err) {
     say(route + ' failed: ' + err.message, 'error');
   }
@@ -195,6 +297,7 @@ $('cutover').addEventListener('click', function () {
   if (!confirm('Cut over now? Writes to the source stop while the target catches up.')) return;
   control('cutover', freeze ? { freeze: freeze } : {});
 });
+$('verify').addEventListener('click', function () { control('verify', { checksums: $('checksums').checked }); });
 poll();
 `;
 
@@ -229,6 +332,28 @@ export const statusPageHtml = `<!doctype html>
   <span id="updated" class="muted"></span>
 </header>
 <main>
+  <section class="wide problems" id="problems-section" hidden>
+    <h2>Warnings and errors</h2>
+    <ol id="problems"></ol>
+  </section>
+  <section>
+    <h2>Servers</h2>
+    <table>
+      <thead><tr><th></th><th>host</th><th>database</th><th>state</th></tr></thead>
+      <tbody>
+        <tr><th>source</th><td id="source-host">–</td><td id="source-db">–</td><td id="source-state" class="muted">–</td></tr>
+        <tr><th>target</th><td id="target-host">–</td><td id="target-db">–</td><td id="target-state" class="muted">–</td></tr>
+      </tbody>
+    </table>
+  </section>
+  <section>
+    <h2>Cutover</h2>
+    <dl>
+      <dt>state</dt><dd id="cutover-state">–</dd>
+      <dt>write downtime</dt><dd id="downtime">–</dd>
+      <dt>started → finished</dt><dd id="cutover-times">–</dd>
+    </dl>
+  </section>
   <section>
     <h2>Replication</h2>
     <div class="figures">
@@ -236,7 +361,6 @@ export const statusPageHtml = `<!doctype html>
       <div class="figure"><span class="muted">backlog</span><b id="backlog">–</b></div>
       <div class="figure"><span class="muted">rate</span><b id="rate">–</b></div>
       <div class="figure"><span class="muted">applied</span><b id="applied">–</b></div>
-      <div class="figure"><span class="muted">copy</span><b id="copy-total">–</b></div>
     </div>
     <svg id="chart" viewBox="0 0 600 140" preserveAspectRatio="none" aria-label="lag over the last 5 minutes"></svg>
   </section>
@@ -249,6 +373,10 @@ export const statusPageHtml = `<!doctype html>
     <div class="controls gap">
       <button id="pause" type="button">Pause</button>
       <button id="resume" type="button">Resume</button>
+      <button id="verify" type="button">Verify</button>
+      <label><input id="checksums" type="checkbox"> checksums</label>
+    </div>
+    <div class="controls gap">
       <select id="freeze" aria-label="freeze method">
         <option value="">freeze: daemon default</option>
         <option value="readonly">readonly</option>
@@ -260,14 +388,40 @@ export const statusPageHtml = `<!doctype html>
     <div id="message" role="status"></div>
   </section>
   <section class="wide">
-    <h2>Tables</h2>
+    <h2>Operations</h2>
+    <table>
+      <thead><tr><th>operation</th><th>state</th><th>started</th><th>took</th><th>progress or result</th></tr></thead>
+      <tbody id="operations"></tbody>
+    </table>
+  </section>
+  <section class="wide">
+    <h2>Copy</h2>
+    <div class="figures">
+      <div class="figure"><span class="muted">done</span><b id="copy-total">–</b></div>
+      <div class="figure"><span class="muted">pace</span><b id="copy-rate">–</b></div>
+      <div class="figure"><span class="muted">ETA</span><b id="copy-eta">–</b></div>
+    </div>
     <table>
       <thead><tr><th>table</th><th>rows copied / estimate</th><th>progress</th><th>chunks</th><th>format</th></tr></thead>
       <tbody id="tables"></tbody>
     </table>
   </section>
+  <section>
+    <h2>Backlog per table</h2>
+    <table>
+      <thead><tr><th>table</th><th>changes waiting</th></tr></thead>
+      <tbody id="backlog-tables"></tbody>
+    </table>
+  </section>
+  <section>
+    <h2>Phases</h2>
+    <table>
+      <thead><tr><th>phase</th><th>started</th><th>finished</th><th>took</th></tr></thead>
+      <tbody id="phases"></tbody>
+    </table>
+  </section>
   <section class="wide">
-    <h2>Recent events</h2>
+    <h2>Recent events (newest first)</h2>
     <ol id="events"></ol>
   </section>
 </main>

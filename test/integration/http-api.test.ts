@@ -1,12 +1,16 @@
 // The HTTP API of `migrate --http` on real clusters: health and readiness, the Prometheus
 // exposition parsed and checked for the named series, /status; control calls refused without a
 // token, with a wrong one, and when the daemon has none; a pause that holds replay while the
-// backlog grows and survives a SIGTERM and restart; resume drains; body validation; verify and a
-// cutover through the API; and no bind beyond loopback without a token.
+// backlog grows and survives a SIGTERM and restart; resume drains; body validation; verify and
+// cutover as operations (202 at once, followed by pgferry ctl, one at a time, exit codes); answers
+// in the documented shapes; a Host header naming another host refused; and no bind beyond
+// loopback without a token.
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Status } from '../../src/http/api-schemas.js';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, freePort, startCluster } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
@@ -38,6 +42,20 @@ function parseMetrics(text: string): Sample[] {
 
 const sample = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+
+/** A GET with the Host header given (fetch does not let a caller choose it). */
+function rawGet(port: number, route: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: route, headers: { host } }, (res) => {
+      let body = '';
+      res.on('data', (c) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
 
 let source: Cluster;
 let target: Cluster;
@@ -109,7 +127,16 @@ describe('migrate --http', () => {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       // biome-ignore lint/suspicious/noExplicitAny: the tests read whatever the API answered
-      return { status: res.status, json: (await res.json()) as any };
+      return { status: res.status, location: res.headers.get('location'), json: (await res.json()) as any };
+    };
+    interface Op {
+      state: string;
+      result: Record<string, unknown>;
+      finishedAt: string | null;
+    }
+    const getAuthorized = async (route: string) => {
+      const res = await fetch(`${api}${route}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      return (await res.json()) as { operation: Op };
     };
     const start = (env: Record<string, string> = { PGFERRY_API_TOKEN: TOKEN }) => {
       daemon = startCli(args, env);
@@ -136,8 +163,9 @@ describe('migrate --http', () => {
       return s.phase === 'replicating' && s.backlog !== null;
     }).catch(failWithLog);
 
-    // The status and the tables.
+    // The status and the tables, in the documented shape.
     const status = await getJson('/status');
+    expect(Status.parse(status)).toEqual(status);
     expect(status).toMatchObject({ phase: 'replicating', pauseReason: null, backlog: 0 });
     expect(typeof status.lagSeconds).toBe('number');
     expect(typeof status.changesPerSec).toBe('number');
@@ -209,6 +237,9 @@ describe('migrate --http', () => {
     const refused = await post('/cutover', { freeze: 'revoke' });
     expect(refused.status).toBe(409);
     expect(refused.json.error.code).toBe('PGFERRY_CUTOVER_REFUSED');
+    const ctlRefused = await runCli(['ctl', 'cutover', '--api', api], { PGFERRY_API_TOKEN: TOKEN });
+    expect(ctlRefused.code).toBe(1);
+    expect(ctlRefused.stderr).toContain('PGFERRY_CUTOVER_REFUSED');
 
     // SIGTERM, and a daemon without a token refuses every control call.
     await stop();
@@ -256,24 +287,91 @@ describe('migrate --http', () => {
     // Restarted after the copy: the copy counters come from the state file.
     expect(sample(drained, 'pgferry_copy_rows_total', { table: 'public.items' })?.value).toBe(5000);
 
-    const verified = await post('/verify', { checksums: true });
-    expect(verified.status).toBe(200);
-    expect(verified.json.equal).toBe(true);
-    expect(verified.json.tables).toHaveLength(2);
+    // Verify starts an operation and answers 202 at once; the report is in the operation.
+    const started = await post('/verify', { checksums: true });
+    expect(started.status, JSON.stringify(started.json)).toBe(202);
+    expect(started.json.operation).toMatchObject({ kind: 'verify', state: 'running', finishedAt: null });
+    expect(started.location).toBe(`/operations/${started.json.operation.id}`);
+    expect((await fetch(`${api}${started.location}`)).status).toBe(401);
+    let op: Op;
+    await waitFor('the verification to end', async () => {
+      op = (await getAuthorized(started.location!)).operation;
+      return op.state !== 'running';
+    });
+    expect(op!.state).toBe('succeeded');
+    expect(op!.result.equal).toBe(true);
+    expect(op!.result.tables).toHaveLength(2);
+    expect(typeof op!.finishedAt).toBe('string');
+    const listed = await getJson('/status');
+    expect(Status.parse(listed)).toEqual(listed);
+    expect(listed.operations[0]).toMatchObject({ id: started.json.operation.id, state: 'succeeded' });
+
     const ctlVerify = await runCli(['ctl', 'verify', '--checksums', '--api', api], {
       PGFERRY_API_TOKEN: TOKEN,
     });
     expect(ctlVerify.code, ctlVerify.stderr).toBe(0);
     expect(JSON.parse(ctlVerify.stdout).equal).toBe(true);
+    expect(ctlVerify.stderr).toMatch(/verify running \(operation [0-9a-f-]+/);
 
-    // The cutover through the API, run by the daemon's own replay.
-    const cut = await post('/cutover', { freeze: 'revoke' });
-    expect(cut.status, JSON.stringify(cut.json)).toBe(200);
-    expect(cut.json.downtimeSeconds).toBeGreaterThan(0);
-    expect((await getJson('/status')).phase).toBe('done');
+    // A row that differs: ctl verify exits 1 and prints the differing key; /status lists the
+    // verdict without the key (anyone who reaches the port reads /status).
+    await target.query("UPDATE notes SET v = 'drifted' WHERE k = 'n7'", [], 'app');
+    const different = await runCli(['ctl', 'verify', '--checksums', '--api', api], {
+      PGFERRY_API_TOKEN: TOKEN,
+    });
+    expect(different.code, different.stderr).toBe(1);
+    const report = JSON.parse(different.stdout);
+    expect(report.equal).toBe(false);
+    expect(report.tables.find((t: { table: string }) => t.table === 'public.notes').differences).toEqual([
+      { key: { k: 'n7' }, kind: 'different' },
+    ]);
+    const afterDiff = await getJson('/status');
+    expect(afterDiff.operations[0].result.equal).toBe(false);
+    expect(JSON.stringify(afterDiff)).not.toContain('"n7"');
+    expect(Status.parse(afterDiff)).toEqual(afterDiff);
+    await target.query("UPDATE notes SET v = 'v7' WHERE k = 'n7'", [], 'app');
+
+    // The cutover through pgferry ctl, run by the daemon's own replay: ctl follows the operation.
+    // An external freeze waits --settle (2 s) for quiet: meanwhile a second cutover, and a
+    // verification, are refused (409), and ctl verify says so with exit 2.
+    const ctlCut = startCli(['ctl', 'cutover', '--freeze', 'external', '--api', api], {
+      PGFERRY_API_TOKEN: TOKEN,
+    });
+    await waitFor('the cutover operation', async () =>
+      (await getJson('/status')).operations.some((o: { kind: string }) => o.kind === 'cutover'),
+    );
+    const second = await post('/cutover', { freeze: 'revoke' });
+    expect(second.status).toBe(409);
+    expect(second.json.error.code).toBe('PGFERRY_API_CONFLICT');
+    expect(second.json.error.message).toContain('a cutover is already running');
+    const busyVerify = await runCli(['ctl', 'verify', '--api', api], { PGFERRY_API_TOKEN: TOKEN });
+    expect(busyVerify.code).toBe(2);
+    expect(busyVerify.stderr).toContain('PGFERRY_API_CONFLICT');
+    const cut = await ctlCut.done;
+    expect(cut.code, cut.stderr).toBe(0);
+    expect(cut.stderr).toMatch(/cutover running \(operation/);
+    const cutResult = JSON.parse(cut.stdout);
+    expect(cutResult).toMatchObject({ ok: true, freeze: 'external' });
+    expect(cutResult.downtimeSeconds).toBeGreaterThan(0);
+    const done = await getJson('/status');
+    expect(Status.parse(done)).toEqual(done);
+    expect(done.phase).toBe('done');
+    expect(done.cutoverDowntimeSeconds).toBe(cutResult.downtimeSeconds);
+    expect(done.operations[0]).toMatchObject({
+      kind: 'cutover',
+      state: 'succeeded',
+      result: { downtimeSeconds: cutResult.downtimeSeconds },
+    });
+    expect(done.setup.source).toEqual(expect.not.objectContaining({ user: expect.anything() }));
     const after = parseMetrics((await get('/metrics')).text);
     expect(sample(after, 'pgferry_phase', { phase: 'done' })?.value).toBe(1);
-    expect(sample(after, 'pgferry_cutover_downtime_seconds')?.value).toBe(cut.json.downtimeSeconds);
+    expect(sample(after, 'pgferry_cutover_downtime_seconds')?.value).toBe(cutResult.downtimeSeconds);
+
+    // Bound to loopback: a request naming another host (DNS rebinding) is refused.
+    const rebound = await rawGet(port, '/status', 'evil.example');
+    expect(rebound.status).toBe(421);
+    expect(JSON.parse(rebound.body).error.code).toBe('PGFERRY_API_MISDIRECTED');
+    expect((await rawGet(port, '/status', `localhost:${port}`)).status).toBe(200);
     const res = await stop();
     expect(res.stdout).toMatch(/cutover done: write downtime/);
     expect(res.stderr).not.toContain(TOKEN);

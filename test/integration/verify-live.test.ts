@@ -1,11 +1,13 @@
 // verify while replication runs: POST /verify stops replay between batches, applies every change
 // visible in a fresh source snapshot, compares the target with the source read in that snapshot,
-// and resumes. Under a writer that never stops, the answer is still "equal".
+// and resumes (an operation: 202 at once, the report its result). Under a writer that never stops,
+// the answer is still "equal".
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { startCli } from '../support/cli.js';
 import { freePort } from '../support/cluster.js';
 import { clusterPair } from '../support/pair.js';
+import { waitFor } from '../support/wait.js';
 
 const TOKEN = 'verify-live-token';
 
@@ -52,8 +54,21 @@ describe('verify while replication runs', () => {
           headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
           body: JSON.stringify({ checksums: true }),
         });
-        const report = (await res.json()) as { equal: boolean; tables: { table: string; equal: boolean }[] };
-        expect(res.status).toBe(200);
+        // The call answers at once (202) with an operation; the report is its result.
+        expect(res.status).toBe(202);
+        const location = res.headers.get('location')!;
+        type Report = { equal: boolean; tables: { table: string; equal: boolean }[] };
+        const report = await waitFor(
+          'the verification',
+          async () => {
+            const poll = await fetch(`${api}${location}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+            const { operation } = (await poll.json()) as { operation: { state: string; result: Report } };
+            if (operation.state === 'failed') throw new Error(JSON.stringify(operation));
+            return operation.state === 'succeeded' && operation.result;
+          },
+          120_000,
+          100,
+        );
         expect(report.tables.map((t) => [t.table, t.equal])).toEqual([
           ['public.counters', true],
           ['public.events', true],

@@ -1,0 +1,235 @@
+// The shapes the HTTP API answers with, as zod schemas: server.ts builds its answers typed by them,
+// openapi.ts turns them (and the request bodies) into the document's components, and the tests
+// parse real answers with them. Each has an id in API_SCHEMAS: the component's name.
+import { z } from 'zod';
+import { PHASES } from '../../checkpoints/store.js';
+import { SIDES } from '../../engine/errors.js';
+import { FREEZE_METHODS } from '../../engine/freeze.js';
+import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
+
+const dateTime = () => z.string().meta({ format: 'date-time' });
+const count = () => z.number().int().nonnegative();
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().regex(/^PGFERRY_[A-Z_]+$/),
+      message: z.string(),
+      side: z.enum(SIDES).optional(),
+      object: z.string().optional(),
+      sqlstate: z.string().optional(),
+      hint: z.string().optional(),
+    }),
+  })
+  .meta({ description: 'Every error: the code (docs/errors.md), the side and object it concerns, a hint' });
+
+export const CutoverResult = z.object({
+  downtimeSeconds: z.number().nonnegative(),
+  freeze: z.enum(FREEZE_METHODS),
+  changesDrained: count(),
+  sequences: count(),
+  materializedViews: count(),
+  deferredObjects: count(),
+  foreignKeysValidated: count(),
+});
+
+export const VerifyReport = z.object({
+  equal: z.boolean(),
+  checksums: z.boolean(),
+  tables: z.array(
+    z.object({
+      table: z.string(),
+      equal: z.boolean(),
+      sourceRows: count(),
+      targetRows: count(),
+      rangesChecked: count().optional(),
+      rangesDiffering: count().optional(),
+      differences: z
+        .array(
+          z.object({
+            key: z.record(z.string(), z.string()),
+            kind: z.enum(['missing-on-target', 'extra-on-target', 'different']),
+          }),
+        )
+        .optional()
+        .meta({
+          description: 'The keys that differ (not in /status, which anyone who reaches the port reads)',
+        }),
+      moreDifferences: count().optional(),
+      note: z.string().optional(),
+    }),
+  ),
+});
+
+export const OPERATION_KINDS = ['cutover', 'verify'] as const;
+export const OPERATION_STATES = ['running', 'succeeded', 'failed'] as const;
+
+export const Operation = z
+  .object({
+    id: z.string(),
+    kind: z.enum(OPERATION_KINDS),
+    state: z.enum(OPERATION_STATES),
+    startedAt: dateTime(),
+    finishedAt: dateTime().nullable(),
+    progress: z.string().nullable().meta({ description: 'What the operation is doing now, while it runs' }),
+    result: z.union([CutoverResult, VerifyReport]).nullable(),
+    error: ErrorBody.shape.error.nullable(),
+  })
+  .meta({
+    description:
+      'A long control call (cutover, verify) started by a POST that answered 202; `succeeded` means it ran to its end (a verify that found differences succeeded, with `result.equal` false)',
+  });
+
+export const OperationAnswer = z.object({ operation: Operation });
+
+const Event = z.object({
+  at: dateTime(),
+  level: z.enum(['info', 'warn', 'error']),
+  phase: z.string().nullable(),
+  message: z.string(),
+});
+
+const Server = z.object({
+  host: z.string(),
+  port: z.number().int(),
+  database: z.string(),
+  systemIdentifier: z.string().nullable(),
+  databaseOid: z.number().int(),
+  databaseName: z.string(),
+});
+
+const Outage = z.object({
+  side: z.enum(['source', 'target']),
+  since: dateTime(),
+  attempts: count(),
+  lastError: z.string(),
+});
+
+export const TableProgress = z.object({
+  table: z.string(),
+  rowsEstimate: z.number(),
+  rowsCopied: count(),
+  bytesCopied: count(),
+  chunksDone: count(),
+  chunksTotal: count(),
+  format: z.enum(['binary', 'text']),
+  percent: z.number(),
+});
+
+const nullableNumber = () => z.number().nullable();
+
+export const Status = z.object({
+  state: z.string().nullable().meta({ description: 'The state file; null before it exists' }),
+  phase: z.enum(PHASES),
+  pauseReason: z.string().nullable(),
+  lagSeconds: nullableNumber(),
+  backlog: nullableNumber(),
+  changesPerSec: nullableNumber(),
+  replay: z
+    .object({
+      lagSeconds: z.number(),
+      backlog: count(),
+      changesPerSec: z.number(),
+      appliedTotal: count(),
+      batches: count(),
+      at: dateTime(),
+      lastBatchAt: dateTime()
+        .nullable()
+        .optional()
+        .meta({
+          description: 'When the last batch was applied (kept across restarts); null before the first',
+        }),
+      tableBacklogs: z
+        .array(z.object({ table: z.string(), changes: count() }))
+        .optional()
+        .meta({ description: 'The tables with changes waiting, biggest first (at most 50)' }),
+    })
+    .nullable(),
+  setup: z
+    .object({
+      runId: z.string(),
+      mode: z.enum(['copy-only', 'replicate']),
+      include: z.array(z.string()),
+      exclude: z.array(z.string()),
+      source: Server,
+      target: Server,
+    })
+    .nullable()
+    .meta({ description: "The run's setup once bound: which servers (never a user or password), filters" }),
+  phases: z.array(z.object({ name: z.string(), startedAt: dateTime(), finishedAt: dateTime().nullable() })),
+  copy: z
+    .object({
+      rows: count(),
+      bytes: count(),
+      chunksDone: count(),
+      chunksTotal: count(),
+      percent: z.number(),
+      rate: z
+        .object({
+          rowsPerSec: z.number(),
+          bytesPerSec: z.number(),
+          etaSeconds: nullableNumber(),
+          at: dateTime(),
+        })
+        .nullable(),
+    })
+    .nullable(),
+  tables: z.array(TableProgress),
+  events: z.array(Event).meta({ description: 'The newest events, oldest first' }),
+  problems: z.array(Event).meta({ description: 'The newest warnings and errors, oldest first' }),
+  cutoverDowntimeSeconds: nullableNumber(),
+  outage: z.object({ source: Outage.nullable(), target: Outage.nullable() }).nullable().meta({
+    description:
+      'While a server is unreachable and pgferry retries it (--retry-for): per side, since when, the attempts so far and the last error; null when both answer',
+  }),
+  interruptedCutover: z
+    .object({
+      freeze: z.enum(FREEZE_METHODS),
+      since: dateTime(),
+      lastStep: z.string(),
+      at: dateTime(),
+      grantsRevoked: count(),
+      message: z.string(),
+      next: z.string(),
+    })
+    .nullable()
+    .meta({
+      description:
+        'A cutover that froze writes on the source and has not finished (a crash): complete it with `pgferry cutover`, undo it with `pgferry cutover --abort`',
+    }),
+  operations: z.array(Operation).meta({
+    description: 'The running and recent cutovers and verifications started through the API, newest first',
+  }),
+});
+
+export const Tables = z.object({ tables: z.array(TableProgress) });
+export const Health = z.object({ ok: z.literal(true) });
+
+const Ping = z.union([
+  z.object({ ok: z.literal(true) }),
+  z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string() }) }),
+]);
+export const Readiness = z.object({ ok: z.boolean(), source: Ping, target: Ping });
+
+export const PauseAnswer = z.object({ ok: z.literal(true), phase: z.enum(PHASES), pauseReason: z.string() });
+export const ResumeAnswer = z.object({ ok: z.literal(true), phase: z.enum(PHASES), pauseReason: z.null() });
+
+/** Every schema the document names, by its component name. */
+export const API_SCHEMAS = {
+  Error: ErrorBody,
+  Status,
+  TableProgress,
+  Tables,
+  Health,
+  Readiness,
+  Operation,
+  OperationAnswer,
+  CutoverResult,
+  VerifyReport,
+  PauseAnswer,
+  ResumeAnswer,
+  PauseBody,
+  ResumeBody,
+  CutoverBody,
+  VerifyBody,
+} as const;
