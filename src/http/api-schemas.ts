@@ -1,10 +1,12 @@
 // The shapes the HTTP API answers with, as zod schemas: server.ts builds its answers typed by them,
 // openapi.ts turns them (and the request bodies) into the document's components, and the tests
 // parse real answers with them. Each has an id in API_SCHEMAS: the component's name.
+
 import { z } from 'zod';
 import { PHASES } from '../../checkpoints/store.js';
 import { SIDES } from '../../engine/errors.js';
 import { FREEZE_METHODS } from '../../engine/freeze.js';
+import { CUTOVER_STEPS } from '../../engine/freeze-record.js';
 import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
 
 const dateTime = () => z.string().meta({ format: 'date-time' });
@@ -31,6 +33,18 @@ export const CutoverResult = z.object({
   materializedViews: count(),
   deferredObjects: count(),
   foreignKeysValidated: count(),
+  frozenAt: dateTime().meta({ description: 'When writes were frozen on the source' }),
+  sessionsEnded: count().meta({
+    description: 'Sessions ended on the source so that nothing could still write',
+  }),
+  verify: z
+    .object({ checksums: z.boolean(), equal: z.boolean(), tables: count() })
+    .nullable()
+    .meta({ description: 'The verification before the target was declared ready' }),
+  steps: z
+    .array(z.object({ step: z.enum(CUTOVER_STEPS), at: dateTime() }))
+    .meta({ description: 'The steps this cutover completed, each with its time' }),
+  completedInterrupted: z.boolean().meta({ description: 'An interrupted cutover was completed' }),
 });
 
 export const VerifyReport = z.object({
@@ -133,12 +147,9 @@ export const Status = z.object({
       appliedTotal: count(),
       batches: count(),
       at: dateTime(),
-      lastBatchAt: dateTime()
-        .nullable()
-        .optional()
-        .meta({
-          description: 'When the last batch was applied (kept across restarts); null before the first',
-        }),
+      lastBatchAt: dateTime().nullable().optional().meta({
+        description: 'When the last batch was applied (kept across restarts); null before the first',
+      }),
       tableBacklogs: z
         .array(z.object({ table: z.string(), changes: count() }))
         .optional()
