@@ -176,7 +176,10 @@ export function buildProgram(): Command {
     .description('drive a running daemon through its HTTP API: status, pause, resume, cutover, verify')
     .argument('<action>', 'status, pause, resume, cutover or verify')
     .option('--api <url>', 'the daemon API (or PGFERRY_API_URL; default http://127.0.0.1:8080)')
-    .option('--token <token>', 'API token for control calls (or PGFERRY_API_TOKEN; default: none, control calls refused)')
+    .option(
+      '--token <token>',
+      'API token for control calls (or PGFERRY_API_TOKEN; default: none, control calls refused)',
+    )
     .option('--reason <text>', 'pause: why, shown in /status (default: none)')
     .addOption(freezeOpt())
     .option('--max-lag <duration>', "cutover: refuse above this lag (default: the daemon's --max-lag, 5s)")

@@ -6,6 +6,7 @@ import { ConnInfo } from '../engine/conn-info.js';
 import type { CutoverSettings } from '../engine/cutover.js';
 import { PgferryError } from '../engine/errors.js';
 import { FREEZE_METHODS, type FreezeMethod } from '../engine/freeze.js';
+import { type HttpAddress, parseHttpAddress } from './http/address.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -132,10 +133,9 @@ export interface MigrateFlags {
   cutoverWhenSynced?: boolean;
 }
 
-function parseHttp(text: string): { host: string; port: number } {
-  const m = /^(?:\[?([^\]]*)\]?:)?(\d{1,5})$/.exec(text.trim());
-  const port = Number(m?.[2]);
-  if (!m || port < 1 || port > 65535) {
+function parseHttp(text: string): HttpAddress {
+  const addr = parseHttpAddress(text);
+  if (!addr) {
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',
       `--http "${text}" must be HOST:PORT (e.g. 127.0.0.1:8080)`,
@@ -144,7 +144,7 @@ function parseHttp(text: string): { host: string; port: number } {
       },
     );
   }
-  return { host: m[1] || '127.0.0.1', port };
+  return addr;
 }
 
 /** --retry-for / PGFERRY_RETRY_FOR: how long a lost connection is retried (default 10m, an RDS failover's worth and more). */
