@@ -171,6 +171,18 @@ export class CheckpointStore {
         db.pragma('foreign_keys = ON');
       }
     } catch (err) {
+      // An install that did not run better-sqlite3's install script has no native module.
+      if (/Could not locate the bindings file/.test((err as Error).message)) {
+        throw new PgferryError(
+          'PGFERRY_STATE_INVALID',
+          `cannot open state file ${file}: better-sqlite3's native module was not built when pgferry was installed`,
+          {
+            side: 'state',
+            hint: 'Reinstall allowing its install script: npm install -g --allow-scripts=better-sqlite3 <pgferry package>.',
+            cause: err,
+          },
+        );
+      }
       throw new PgferryError(
         'PGFERRY_STATE_INVALID',
         `cannot open state file ${file}: ${(err as Error).message}`,
