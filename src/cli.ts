@@ -175,7 +175,10 @@ export function buildProgram(): Command {
     .command('ctl')
     .description('drive a running daemon through its HTTP API: status, pause, resume, cutover, verify')
     .argument('<action>', 'status, pause, resume, cutover or verify')
-    .option('--api <url>', 'the daemon API (or PGFERRY_API_URL; default http://127.0.0.1:8080)')
+    .option(
+      '--api <url>',
+      'the daemon API (or PGFERRY_API_URL; default: the address PGFERRY_HTTP binds, else http://127.0.0.1:8080)',
+    )
     .option(
       '--token <token>',
       'API token for control calls (or PGFERRY_API_TOKEN; default: none, control calls refused)',

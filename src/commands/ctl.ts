@@ -2,9 +2,11 @@
 // rather not write curl lines. The token comes from --token or PGFERRY_API_TOKEN. Cutover and
 // verify start an operation on the daemon (202); ctl follows it, progress on stderr, and prints
 // its result as the command's own: verify exits 0 equal, 1 different, 2 no verdict.
+
 import { ERRORS, type ErrorCode, PgferryError, SIDES, type Side } from '../../engine/errors.js';
 import { sleep } from '../../engine/sleep.js';
 import { parseDuration } from '../config.js';
+import { localUrl, parseHttpAddress } from '../http/address.js';
 
 export const CTL_ACTIONS = ['status', 'pause', 'resume', 'cutover', 'verify'] as const;
 export type CtlAction = (typeof CTL_ACTIONS)[number];
@@ -76,7 +78,7 @@ function remoteError(action: CtlAction, e: RemoteError, status?: number): Pgferr
 const unreachable = new WeakSet<Error>();
 
 export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void> {
-  const api = (flags.api ?? process.env.PGFERRY_API_URL ?? 'http://127.0.0.1:8080').replace(/\/+$/, '');
+  const api = (flags.api ?? (process.env.PGFERRY_API_URL || defaultApi())).replace(/\/+$/, '');
   const token = flags.token ?? process.env.PGFERRY_API_TOKEN;
   const call = async (method: 'GET' | 'POST', route: string, payload?: unknown) => {
     const headers: Record<string, string> = {};
@@ -149,4 +151,10 @@ export async function ctlCommand(action: CtlAction, flags: Flags): Promise<void>
     `${JSON.stringify(action === 'cutover' ? { ok: true, ...result } : result, null, 2)}\n`,
   );
   if (action === 'verify' && result.equal === false) process.exitCode = 1;
+}
+
+/** Beside a daemon configured by PGFERRY_HTTP (the container), its own address; else 127.0.0.1:8080. */
+function defaultApi(): string {
+  const bound = process.env.PGFERRY_HTTP ? parseHttpAddress(process.env.PGFERRY_HTTP) : null;
+  return bound ? localUrl(bound) : 'http://127.0.0.1:8080';
 }

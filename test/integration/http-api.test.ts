@@ -181,6 +181,13 @@ describe('migrate --http', () => {
     const ctlStatus = await runCli(['ctl', 'status', '--api', api]);
     expect(ctlStatus.code, ctlStatus.stderr).toBe(0);
     expect(JSON.parse(ctlStatus.stdout).phase).toBe('replicating');
+    // Beside a daemon configured by PGFERRY_HTTP (the container), ctl finds it without --api.
+    const ctlBeside = await runCli(['ctl', 'status'], {
+      PGFERRY_HTTP: `0.0.0.0:${port}`,
+      PGFERRY_API_URL: '',
+    });
+    expect(ctlBeside.code, ctlBeside.stderr).toBe(0);
+    expect(JSON.parse(ctlBeside.stdout).phase).toBe('replicating');
     const ctlNoToken = await runCli(['ctl', 'pause', '--api', api], { PGFERRY_API_TOKEN: '' });
     expect(ctlNoToken.code).toBe(2);
     expect(ctlNoToken.stderr).toContain('PGFERRY_API_UNAUTHORIZED');
