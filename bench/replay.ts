@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckpointStore } from '../checkpoints/store.js';
-import type { ReplayStats } from '../engine/replay.js';
+import type { ReplayStats } from '../engine/replay/replay.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
 import { hostFacts, isMain, scaleBenchMain, withCleanup } from './cli.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';

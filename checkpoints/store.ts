@@ -4,9 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import Database from 'better-sqlite3';
-import { delayPointSync } from '../engine/crash-point.js';
-import { PgferryError } from '../engine/errors.js';
-import { sameServerAs } from '../engine/run-identity.js';
+import { delayPointSync } from '../lib/crash-point.js';
+import { PgferryError } from '../lib/errors.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
 
 export const PHASES = [
@@ -32,6 +31,21 @@ export interface ServerIdentity {
   systemIdentifier: string | null;
   databaseOid: number;
   databaseName: string;
+}
+
+/**
+ * Whether a server found now is the one a run recorded. With the system identifier on both: it and
+ * the database oid. Without (a managed service hides it): the database oid and name, and the host
+ * and port as spelled, since nothing else stays the same across a restart.
+ */
+export function sameServerAs(recorded: ServerIdentity, live: ServerIdentity): boolean {
+  if (recorded.databaseOid !== live.databaseOid) return false;
+  if (recorded.systemIdentifier && live.systemIdentifier) {
+    return recorded.systemIdentifier === live.systemIdentifier;
+  }
+  return (
+    recorded.databaseName === live.databaseName && recorded.host === live.host && recorded.port === live.port
+  );
 }
 
 export interface RunSetup {

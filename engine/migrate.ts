@@ -5,7 +5,8 @@ import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { CheckpointStore, type Phase } from '../checkpoints/store.js';
-import { analyzeTables } from './analyze.js';
+import { isPgferryError, PgferryError, redact } from '../lib/errors.js';
+import { sleep } from '../lib/sleep.js';
 import {
   CaptureHeartbeat,
   type CaptureLogSize,
@@ -15,24 +16,20 @@ import {
   requireCapture,
 } from './capture/registry.js';
 import { captureUnits, describeCapture, installCapture } from './capture/triggers.js';
-import { copyUnits, splitTables, type TableInfo } from './catalog.js';
-import { ensureChunkMarks } from './chunk-marks.js';
-import type { ConnInfo } from './conn-info.js';
-import { runCopy } from './copy.js';
-import { planChunks } from './copy-planner.js';
-import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from './cutover.js';
-import { connect, q, withClient } from './db.js';
-import { createDeferred } from './deferred-objects.js';
-import { isPgferryError, PgferryError, redact } from './errors.js';
-import { interruptedCutover } from './freeze-record.js';
-import { refreshMatviews } from './matviews.js';
-import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf, writeOutages } from './outage.js';
-import { requireTool } from './pg-tools.js';
-import { COPY_RATE_META, copyRate, type ProgressSnapshot } from './progress.js';
-import { Replayer, type ReplayStats } from './replay.js';
-import { bindRun } from './run-binding.js';
-import type { RunControl } from './run-control.js';
-import { dropRunMark, runMarkSql } from './run-identity.js';
+import { ensureChunkMarks } from './copy/chunk-marks.js';
+import { runCopy } from './copy/copy.js';
+import { planChunks } from './copy/planner.js';
+import { COPY_RATE_META, copyRate, type ProgressSnapshot } from './copy/progress.js';
+import { ExportedSnapshot, SnapshotPool } from './copy/snapshot.js';
+import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from './cutover/cutover.js';
+import { interruptedCutover } from './cutover/freeze-record.js';
+import { Replayer, type ReplayStats } from './replay/replay.js';
+import { bindRun } from './run/binding.js';
+import type { RunControl } from './run/control.js';
+import { dropRunMark, runMarkSql } from './run/identity.js';
+import { analyzeTables } from './schema/analyze.js';
+import { createDeferred } from './schema/deferred-objects.js';
+import { refreshMatviews } from './schema/matviews.js';
 import {
   applyPreData,
   classifyPostData,
@@ -40,11 +37,20 @@ import {
   objectTable,
   parseDump,
   preparePreData,
-} from './schema.js';
-import { syncSequences } from './sequences.js';
-import { sleep } from './sleep.js';
-import { ExportedSnapshot, SnapshotPool } from './snapshot.js';
-import type { TableFilter } from './table-filter.js';
+} from './schema/schema.js';
+import { syncSequences } from './schema/sequences.js';
+import { copyUnits, splitTables, type TableInfo } from './shared/catalog.js';
+import type { ConnInfo } from './shared/conn-info.js';
+import { connect, q, withClient } from './shared/db.js';
+import {
+  DEFAULT_RETRY_FOR_MS,
+  isConnectionLoss,
+  OutageTracker,
+  sideOf,
+  writeOutages,
+} from './shared/outage.js';
+import { requireTool } from './shared/pg-tools.js';
+import type { TableFilter } from './shared/table-filter.js';
 
 export interface MigrateOptions {
   source: ConnInfo;

@@ -1,11 +1,11 @@
 // Prints docs/errors.md from the error registry: `npm run docs:errors`. A test keeps them equal.
-import { ERRORS } from '../engine/errors.js';
+import { ERRORS } from '../lib/errors.js';
 
 export function errorsDoc(): string {
   const lines = [
     '# pgferry errors',
     '',
-    'Generated from `engine/errors.ts` by `npm run docs:errors`; a test fails when the two differ.',
+    'Generated from `lib/errors.ts` by `npm run docs:errors`; a test fails when the two differ.',
     '',
     'Every error pgferry reports carries one of these codes, the side it concerns (`source`, `target`,',
     '`state`, `config`, `tool`), the object (a table, a chunk, an index) where there is one, and the',

@@ -5,7 +5,7 @@
 // UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
 // applying the same batch twice leaves the same result: replay is idempotent.
 import type pg from 'pg';
-import { qualified, quoteIdent, rollbackQuietly } from '../engine/db.js';
+import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
 import { pipeCopy } from './copy-pipe.js';
 
 export interface ApplyTable {

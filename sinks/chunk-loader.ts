@@ -2,7 +2,7 @@
 // STDIN, bytes passed through, rows never parsed. The chunk is one target transaction: on any
 // failure the stream is aborted (pg-copy-streams sends CopyFail) and the transaction rolled back.
 import type pg from 'pg';
-import { rollbackQuietly } from '../engine/db.js';
+import { rollbackQuietly } from '../lib/sql.js';
 import { pipeCopy } from './copy-pipe.js';
 
 export interface ChunkLoad {

@@ -2,7 +2,7 @@
 // src/commands/. A user-caused error ends as one line on stderr and its registry exit code.
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
-import { isPgferryError, PgferryError, redact } from '../engine/errors.js';
+import { isPgferryError, PgferryError, redact } from '../lib/errors.js';
 import { cleanupCommand } from './commands/cleanup.js';
 import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';

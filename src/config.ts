@@ -2,10 +2,10 @@
 // frozen. Connection URLs become ConnInfo objects whose password is never enumerable.
 import net from 'node:net';
 import { z } from 'zod';
-import { ConnInfo } from '../engine/conn-info.js';
-import type { CutoverSettings } from '../engine/cutover.js';
-import { PgferryError } from '../engine/errors.js';
-import { FREEZE_METHODS, type FreezeMethod } from '../engine/freeze.js';
+import type { CutoverSettings } from '../engine/cutover/cutover.js';
+import { FREEZE_METHODS, type FreezeMethod } from '../engine/cutover/freeze.js';
+import { ConnInfo } from '../engine/shared/conn-info.js';
+import { PgferryError } from '../lib/errors.js';
 import { type HttpAddress, parseHttpAddress } from './http/address.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };

@@ -5,9 +5,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
 import type { CaptureLogSize } from '../engine/capture/registry.js';
-import { ERRORS } from '../engine/errors.js';
-import type { ProgressSnapshot } from '../engine/progress.js';
-import { type ReplayStats, TABLE_BACKLOGS } from '../engine/replay.js';
+import type { ProgressSnapshot } from '../engine/copy/progress.js';
+import { type ReplayStats, TABLE_BACKLOGS } from '../engine/replay/replay.js';
+import { ERRORS } from '../lib/errors.js';
 import { VERSION } from './version.js';
 
 /** What the gauges read from the run at each scrape. */

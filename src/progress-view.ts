@@ -2,8 +2,8 @@
 // bytes, rate, ETA) and one live line for replay (lag, backlog, rate). Log lines are printed above
 // the bars. Off a terminal nothing here runs: the JSON log lines carry the same figures.
 import cliProgress from 'cli-progress';
-import type { ProgressSnapshot } from '../engine/progress.js';
-import type { ReplayStats } from '../engine/replay.js';
+import type { ProgressSnapshot } from '../engine/copy/progress.js';
+import type { ReplayStats } from '../engine/replay/replay.js';
 import { bytes, duration, int } from './format.js';
 
 const MAX_TABLE_BARS = 6;

@@ -1,9 +1,9 @@
 // The JSON documents `migrate --json` and `cutover --json` print on stdout when they end: what
 // the run reached, read back from its state file, with the figures of this invocation.
 import { CheckpointStore } from '../checkpoints/store.js';
-import type { CutoverResult } from '../engine/cutover.js';
+import type { CutoverResult } from '../engine/cutover/cutover.js';
 import type { MigrateOptions, MigrateResult } from '../engine/migrate.js';
-import type { ReplayStats } from '../engine/replay.js';
+import type { ReplayStats } from '../engine/replay/replay.js';
 
 /**
  * How `migrate` ended: the mode's own end (copy-only: copied; exit-when-synced: backlog drained;

@@ -7,10 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { PGFERRY_SCHEMA } from '../catalog.js';
-import type { ConnInfo } from '../conn-info.js';
-import { connect, q, qualified, quoteIdent } from '../db.js';
-import { PgferryError, sqlstateOf } from '../errors.js';
+import { PgferryError, sqlstateOf } from '../../lib/errors.js';
+import { qualified, quoteIdent } from '../../lib/sql.js';
+import { PGFERRY_SCHEMA } from '../shared/catalog.js';
+import type { ConnInfo } from '../shared/conn-info.js';
+import { connect, q } from '../shared/db.js';
 
 export const RUNS_TABLE = 'runs';
 export const CAPTURED_TABLE = 'captured';

@@ -14,10 +14,10 @@
 // consume the other's changes. pgferry.runs is the registry of those runs (engine/capture/registry.ts).
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../catalog.js';
-import { qualified, quoteIdent, quoteLiteral } from '../db.js';
-import { classify, dbError, PgferryError } from '../errors.js';
-import { sleep } from '../sleep.js';
+import { classify, dbError, PgferryError } from '../../lib/errors.js';
+import { sleep } from '../../lib/sleep.js';
+import { qualified, quoteIdent, quoteLiteral } from '../../lib/sql.js';
+import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
 
 /** The capture triggers of one run. */
 export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;

@@ -1,4 +1,4 @@
-import { cleanup } from '../../engine/cleanup.js';
+import { cleanup } from '../../engine/capture/cleanup.js';
 import { sourceConn } from '../config.js';
 
 export async function cleanupCommand(flags: {

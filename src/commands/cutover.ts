@@ -1,4 +1,4 @@
-import { runCutover, runCutoverAbort } from '../../engine/cutover-standalone.js';
+import { runCutover, runCutoverAbort } from '../../engine/cutover/standalone.js';
 import {
   type CutoverFlags,
   loadCutoverSettings,

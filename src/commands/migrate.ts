@@ -1,11 +1,11 @@
-import type { CutoverResult } from '../../engine/cutover.js';
-import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
-import { interruptedCutover } from '../../engine/freeze-record.js';
+import type { ProgressSnapshot } from '../../engine/copy/progress.js';
+import type { CutoverResult } from '../../engine/cutover/cutover.js';
+import { interruptedCutover } from '../../engine/cutover/freeze-record.js';
 import { type MigrateResult, migrate } from '../../engine/migrate.js';
-import { type Outages, readOutages } from '../../engine/outage.js';
-import type { ProgressSnapshot } from '../../engine/progress.js';
-import type { ReplayStats } from '../../engine/replay.js';
-import { RunControl } from '../../engine/run-control.js';
+import type { ReplayStats } from '../../engine/replay/replay.js';
+import { RunControl } from '../../engine/run/control.js';
+import { type Outages, readOutages } from '../../engine/shared/outage.js';
+import { isPgferryError, PgferryError, redact } from '../../lib/errors.js';
 import {
   apiToken,
   type CutoverFlags,

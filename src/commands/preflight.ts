@@ -1,4 +1,4 @@
-import { type PreflightReport, preflight } from '../../engine/preflight.js';
+import { type PreflightReport, preflight } from '../../engine/preflight/preflight.js';
 import { sourceConn, targetConn } from '../config.js';
 import { bytes, int, table } from '../format.js';
 

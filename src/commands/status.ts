@@ -1,9 +1,9 @@
 import { CheckpointStore, type EventRecord, type Phase } from '../../checkpoints/store.js';
-import type { FreezeMethod } from '../../engine/freeze.js';
-import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/freeze-record.js';
-import { type Outages, readOutages } from '../../engine/outage.js';
-import { COPY_RATE_META, type CopyRate } from '../../engine/progress.js';
-import type { ReplayStats } from '../../engine/replay.js';
+import { COPY_RATE_META, type CopyRate } from '../../engine/copy/progress.js';
+import type { FreezeMethod } from '../../engine/cutover/freeze.js';
+import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/cutover/freeze-record.js';
+import type { ReplayStats } from '../../engine/replay/replay.js';
+import { type Outages, readOutages } from '../../engine/shared/outage.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
 

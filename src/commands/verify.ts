@@ -1,8 +1,8 @@
-import { withClient } from '../../engine/db.js';
-import { isPgferryError, PgferryError } from '../../engine/errors.js';
-import { isConnectionLoss, OutageTracker, sideOf } from '../../engine/outage.js';
-import { sleep } from '../../engine/sleep.js';
-import { type VerifyReport, verify } from '../../engine/verify.js';
+import { withClient } from '../../engine/shared/db.js';
+import { isConnectionLoss, OutageTracker, sideOf } from '../../engine/shared/outage.js';
+import { type VerifyReport, verify } from '../../engine/verify/verify.js';
+import { isPgferryError, PgferryError } from '../../lib/errors.js';
+import { sleep } from '../../lib/sleep.js';
 import { parseJobs, retryFor, sourceConn, targetConn } from '../config.js';
 import { int, table } from '../format.js';
 import { createLogger } from '../logger.js';

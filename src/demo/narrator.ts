@@ -2,8 +2,8 @@
 // progress turned into short lines. The engine logs through pino as usual; the narrator's logger
 // turns the few milestones worth telling into sentences and sends warnings and errors to stderr.
 import pino, { type Logger } from 'pino';
-import type { ProgressSnapshot } from '../../engine/progress.js';
-import type { ReplayStats } from '../../engine/replay.js';
+import type { ProgressSnapshot } from '../../engine/copy/progress.js';
+import type { ReplayStats } from '../../engine/replay/replay.js';
 import { bytes, int } from '../format.js';
 
 const PHASE_WORDS: Record<string, string> = {

@@ -1,5 +1,5 @@
 // The demo's two reports: the per-table comparison of source and target, and what cleanup removed.
-import type { Removed } from '../../engine/cleanup.js';
+import type { Removed } from '../../engine/capture/cleanup.js';
 import { tableHashes } from '../embedded/row-hash.js';
 import { int, table } from '../format.js';
 

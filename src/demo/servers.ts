@@ -2,8 +2,9 @@
 // pinned pg14/pg15/pg17 dev dependencies); the source is the newest one this machine's pg_dump
 // can dump (pg_dump must be at least the source's major version), so the demo is an upgrade
 // whenever two versions fit, as a move from Heroku to RDS often is.
-import { PgferryError } from '../../engine/errors.js';
-import { findTool, requireTool } from '../../engine/pg-tools.js';
+
+import { findTool, requireTool } from '../../engine/shared/pg-tools.js';
+import { PgferryError } from '../../lib/errors.js';
 import { installedServerVersions, type ServerVersion } from '../embedded/binaries.js';
 
 export async function chooseVersions(): Promise<{ source: ServerVersion; target: ServerVersion }> {

@@ -4,9 +4,9 @@
 
 import { z } from 'zod';
 import { PHASES } from '../../checkpoints/store.js';
-import { SIDES } from '../../engine/errors.js';
-import { FREEZE_METHODS } from '../../engine/freeze.js';
-import { CUTOVER_STEPS } from '../../engine/freeze-record.js';
+import { FREEZE_METHODS } from '../../engine/cutover/freeze.js';
+import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
+import { SIDES } from '../../lib/errors.js';
 import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
 
 const dateTime = () => z.string().meta({ format: 'date-time' });

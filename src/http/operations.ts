@@ -5,7 +5,7 @@
 // Kept in memory: after a restart the state file still tells the cutover's outcome.
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
-import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
+import { isPgferryError, PgferryError, redact } from '../../lib/errors.js';
 import type { OPERATION_KINDS, Operation } from './api-schemas.js';
 
 export type OperationView = z.infer<typeof Operation>;

@@ -1,7 +1,7 @@
 // The control calls' request bodies, one zod schema each: server.ts validates with them and
 // openapi.ts derives the documented JSON Schema from them, so the two cannot drift.
 import { z } from 'zod';
-import { FREEZE_METHODS } from '../../engine/freeze.js';
+import { FREEZE_METHODS } from '../../engine/cutover/freeze.js';
 
 export const PauseBody = z.strictObject({ reason: z.string().trim().min(1).max(500).optional() });
 export const ResumeBody = z.strictObject({});

@@ -4,21 +4,21 @@
 // <PGFERRY_API_TOKEN>`. The routes are those of api-routes.ts, one handler per operationId. Bound
 // to loopback, every request must name that loopback address in its Host header. Every error is
 // JSON `{ error: { code, message, … } }` with the HTTP status of its code in the registry
-// (engine/errors.ts).
+// (lib/errors.ts).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyReply, type FastifyRequest, type RouteHandlerMethod } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { ServerIdentity } from '../../checkpoints/store.js';
-import type { ConnInfo } from '../../engine/conn-info.js';
-import type { CutoverSettings } from '../../engine/cutover.js';
-import { connect } from '../../engine/db.js';
-import { isPgferryError, PgferryError, redact } from '../../engine/errors.js';
-import { readCutoverRecord } from '../../engine/freeze-record.js';
-import type { RunControl } from '../../engine/run-control.js';
-import { ExportedSnapshot } from '../../engine/snapshot.js';
-import type { TableFilter } from '../../engine/table-filter.js';
-import { type VerifyProgress, verify } from '../../engine/verify.js';
+import { ExportedSnapshot } from '../../engine/copy/snapshot.js';
+import type { CutoverSettings } from '../../engine/cutover/cutover.js';
+import { readCutoverRecord } from '../../engine/cutover/freeze-record.js';
+import type { RunControl } from '../../engine/run/control.js';
+import type { ConnInfo } from '../../engine/shared/conn-info.js';
+import { connect } from '../../engine/shared/db.js';
+import type { TableFilter } from '../../engine/shared/table-filter.js';
+import { type VerifyProgress, verify } from '../../engine/verify/verify.js';
+import { isPgferryError, PgferryError, redact } from '../../lib/errors.js';
 import { statusOf } from '../commands/status.js';
 import { isLoopback } from '../config.js';
 import type { Metrics } from '../metrics.js';

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { CUTOVER_STEPS } from '../../engine/freeze-record.js';
+import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
 import { runCli, startCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';

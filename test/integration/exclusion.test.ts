@@ -4,8 +4,8 @@
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { ConnInfo } from '../../engine/conn-info.js';
 import { migrate } from '../../engine/migrate.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
 

@@ -3,8 +3,8 @@
 // moment later, so the copy never fails with "invalid snapshot identifier" and ends equal. The
 // pool reports the age of the oldest snapshot it holds (a metric: vacuum on the source waits for it).
 import { describe, expect, it } from 'vitest';
-import { ConnInfo } from '../../engine/conn-info.js';
-import { SnapshotPool } from '../../engine/snapshot.js';
+import { SnapshotPool } from '../../engine/copy/snapshot.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';

@@ -3,8 +3,8 @@
 // the copy's snapshot is renewed under capture, so no transaction stays open for long.
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { ConnInfo } from '../../engine/conn-info.js';
-import { connect, SESSION_KINDS } from '../../engine/db.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
+import { connect, SESSION_KINDS } from '../../engine/shared/db.js';
 import { startCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { copyInSql, copyOutSql, rangePredicate } from '../../engine/chunk-sql.js';
-import { chunkCount } from '../../engine/copy-planner.js';
+import { copyInSql, copyOutSql, rangePredicate } from '../../engine/copy/chunk-sql.js';
+import { chunkCount } from '../../engine/copy/planner.js';
 
 const key = [
   { name: 'tenant', type: 'integer' },

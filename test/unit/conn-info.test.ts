@@ -1,6 +1,6 @@
 // A connection URL means what libpq says it means, for node-postgres and libpq's programs alike.
 import { describe, expect, it } from 'vitest';
-import { ConnInfo } from '../../engine/conn-info.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
 
 describe('ConnInfo: libpq semantics of a URL', () => {
   it('keeps a password given as ?password= off the command line of libpq programs', () => {

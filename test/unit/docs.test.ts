@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { ERRORS } from '../../engine/errors.js';
+import { ERRORS } from '../../lib/errors.js';
 import { Metrics } from '../../src/metrics.js';
 
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
@@ -155,7 +155,7 @@ describe('the documents', () => {
   });
 
   it('name only PGFERRY_* error codes and variables that exist', () => {
-    const source = ['src', 'engine', 'checkpoints', 'sinks', 'bin']
+    const source = ['src', 'lib', 'engine', 'checkpoints', 'sinks', 'bin']
       .flatMap((d) =>
         fs
           .readdirSync(path.join(root, d), { recursive: true, encoding: 'utf8' })

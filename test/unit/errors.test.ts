@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { classify, ERRORS, PgferryError, redact } from '../../engine/errors.js';
+import { classify, ERRORS, PgferryError, redact } from '../../lib/errors.js';
 import { errorsDoc } from '../../scripts/gen-errors-doc.js';
 
 describe('error registry', () => {

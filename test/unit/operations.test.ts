@@ -2,7 +2,7 @@
 // leaves no trace, progress shown while running, the outcome (result or coded error) after, and
 // only the ten most recent finished ones kept.
 import { describe, expect, it } from 'vitest';
-import { PgferryError } from '../../engine/errors.js';
+import { PgferryError } from '../../lib/errors.js';
 import { Operations } from '../../src/http/operations.js';
 
 const settle = () => new Promise((r) => setTimeout(r, 0));

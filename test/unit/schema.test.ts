@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyPostData, parseDump, preparePreData } from '../../engine/schema.js';
+import { classifyPostData, parseDump, preparePreData } from '../../engine/schema/schema.js';
 
 const entry = (name: string, type: string, schema: string, sql: string) =>
   `--\n-- Name: ${name}; Type: ${type}; Schema: ${schema}; Owner: -\n--\n\n${sql}\n\n\n`;
@@ -121,7 +121,7 @@ describe("pgferry's own capture triggers", () => {
 
 describe('objectTable', () => {
   it('names the table of a constraint or an index, quoted names unquoted', async () => {
-    const { objectTable } = await import('../../engine/schema.js');
+    const { objectTable } = await import('../../engine/schema/schema.js');
     expect(objectTable('ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);')).toEqual({
       schema: 'public',
       name: 't',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { makeMatcher } from '../../engine/table-filter.js';
+import { makeMatcher } from '../../engine/shared/table-filter.js';
 
 describe('table filter', () => {
   it('selects everything without patterns', () => {
