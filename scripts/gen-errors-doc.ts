@@ -1,5 +1,5 @@
 // Prints docs/errors.md from the error registry: `npm run docs:errors`. A test keeps them equal.
-import { ERRORS } from '../lib/errors.js';
+import { ERRORS } from '../lib/error-codes.js';
 
 export function errorsDoc(): string {
   const lines = [

@@ -7,7 +7,7 @@ import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
 import type { CaptureLogSize } from '../engine/capture/registry.js';
 import type { ProgressSnapshot } from '../engine/copy/progress.js';
 import { type ReplayStats, TABLE_BACKLOGS } from '../engine/replay/replay.js';
-import { ERRORS } from '../lib/errors.js';
+import { ERRORS } from '../lib/error-codes.js';
 import { VERSION } from './version.js';
 
 /** What the gauges read from the run at each scrape. */

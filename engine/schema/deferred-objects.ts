@@ -6,7 +6,8 @@ import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, ObjectStage, SchemaObjectRecord } from '../../checkpoints/store.js';
-import { type ErrorCode, PgferryError, sqlstateOf } from '../../lib/errors.js';
+import type { ErrorCode } from '../../lib/error-codes.js';
+import { PgferryError, sqlstateOf } from '../../lib/errors.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
 

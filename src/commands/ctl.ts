@@ -3,7 +3,8 @@
 // verify start an operation on the daemon (202); ctl follows it, progress on stderr, and prints
 // its result as the command's own: verify exits 0 equal, 1 different, 2 no verdict.
 
-import { ERRORS, type ErrorCode, PgferryError, SIDES, type Side } from '../../lib/errors.js';
+import { ERRORS, type ErrorCode } from '../../lib/error-codes.js';
+import { PgferryError, SIDES, type Side } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { parseDuration } from '../config.js';
 import { localUrl, parseHttpAddress } from '../http/address.js';

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ERRORS } from '../../lib/errors.js';
+import { ERRORS } from '../../lib/error-codes.js';
 import { runCli, startCli } from '../support/cli.js';
 import { freePort } from '../support/cluster.js';
 import { clusterPair } from '../support/pair.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isLoopback, loadMigrateConfig, parseDuration, parseSize } from '../../src/config.js';
-import { bearerMatches } from '../../src/http/server.js';
+import { bearerMatches } from '../../src/http/access.js';
 
 describe('configuration', () => {
   it('parses durations and sizes', () => {

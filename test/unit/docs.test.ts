@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { ERRORS } from '../../lib/errors.js';
+import { ERRORS } from '../../lib/error-codes.js';
 import { Metrics } from '../../src/metrics.js';
 
 const root = path.resolve(new URL('../..', import.meta.url).pathname);

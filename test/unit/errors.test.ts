@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { classify, ERRORS, PgferryError, redact } from '../../lib/errors.js';
+import { ERRORS } from '../../lib/error-codes.js';
+import { classify, PgferryError, redact } from '../../lib/errors.js';
 import { errorsDoc } from '../../scripts/gen-errors-doc.js';
 
 describe('error registry', () => {

@@ -2,7 +2,7 @@
 // sees that error), the build is labelled, and the replay gauges take the state file's last
 // figures at startup without moving back past what this process saw.
 import { describe, expect, it } from 'vitest';
-import { ERRORS } from '../../lib/errors.js';
+import { ERRORS } from '../../lib/error-codes.js';
 import { Metrics } from '../../src/metrics.js';
 import { VERSION } from '../../src/version.js';
 

@@ -1,0 +1,32 @@
+// The source tables whose changes are captured (ordinary tables and partitioned roots), with the
+// log table and the key and column lists replay reads them with.
+import type Database from 'better-sqlite3';
+import type { CaptureRecord } from './store.js';
+
+/** Records a captured table; one already recorded (same oid) is kept as it was. */
+export function saveCapture(db: Database.Database, c: CaptureRecord): void {
+  db.prepare(
+    `INSERT INTO captures (oid, schema_name, table_name, log_table, key_columns, columns, copy_format, key_format, partitioned)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (oid) DO NOTHING`,
+  ).run(
+    c.oid,
+    c.schema,
+    c.name,
+    c.logTable,
+    c.keyColumns,
+    c.columns,
+    c.copyFormat,
+    c.keyFormat,
+    c.partitioned,
+  );
+}
+
+export function captures(db: Database.Database): CaptureRecord[] {
+  return db
+    .prepare(
+      `SELECT oid, schema_name AS schema, table_name AS name, log_table AS logTable, key_columns AS keyColumns,
+              columns, copy_format AS copyFormat, key_format AS keyFormat, partitioned
+         FROM captures ORDER BY schema_name, table_name`,
+    )
+    .all() as CaptureRecord[];
+}
