@@ -5,7 +5,7 @@ export function errorsDoc(): string {
   const lines = [
     '# pgferry errors',
     '',
-    'Generated from `lib/errors.ts` by `npm run docs:errors`; a test fails when the two differ.',
+    'Generated from `lib/error-codes.ts` by `npm run docs:errors`; a test fails when the two differ.',
     '',
     'Every error pgferry reports carries one of these codes, the side it concerns (`source`, `target`,',
     '`state`, `config`, `tool`), the object (a table, a chunk, an index) where there is one, and the',
