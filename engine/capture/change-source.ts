@@ -21,8 +21,12 @@
 //   Bucardo sources), or a range of a slot's stream read with the rows at a snapshot no older
 //   than its end (logical): the keys' current rows read in the same transaction are at least as
 //   new as every change in the batch.
-// - Restarts: nothing of a source lives in pgferry's process; after a restart (any crash) the
-//   same source, built again from the checkpoint store, returns every change not yet consumed.
+// - Concurrency: reads of one table run at once only for disjoint slices, each in a transaction of
+//   its own, and each consume removes only its own slice's changes. A TRUNCATE is in every
+//   slice's range, so a slice never applies across one (it reads nothing: SLICE_TRUNCATED).
+// - Restarts: nothing of a source lives in pgferry's process (the trigger logs are tables, a slot
+//   keeps its confirmed position); after a restart (any crash) the same source, built again from
+//   the checkpoint store, returns every change not yet consumed.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { TableInfo } from '../shared/catalog.js';
@@ -135,7 +139,8 @@ export interface ChangeSource {
 
   /**
    * Every change pending per table, in the order of `tables`, read at once (one statement):
-   * the numbers status, lag and the replay's scheduling go by. Reads only; never blocks a writer.
+   * the numbers status, lag and the replay's scheduling go by. A change applied but not yet
+   * consumed still counts. Reads only; never blocks a writer.
    */
   backlog(client: pg.Client, tables: readonly SourceTable[]): Promise<TableBacklog[]>;
 
@@ -179,6 +184,7 @@ export interface ChangeSource {
    */
   remove(source: ConnInfo, opts?: { force?: boolean }): Promise<Removed[]>;
 
+  /** Its kind and what it installed, for status and for the operator; reads nothing. */
   describe(): SourceDescription;
 }
 

@@ -70,6 +70,8 @@ export interface ReplayOptions {
   onHealthy?: () => void;
   /** Fewest changes per slice worth a worker of its own (a table's backlog is split above twice this). */
   minSliceChanges?: number;
+  /** Where the changes come from; the run's trigger capture (from the checkpoint store) by default. */
+  changes?: ChangeSource;
 }
 
 const toReplayTable = (c: CaptureRecord): ApplyTable => ({
@@ -98,7 +100,7 @@ export class Replayer {
   constructor(private readonly opts: ReplayOptions) {
     const captures = opts.store.captures();
     this.tables = captures.map(toReplayTable);
-    this.changes = new TriggerSource(opts.store.runId(), captures);
+    this.changes = opts.changes ?? new TriggerSource(opts.store.runId(), captures);
     this.sessions = new SessionPool(opts.source, opts.target);
     this.batch = {
       changes: this.changes,
