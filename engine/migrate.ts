@@ -7,14 +7,8 @@ import type { Logger } from 'pino';
 import { CheckpointStore, type Phase } from '../checkpoints/store.js';
 import { isPgferryError, PgferryError, redact } from '../lib/errors.js';
 import { sleep } from '../lib/sleep.js';
-import {
-  CaptureHeartbeat,
-  type CaptureLogSize,
-  ensureCaptureSchema,
-  installedCapture,
-  registerRun,
-  requireCapture,
-} from './capture/registry.js';
+import { CaptureHeartbeat, type CaptureLogSize } from './capture/heartbeat.js';
+import { ensureCaptureSchema, installedCapture, registerRun, requireCapture } from './capture/registry.js';
 import { captureUnits, describeCapture, installCapture } from './capture/triggers.js';
 import { ensureChunkMarks } from './copy/chunk-marks.js';
 import { runCopy } from './copy/copy.js';

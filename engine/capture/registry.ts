@@ -2,21 +2,18 @@
 // capture: its state file, host, pid, and a heartbeat) and pgferry.captured (the tables each run
 // captures). A run's capture is alive while its heartbeat is fresh; `cleanup` refuses to remove a
 // live one, and a run whose registry row or log tables are gone stops with PGFERRY_CAPTURE_REMOVED
-// (the changes made since are lost to it: no rerun can bring them back).
+// (the changes made since are lost to it: no rerun can bring them back). The heartbeat that keeps
+// a run alive, and the size of its log, are heartbeat.ts.
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
-import type { Logger } from 'pino';
-import { PgferryError, sqlstateOf } from '../../lib/errors.js';
+import { PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
-import type { ConnInfo } from '../shared/conn-info.js';
-import { connect, q } from '../shared/db.js';
+import { q } from '../shared/db.js';
 
 export const RUNS_TABLE = 'runs';
 export const CAPTURED_TABLE = 'captured';
-/** How often a run's heartbeat is written. */
-export const HEARTBEAT_MS = 10_000;
 /** A run whose last heartbeat is older than this (by the source's clock) is abandoned. */
 export const ALIVE_SECONDS = 60;
 
@@ -84,7 +81,7 @@ export interface RunOwner {
   statePath: string;
 }
 
-const ownerParams = (o: RunOwner) => [o.runId, path.resolve(o.statePath), os.hostname(), process.pid];
+export const ownerParams = (o: RunOwner) => [o.runId, path.resolve(o.statePath), os.hostname(), process.pid];
 
 /** Records this run in the registry (or takes its row over on a resume), heartbeat now. */
 export async function registerRun(client: pg.Client, owner: RunOwner): Promise<void> {
@@ -262,123 +259,4 @@ export function describeRun(r: CaptureRun): string {
       ? 'no heartbeat'
       : `last heartbeat ${r.heartbeatAgeSeconds}s ago (${r.heartbeatAt})`;
   return `run ${r.runId} (state ${r.stateFile ?? '?'}, host ${r.host ?? '?'}, pid ${r.pid ?? '?'}, ${beat}${r.stopped ? ', stopped' : ''}) capturing ${r.tables} table(s)`;
-}
-
-export interface HeartbeatOptions extends RunOwner {
-  source: ConnInfo;
-  log: Logger;
-  /** This run's capture is gone (its registry row deleted): the run must stop. */
-  onRemoved: (err: PgferryError) => void;
-  /** After each beat: the size of this run's log on the source. */
-  onLogSize?: (size: CaptureLogSize) => void;
-  intervalMs?: number;
-}
-
-/** The run's log tables on the source: bytes on disk (with indexes and TOAST) and live rows. */
-export interface CaptureLogSize {
-  bytes: number;
-  /** The statistics' count of live rows (pg_stat_get_live_tuples): an estimate, never a scan. */
-  rows: number;
-}
-
-/**
- * The size of one run's capture log, read from the catalog and the statistics only: it costs the
- * same for an empty log and for one of a billion rows.
- */
-export async function captureLogSize(client: pg.Client, runId: string): Promise<CaptureLogSize> {
-  const [row] = await q<{ bytes: number; rows: number }>(
-    client,
-    'source',
-    `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::float8 AS bytes,
-            coalesce(sum(pg_stat_get_live_tuples(c.oid)), 0)::float8 AS rows
-       FROM ${captured} k
-       JOIN pg_class c ON c.relname = k.log_table AND c.relnamespace = $2::regnamespace
-      WHERE k.run_id = $1`,
-    [runId, PGFERRY_SCHEMA],
-  );
-  return { bytes: row?.bytes ?? 0, rows: row?.rows ?? 0 };
-}
-
-/**
- * Writes this run's heartbeat into pgferry.runs every HEARTBEAT_MS from a session of its own,
- * reconnecting after a lost connection (a failed beat is only logged: an outage must not fail the
- * run). A beat that finds no row means `cleanup` removed the capture: onRemoved is called once.
- * Each beat also measures the run's log (onLogSize), from the catalog: no log table is scanned.
- */
-export class CaptureHeartbeat {
-  private client: pg.Client | null = null;
-  private timer: NodeJS.Timeout | undefined;
-  private beating: Promise<void> = Promise.resolve();
-  private stopped = false;
-  removed: PgferryError | null = null;
-
-  constructor(private readonly opts: HeartbeatOptions) {}
-
-  /** The first beat now (awaited), then one every interval until stop(). */
-  async start(): Promise<void> {
-    await this.tick();
-  }
-
-  private async tick(): Promise<void> {
-    this.beating = this.beat();
-    await this.beating;
-    if (!this.stopped && !this.removed) {
-      this.timer = setTimeout(() => void this.tick(), this.opts.intervalMs ?? HEARTBEAT_MS);
-      this.timer.unref();
-    }
-  }
-
-  private async beat(): Promise<void> {
-    const { opts } = this;
-    try {
-      this.client ??= await connect(opts.source, 'control');
-      const res = await this.client.query(
-        `UPDATE ${runs} SET heartbeat_at = now(), stopped_at = NULL, state_file = $2, host = $3, pid = $4
-          WHERE run_id = $1`,
-        ownerParams(opts),
-      );
-      if (res.rowCount === 0) this.lose(`its row in ${PGFERRY_SCHEMA}.${RUNS_TABLE} is gone`);
-      else if (opts.onLogSize) await this.measure(this.client, opts.onLogSize);
-    } catch (err) {
-      const state = sqlstateOf(err);
-      // 42P01: pgferry.runs is gone; 3F000: the whole schema is.
-      if (state === '42P01' || state === '3F000') {
-        this.lose(`${PGFERRY_SCHEMA}.${RUNS_TABLE} is gone`);
-        return;
-      }
-      opts.log.warn({ err: (err as Error).message }, 'capture heartbeat failed: retrying');
-      await this.client?.end().catch(() => {});
-      this.client = null;
-    }
-  }
-
-  /** Only a metric: a failed measurement leaves the last one standing and the heartbeat alone. */
-  private async measure(client: pg.Client, report: (size: CaptureLogSize) => void): Promise<void> {
-    try {
-      report(await captureLogSize(client, this.opts.runId));
-    } catch (err) {
-      this.opts.log.debug({ err: (err as Error).message }, 'capture log size not measured');
-    }
-  }
-
-  private lose(what: string): void {
-    if (this.removed || this.stopped) return;
-    this.removed = captureRemoved(this.opts.runId, what);
-    this.opts.log.error({ runId: this.opts.runId }, this.removed.message);
-    this.opts.onRemoved(this.removed);
-  }
-
-  /** Stops beating; a run that stops cleanly says so, so that `cleanup` need not wait a minute. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.beating;
-    if (this.client && !this.removed) {
-      await this.client
-        .query(`UPDATE ${runs} SET stopped_at = now() WHERE run_id = $1`, [this.opts.runId])
-        .catch(() => {});
-    }
-    await this.client?.end().catch(() => {});
-    this.client = null;
-  }
 }

