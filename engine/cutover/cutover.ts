@@ -4,7 +4,8 @@
 // are validated after the target is declared ready (validation only reads, and writes may go on).
 // A failure before the target is ready gives the source its writes back and replication goes on.
 // This module runs the steps in order and records each; the target's steps are in target-steps.ts,
-// the giving back of writes (and `cutover --abort`) in give-back.ts.
+// the giving back of writes (and `cutover --abort`) in give-back.ts. The folder uses the Replayer,
+// engine/schema's deferred objects, sequences and matviews, engine/verify and engine/shared.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../checkpoints/store.js';
