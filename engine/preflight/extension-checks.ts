@@ -2,7 +2,7 @@
 // (pg_available_extension_versions), at the same version or another one.
 import type pg from 'pg';
 import { q } from '../shared/db.js';
-import type { Finding, Findings } from './findings.js';
+import type { Findings } from './findings.js';
 import type { SourceObjects } from './source-objects.js';
 
 export interface ExtensionCheck {
