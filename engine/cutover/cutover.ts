@@ -3,44 +3,41 @@
 // keys (NOT VALID), triggers, rules and policies; verify; report the write downtime. Foreign keys
 // are validated after the target is declared ready (validation only reads, and writes may go on).
 // A failure before the target is ready gives the source its writes back and replication goes on.
+// This module runs the steps in order and records each; the target's steps are in target-steps.ts,
+// the giving back of writes (and `cutover --abort`) in give-back.ts. The folder uses the Replayer,
+// engine/schema's deferred objects, sequences and matviews, engine/verify and engine/shared.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../checkpoints/store.js';
 import { crashPoint } from '../../lib/crash-point.js';
-import { isPgferryError, PgferryError, stateOf } from '../../lib/errors.js';
+import { PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { qualified } from '../../lib/sql.js';
 import type { Replayer } from '../replay/replay.js';
 import { dropRunMark } from '../run/identity.js';
-import { createDeferred } from '../schema/deferred-objects.js';
-import { refreshMatviews } from '../schema/matviews.js';
-import { syncSequences } from '../schema/sequences.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { connect, q, withClient } from '../shared/db.js';
+import { connect, withClient } from '../shared/db.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from '../shared/outage.js';
 import type { TableFilter } from '../shared/table-filter.js';
-import { verify } from '../verify/verify.js';
 import {
   applyFreeze,
   type FreezeMethod,
   type FreezeRecord,
   planFreeze,
   stopWriters,
-  unfreezeWrites,
   waitForQuiet,
 } from './freeze.js';
 import {
-  type CutoverRecord,
   type CutoverStep,
-  clearCutoverRecord,
   describeInterrupted,
   interruptedCutover,
   pastNoReturn,
   readCutoverRecord,
   writeCutoverRecord,
 } from './freeze-record.js';
-import { removeCutoverObjects } from './undo.js';
+import { giveBackAfterOutage, giveWritesBack } from './give-back.js';
+import { prepareTarget, validateForeignKeys, verifyTarget } from './target-steps.js';
 
 export interface CutoverOptions {
   source: ConnInfo;
@@ -83,9 +80,6 @@ export interface CutoverResult {
   /** An interrupted cutover was completed (the counts cover only what was done now). */
   completedInterrupted: boolean;
 }
-
-const FK =
-  /^ALTER TABLE (?:ONLY )?((?:"(?:[^"]|"")*"|[^\s."]+)\.(?:"(?:[^"]|"")*"|[^\s."]+))\s+ADD CONSTRAINT ((?:"(?:[^"]|"")*"|[^\s"]+)) FOREIGN KEY/;
 
 /** Drains the log to empty: whole batches until a round applies nothing and nothing is left. */
 async function drain(replayer: Replayer, control: pg.Client, signal: AbortSignal): Promise<number> {
@@ -134,25 +128,6 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
       );
       await sleep(wait, opts.signal);
     }
-  }
-}
-
-/** --retry-for ran out with writes frozen: give them back if the source answers, else leave the record. */
-async function giveBackAfterOutage(opts: CutoverOptions, err: unknown): Promise<unknown> {
-  const record = interruptedCutover(opts.store);
-  if (!record || pastNoReturn(record)) return err;
-  let control: pg.Client;
-  try {
-    control = await connect(opts.source, 'control');
-  } catch {
-    const msg = `${(err as Error).message}; writes on the source are still frozen: run \`pgferry cutover --abort\` (or the cutover again) once it answers`;
-    opts.store.event('error', 'cutover', msg);
-    return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
-  }
-  try {
-    return await giveWritesBack(opts, control, record, err);
-  } finally {
-    await control.end().catch(() => {});
   }
 }
 
@@ -233,46 +208,9 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     step('drained');
     log.info({ changes: drained }, 'change log drained to empty');
 
-    const result = await withClient(opts.target, 'index', async (target) => {
-      const sequences = await syncSequences(control, target);
-      step('sequences set');
-      const views = await refreshMatviews(control, target);
-      step('materialized views refreshed');
-      return { sequences: sequences.length, views: views.length };
-    });
-    const notValid = (sql: string) => (FK.test(sql) ? sql.replace(/;\s*$/, ' NOT VALID;') : sql);
-    const deferred = await createDeferred({
-      target: opts.target,
-      store,
-      log,
-      stage: 'cutover',
-      concurrency: 1,
-      signal: opts.signal,
-      errorCode: 'PGFERRY_CUTOVER_FAILED',
-      transform: notValid,
-      // NOT VALID foreign keys on partitioned tables arrive only in PostgreSQL 18: plain there.
-      fallbackOn: ['0A000', '42809'],
-    });
-    step('constraints and triggers created');
-    const report = await verify({
-      source: opts.source,
-      target: opts.target,
-      filter: opts.filter,
-      checksums: opts.verify === 'checksums',
-      jobs: opts.jobs,
-    });
-    if (!report.equal) {
-      const bad = report.tables.filter((t) => !t.equal).map((t) => t.table);
-      throw new PgferryError(
-        'PGFERRY_CUTOVER_FAILED',
-        `verification found differences in ${bad.join(', ')}`,
-        {
-          side: 'target',
-        },
-      );
-    }
+    const prepared = await prepareTarget(opts, control, step);
+    const verified = await verifyTarget(opts);
     step('verified');
-    const verified = { checksums: report.checksums, equal: report.equal, tables: report.tables.length };
     // The point of no return: the target is ready for writes.
     const downtimeSeconds = (Date.now() - started) / 1000;
     store.setMeta('cutover_downtime_seconds', String(downtimeSeconds));
@@ -282,9 +220,7 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     return await finish(opts, freeze, {
       downtimeSeconds,
       changesDrained: drained,
-      sequences: result.sequences,
-      materializedViews: result.views,
-      deferredObjects: deferred,
+      ...prepared,
       verify: verified,
       steps,
       completedInterrupted: interrupted !== null,
@@ -328,125 +264,6 @@ async function finish(
     steps: done.steps,
     completedInterrupted: done.completedInterrupted,
   };
-}
-
-/**
- * A cutover that failed before the target was ready gives the source its writes back, removes
- * what it created on the target, and replication goes on. If that fails (a server unreachable),
- * the record stays: every command then reports the interrupted cutover and `cutover --abort`
- * finishes the undo.
- */
-async function giveWritesBack(
-  opts: CutoverOptions,
-  control: pg.Client,
-  record: CutoverRecord,
-  err: unknown,
-): Promise<PgferryError> {
-  const { store, log } = opts;
-  const why = isPgferryError(err) ? err.message : String((err as Error)?.message ?? err);
-  try {
-    await undoCutover(control, opts, record);
-  } catch (e) {
-    const msg = `cutover failed (${why}) and could not be undone (${(e as Error).message}): run \`pgferry cutover --abort\` with the same --state`;
-    store.event('error', 'cutover', msg);
-    log.error(msg);
-    return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
-  }
-  store.event('error', 'cutover', `cutover failed, writes given back to the source: ${why}`);
-  log.error({ err: why }, 'cutover failed: writes on the source were given back; replication goes on');
-  if (
-    isPgferryError(err) &&
-    (err.code === 'PGFERRY_CUTOVER_FAILED' || err.code === 'PGFERRY_RUN_CANCELLED')
-  ) {
-    return err;
-  }
-  return new PgferryError('PGFERRY_CUTOVER_FAILED', why, {
-    side: isPgferryError(err) ? err.side : undefined,
-    sqlstate: stateOf(err),
-    cause: err,
-  });
-}
-
-/**
- * Undoes a cutover that did not reach `target ready`: the source's writes back exactly as
- * recorded, the target's cutover objects removed, and the run replicating again.
- */
-async function undoCutover(
-  control: pg.Client,
-  opts: Pick<CutoverOptions, 'source' | 'target' | 'store' | 'log'>,
-  record: CutoverRecord,
-): Promise<void> {
-  await unfreezeWrites(control, opts.source, record.freeze);
-  await undoOnTarget(opts.target, opts.store, opts.log);
-  clearCutoverRecord(opts.store);
-  opts.store.setPhase('replicating');
-}
-
-/**
- * Replay goes on after a cutover that did not go through: the foreign keys and user triggers it
- * created on the target go (see cutover-undo.ts). Until they are gone the cutover stays recorded
- * as interrupted, so that nothing replays into a target where they would fire.
- */
-async function undoOnTarget(target: ConnInfo, store: CheckpointStore, log: Logger): Promise<void> {
-  const removed = await removeCutoverObjects(target, store);
-  if (removed > 0) {
-    store.event(
-      'info',
-      'cutover',
-      `${removed} foreign key(s), trigger(s), rule(s) or policies removed from the target until the next cutover`,
-    );
-    log.info({ removed }, 'objects the cutover created on the target removed: replay goes on without them');
-  }
-}
-
-/** `pgferry cutover --abort`: undoes the recorded freeze exactly and puts the run back to replicating. */
-export async function abortCutover(
-  store: CheckpointStore,
-  source: ConnInfo,
-  target: ConnInfo,
-  log: Logger,
-): Promise<{ freeze: FreezeRecord } | null> {
-  const record = interruptedCutover(store);
-  if (!record) return null;
-  if (pastNoReturn(record)) {
-    throw new PgferryError(
-      'PGFERRY_CUTOVER_REFUSED',
-      `the target was declared ready at ${record.updatedAt}: the application may already write to it, so the freeze is not undone`,
-      {
-        side: 'state',
-        hint: 'Finish the cutover with `pgferry cutover` and the same --state; to go back to the old source, use reverse replication and rollback.',
-      },
-    );
-  }
-  await withClient(source, 'control', (client) =>
-    undoCutover(client, { source, target, store, log }, record),
-  );
-  const what =
-    record.freeze.method === 'revoke'
-      ? `${record.freeze.grants?.length ?? 0} grant(s) restored`
-      : record.freeze.method === 'readonly'
-        ? record.freeze.readonlyWasSet
-          ? 'the database stays read-only, as it was before the freeze'
-          : 'default_transaction_read_only reset'
-        : 'nothing to undo on the source (--freeze external)';
-  store.event('warn', 'cutover', `cutover aborted: writes given back to the source (${what})`);
-  log.warn({ freeze: record.freeze.method }, `cutover aborted: ${what}`);
-  return { freeze: record.freeze };
-}
-
-async function validateForeignKeys(opts: CutoverOptions, store: CheckpointStore): Promise<number> {
-  const fks = store.schemaObjects('cutover').filter((o) => o.kind === 'FK CONSTRAINT');
-  let n = 0;
-  await withClient(opts.target, 'index', async (target) => {
-    for (const fk of fks) {
-      const m = FK.exec(fk.sql);
-      if (!m) continue;
-      await q(target, 'target', `ALTER TABLE ${m[1]} VALIDATE CONSTRAINT ${m[2]}`, [], fk.name);
-      n++;
-    }
-  });
-  opts.log.info({ foreignKeys: n }, 'foreign keys validated');
-  return n;
 }
 
 /** The cutover's operator settings (flags, environment, POST /cutover body). */

@@ -7,9 +7,10 @@ import { Replayer } from '../replay/replay.js';
 import { checkResumedTarget, readServers } from '../run/binding.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
-import { abortCutover, type CutoverResult, type CutoverSettings, cutover } from './cutover.js';
+import { type CutoverResult, type CutoverSettings, cutover } from './cutover.js';
 import type { FreezeRecord } from './freeze.js';
 import { interruptedCutover } from './freeze-record.js';
+import { abortCutover } from './give-back.js';
 
 export interface StandaloneCutoverOptions {
   source: ConnInfo;

@@ -10,7 +10,7 @@ import { PgferryError } from '../../lib/errors.js';
 import { refuseInterruptedCutover } from '../cutover/freeze-record.js';
 import { sortingDifference } from '../preflight/collations.js';
 import { dependentFix, describeDependent, excludedDependents } from '../preflight/excluded-dependents.js';
-import { targetUserTables } from '../preflight/preflight.js';
+import { targetUserTables } from '../preflight/target-checks.js';
 import { displayName, splitTables, tablesWithoutKey } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import type { TableFilter } from '../shared/table-filter.js';

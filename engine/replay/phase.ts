@@ -1,0 +1,165 @@
+// The replicate phase of `migrate`: replay until the run stops, is synced (--exit-when-synced) or
+// is cut over. Unique constraints are built after the first whole catch-up; between batches the
+// loop runs the operator's requests (a cutover, a task such as a verify at a drained point) with
+// its own Replayer. `--cutover-when-synced` cuts over once the lag is small, and completes an
+// interrupted cutover before anything else.
+import { isPgferryError, PgferryError } from '../../lib/errors.js';
+import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from '../cutover/cutover.js';
+import { interruptedCutover } from '../cutover/freeze-record.js';
+import type { RunContext } from '../run/context.js';
+import { buildUniqueConstraints } from '../schema/index-phase.js';
+import { Replayer, type ReplayStats } from './replay.js';
+
+export interface ReplicateOutcome {
+  /** The last replay figures. */
+  replay: ReplayStats | null;
+  cutover: CutoverResult | null;
+}
+
+export async function replicatePhase(run: RunContext): Promise<ReplicateOutcome> {
+  const { store, opts } = run;
+  // Only `--cutover-when-synced` gets here with an interrupted cutover (bindRun refuses the
+  // rest): it completes that cutover before anything else.
+  const interrupted = interruptedCutover(store) !== null;
+  if (store.phase() !== 'replicating' && !interrupted) run.enter('replicating');
+  const outcome: ReplicateOutcome = { replay: null, cutover: null };
+  let lastSaved = 0;
+  const replayer = new Replayer({
+    source: opts.source,
+    target: opts.target,
+    store,
+    log: opts.log,
+    jobs: opts.jobs,
+    signal: opts.signal,
+    batchSize: opts.batchSize,
+    untilSynced: opts.mode === 'exit-when-synced' || opts.mode === 'cutover-when-synced',
+    // Under a live load the log is never empty: the cutover starts once the lag is small.
+    syncedLagSeconds:
+      opts.mode === 'cutover-when-synced' ? (opts.cutover ?? DEFAULT_CUTOVER).maxLagSeconds / 2 : undefined,
+    onStats: (s) => {
+      outcome.replay = s;
+      if (Date.now() - lastSaved >= 1000) {
+        store.setMeta('replay', JSON.stringify(s));
+        lastSaved = Date.now();
+      }
+      opts.onReplayStats?.(s);
+    },
+    onBatch: opts.onReplayBatch,
+    onRetry: opts.onRetry,
+    onLost: run.lost,
+    onHealthy: run.healthy,
+  });
+  // Its pooled sessions are closed whatever happens: after an outage the next attempt of the
+  // run opens its own, and the source's connections stay bounded.
+  try {
+    await replicateWith(run, replayer, interrupted, outcome);
+  } finally {
+    await replayer.close();
+  }
+  return outcome;
+}
+
+async function replicateWith(
+  run: RunContext,
+  replayer: Replayer,
+  interrupted: boolean,
+  outcome: ReplicateOutcome,
+): Promise<void> {
+  const { store, opts } = run;
+  if (interrupted) {
+    outcome.cutover = await cutoverWith(run, replayer, opts.cutover ?? DEFAULT_CUTOVER);
+    return;
+  }
+  if (!store.getMeta('unique_built')) {
+    // Chunks copied under different snapshots may hold a unique value twice until replay has
+    // applied every change once: one whole batch per table makes each table equal to the source
+    // at that batch's snapshot, and unique constraints can then be built.
+    const t0 = Date.now();
+    const applied = await replayer.catchUp();
+    opts.log.info(
+      { changes: applied, seconds: (Date.now() - t0) / 1000 },
+      'caught up once: building unique constraints',
+    );
+    await buildUniqueConstraints(run);
+    store.event('info', 'replicating', 'unique constraints built after the first catch-up');
+  }
+  const final = await replicateUntilDone(run, replayer, outcome);
+  outcome.replay = final;
+  store.setMeta('replay', JSON.stringify(final));
+  if (outcome.cutover) return;
+  if (opts.mode === 'cutover-when-synced' && !opts.signal.aborted) {
+    opts.log.info(final, 'synced: starting the cutover');
+    outcome.cutover = await cutoverWith(run, replayer, opts.cutover ?? DEFAULT_CUTOVER);
+  } else if (opts.mode === 'exit-when-synced' && !opts.signal.aborted) {
+    store.event('info', 'replicating', `synced: backlog drained (${final.appliedTotal} changes applied)`);
+    opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
+  } else {
+    store.event('info', 'replicating', 'stopped by signal between batches');
+  }
+}
+
+function cutoverWith(run: RunContext, replayer: Replayer, settings: CutoverSettings): Promise<CutoverResult> {
+  const { store, opts } = run;
+  return cutover({
+    source: opts.source,
+    target: opts.target,
+    store,
+    log: opts.log,
+    signal: opts.signal,
+    jobs: opts.jobs,
+    filter: opts.filter,
+    replayer,
+    retryForMs: opts.retryForMs,
+    onReconnect: opts.onReconnect,
+    ...settings,
+  });
+}
+
+/**
+ * The replay loop. A cutover requested through the API (opts.control) stops it between batches
+ * and runs with this Replayer; if the cutover is refused or fails before the target is ready
+ * (writes given back, phase replicating again), the requester hears why and replay goes on.
+ */
+async function replicateUntilDone(
+  run: RunContext,
+  replayer: Replayer,
+  outcome: ReplicateOutcome,
+): Promise<ReplayStats> {
+  const { store, opts } = run;
+  opts.control?.attachReplayer(replayer);
+  try {
+    for (;;) {
+      const stats = await replayer.run();
+      const task = opts.control?.takeTask();
+      if (task) {
+        if (opts.signal.aborted) {
+          task.reject(new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before the task started'));
+          return stats;
+        }
+        await task.run(replayer).then(task.resolve, task.reject);
+        continue;
+      }
+      const request = opts.control?.takeCutover();
+      if (!request) return stats;
+      if (opts.signal.aborted) {
+        request.reject(new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before the cutover started'));
+        return stats;
+      }
+      opts.log.info({ ...request.settings }, 'cutover requested through the API: replay stopped');
+      try {
+        outcome.cutover = await cutoverWith(run, replayer, request.settings);
+        request.resolve(outcome.cutover);
+        return stats;
+      } catch (err) {
+        request.reject(err);
+        if (opts.signal.aborted || store.phase() !== 'replicating') throw err;
+        opts.log.warn(
+          { err: isPgferryError(err) ? err.code : String(err) },
+          'cutover did not happen: replay goes on',
+        );
+      }
+    }
+  } finally {
+    opts.control?.attachReplayer(null);
+  }
+}
