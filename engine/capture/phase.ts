@@ -4,8 +4,8 @@
 import type { RunContext } from '../run/context.js';
 import { CaptureHeartbeat } from './heartbeat.js';
 import { requireCapture } from './registry.js';
-import { TriggerSource } from './trigger-source.js';
-import { captureUnits, describeCapture } from './triggers.js';
+import { TriggerSource } from './triggers/trigger-source.js';
+import { captureUnits, describeCapture } from './triggers/triggers.js';
 
 /** A resumed run's capture: before anything is written, a capture removed meanwhile cannot be resumed. */
 export async function resumeCapture(run: RunContext): Promise<void> {

@@ -20,7 +20,7 @@ import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js'
 import { sleep } from '../../lib/sleep.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import { type ChangeSource, explainRemoval } from '../capture/change-source.js';
-import { TriggerSource } from '../capture/trigger-source.js';
+import { TriggerSource } from '../capture/triggers/trigger-source.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';

@@ -1,6 +1,7 @@
 // The layout the code is read by: imports flow one way, src/ (the shell) → engine/ → sinks/ and
-// checkpoints/ → lib/, and engine/shared/ (what every phase uses) imports no phase. A module that
-// imports against the flow fails here, naming the file and the import.
+// checkpoints/ → lib/, and engine/shared/ (what every phase uses) imports no phase; the
+// orchestrator fits on a screen and no module grows past what one reads at once. A module that
+// breaks a rule fails here, named with what it breaks.
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -47,5 +48,16 @@ describe('the layout', () => {
       }
     }
     expect(wrong).toEqual([]);
+  });
+
+  it('keeps modules readable: none over 350 lines, the migrate orchestrator about a page', () => {
+    const long = ['src', 'lib', 'engine', 'sinks', 'checkpoints', 'scripts']
+      .flatMap(sources)
+      .map((f) => ({ file: path.relative(root, f), lines: fs.readFileSync(f, 'utf8').split('\n').length }))
+      .filter((f) => f.lines > 350)
+      .map((f) => `${f.file}: ${f.lines} lines`);
+    expect(long).toEqual([]);
+    const orchestrator = fs.readFileSync(path.join(root, 'engine/migrate.ts'), 'utf8').split('\n').length;
+    expect(orchestrator).toBeLessThanOrEqual(150);
   });
 });

@@ -13,11 +13,11 @@
 // tables, so two runs from one source (two targets) each have a log of their own and never
 // consume the other's changes. pgferry.runs is the registry of those runs (engine/capture/registry.ts).
 import type pg from 'pg';
-import { classify, dbError, PgferryError } from '../../lib/errors.js';
-import { sleep } from '../../lib/sleep.js';
-import { qualified, quoteIdent, quoteLiteral } from '../../lib/sql.js';
-import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
-import type { InstallOptions } from './change-source.js';
+import { classify, dbError, PgferryError } from '../../../lib/errors.js';
+import { sleep } from '../../../lib/sleep.js';
+import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
+import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
+import type { InstallOptions } from '../change-source.js';
 
 /** The capture triggers of one run. */
 export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;

@@ -4,11 +4,11 @@
 // batch once its writer committed, whatever its position: a transaction that took early positions
 // and commits late is simply in a later batch.
 import type pg from 'pg';
-import { PgferryError, stateOf } from '../../lib/errors.js';
-import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../lib/sql.js';
-import { PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
-import type { ConnInfo } from '../shared/conn-info.js';
-import { q } from '../shared/db.js';
+import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../lib/sql.js';
+import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
+import type { ConnInfo } from '../../shared/conn-info.js';
+import { q } from '../../shared/db.js';
 import type {
   ChangeBatch,
   ChangeSource,
@@ -18,16 +18,16 @@ import type {
   SourceDescription,
   SourceTable,
   TableBacklog,
-} from './change-source.js';
-import { SLICE_TRUNCATED } from './change-source.js';
-import { cleanup, type Removed } from './cleanup.js';
+} from '../change-source.js';
+import { SLICE_TRUNCATED } from '../change-source.js';
+import { cleanup, type Removed } from '../cleanup.js';
 import {
   captureRemoved,
   ensureCaptureSchema,
   installedCapture,
   missingCapture,
   registerRun,
-} from './registry.js';
+} from '../registry.js';
 import { type CapturedTable, installCapture, LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './triggers.js';
 
 /** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
