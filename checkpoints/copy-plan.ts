@@ -4,16 +4,11 @@ import type Database from 'better-sqlite3';
 import { now } from './meta.js';
 import { CHUNK_STATES, type ChunkRecord, type ChunkState, type TableRecord } from './store.js';
 
-export interface TablePlan {
-  schema: string;
-  name: string;
-  rowsEstimate: number;
-  bytesEstimate: number;
-  keyColumns: string | null;
-  columns: string;
-  copyFormat: 'binary' | 'text';
-  chunks: { lo: string[] | null; hi: string[] | null }[];
-}
+/** A table as planned: its record before any chunk ran, and its key ranges. */
+export type TablePlan = Pick<
+  TableRecord,
+  'schema' | 'name' | 'rowsEstimate' | 'bytesEstimate' | 'keyColumns' | 'columns' | 'copyFormat'
+> & { chunks: { lo: string[] | null; hi: string[] | null }[] };
 
 /** Records every table's plan at once: a crash during planning leaves no half plan. */
 export function savePlan(db: Database.Database, plan: TablePlan[]): void {

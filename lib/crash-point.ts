@@ -8,16 +8,20 @@ export function crashPoint(point: string): void {
   if (process.env.PGFERRY_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
-export async function delayPoint(point: string): Promise<void> {
+/** The pause PGFERRY_TEST_DELAY_AT asks for at this point, in ms (0 almost always). */
+function delayAt(point: string): number {
   const spec = process.env.PGFERRY_TEST_DELAY_AT;
-  if (!spec?.startsWith(`${point}=`)) return;
-  await sleep(Math.random() * (Number(spec.slice(point.length + 1)) || 0));
+  if (!spec?.startsWith(`${point}=`)) return 0;
+  return Math.random() * (Number(spec.slice(point.length + 1)) || 0);
+}
+
+export async function delayPoint(point: string): Promise<void> {
+  const ms = delayAt(point);
+  if (ms > 0) await sleep(ms);
 }
 
 /** delayPoint for synchronous code (the checkpoint store): blocks the thread, as slow I/O would. */
 export function delayPointSync(point: string): void {
-  const spec = process.env.PGFERRY_TEST_DELAY_AT;
-  if (!spec?.startsWith(`${point}=`)) return;
-  const ms = Math.random() * (Number(spec.slice(point.length + 1)) || 0);
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const ms = delayAt(point);
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, startCluster } from '../support/cluster.js';
 import { waitFor } from '../support/wait.js';
@@ -119,17 +120,7 @@ describe('migrate --json', () => {
     });
     expect(c.downtimeSeconds).toBeGreaterThan(0);
     expect(Date.parse(c.frozenAt as string)).not.toBeNaN();
-    expect((c.steps as { step: string }[]).map((s) => s.step)).toEqual([
-      'freezing',
-      'frozen',
-      'writers stopped',
-      'drained',
-      'sequences set',
-      'materialized views refreshed',
-      'constraints and triggers created',
-      'verified',
-      'target ready',
-    ]);
+    expect((c.steps as { step: string }[]).map((s) => s.step)).toEqual([...CUTOVER_STEPS]);
     const late = await target.query('SELECT name FROM items WHERE id = 5000', [], 'json_sync');
     expect(late).toEqual([{ name: 'late' }]);
   });
