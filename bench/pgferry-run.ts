@@ -96,6 +96,10 @@ export async function runPgferry(opts: {
   stateFile: string;
   jobs: number;
   workDir: string;
+  /** PGFERRY_LOG_LEVEL (default info; debug adds a "chunk copied" line per chunk, with its worker). */
+  logLevel?: string;
+  /** Given every parsed log line once the run succeeded (they are not kept in the result). */
+  onLog?: (log: LogLine[]) => void;
 }): Promise<PgferryRun> {
   const args = ['migrate', '--copy-only', '--jobs', String(opts.jobs), '--state', opts.stateFile];
   const useTime = fs.existsSync(GNU_TIME);
@@ -111,7 +115,7 @@ export async function runPgferry(opts: {
       ...process.env,
       PGFERRY_SOURCE_URL: opts.sourceUrl,
       PGFERRY_TARGET_URL: opts.targetUrl,
-      PGFERRY_LOG_LEVEL: 'info',
+      PGFERRY_LOG_LEVEL: opts.logLevel ?? 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -132,6 +136,7 @@ export async function runPgferry(opts: {
     throw new Error(`pgferry exited with ${code}:\n${stderr.trim().split('\n').slice(-20).join('\n')}`);
 
   const log = parseLog(stderr);
+  opts.onLog?.(log);
   const at = (msg: string | RegExp) => {
     const line = log.find((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)));
     if (!line) throw new Error(`pgferry logged no "${msg}" line; the bench needs it to time the phases`);
