@@ -3,12 +3,14 @@
 // their markdown tables and the headline figures, and writes one JSON with the figures issues 4 and
 // 5 name.
 //
-//   npm run bench -- [--scale N] [--quick] [--json FILE]
+//   npm run bench -- [--scale N] [--quick] [--json FILE] [--series 5,20,80]
 //
 // --scale N is pgbench's scale in all three: N × 100,000 `accounts` rows (+ N × 50,000 `wide` rows)
 // for the copy, `pgbench -i -s N` for the replay and the cutover (the replay's backlog stays 1,000,000 changes, 50,000 with
 // --quick). Default 30 (the 3,000,000-row copy dataset, 3 rounds); --quick: 2, 1 round, short loads,
 // and pgcopydb skipped when it is not installed (no apt-get in a smoke run).
+// The TLS bench (bench/tls.ts) runs too, at its own sizes (not --scale's); the scale series
+// (bench/series.ts) only with --series.
 //
 // Needs `npm run build` first: pgferry runs as its built CLI, the way users run it.
 import fs from 'node:fs';
@@ -21,6 +23,8 @@ import { copyBench } from './copy.js';
 import { cutoverBench } from './cutover.js';
 import { wideRowsFor } from './dataset.js';
 import { replayBench } from './replay.js';
+import { parseSeries, SERIES_DEFAULTS, type SeriesResult, seriesBench } from './series.js';
+import { TLS_DEFAULTS, tlsBench } from './tls.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DEFAULT_SCALE = { full: 30, quick: 2 } as const;
@@ -39,6 +43,15 @@ const TARGETS: Record<string, string> = {
   rss_peak_mb: '< 200',
   'cutover.downtime_reported_s': '< 2 (issue 5)',
   'cutover.downtime_observed_s': '< 2 (issue 5)',
+  'tls.copy_ratio': '≥ 0.85 (issue 15)',
+  'tls.replay_ratio': '≥ 0.85 (issue 15)',
+};
+
+/** Issue 15's scale series, in the headline table only when --series ran. */
+const SERIES_TARGETS: Record<string, string> = {
+  'series.linearity': '≈ 1: s/GB largest ÷ smallest scale (issue 15)',
+  'series.idle_tail_s': 'reported: copy idle tail at the largest scale (issue 15)',
+  'series.peak_rss_mb': 'reported (issue 15)',
 };
 
 /** The figures issue 4 names, as dotted paths into the JSON; each must be a number. */
@@ -53,6 +66,8 @@ const HEADLINE = [
   'rss_peak_mb',
   'cutover.downtime_reported_s',
   'cutover.downtime_observed_s',
+  'tls.copy_ratio',
+  'tls.replay_ratio',
   'scale',
   'machine.cpus',
 ] as const;
@@ -69,12 +84,53 @@ const { values: flags } = parseArgs({
     scale: { type: 'string' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
+    series: { type: 'string' },
   },
 });
 const quick = flags.quick ?? false;
 const defaultScale = quick ? DEFAULT_SCALE.quick : DEFAULT_SCALE.full;
 const scale = wholeNumber('scale', flags.scale, defaultScale);
+const seriesScales = flags.series !== undefined ? parseSeries(flags.series) : null;
 requireBuiltCli();
+
+/** The TLS bench at its own sizes, and the scale series when asked for: their headline figures. */
+async function tlsAndSeries() {
+  const tlsOpts = quick ? TLS_DEFAULTS.quick : TLS_DEFAULTS.full;
+  say(
+    `TLS bench: ${tlsOpts.rows.toLocaleString('en-US')} accounts, pgbench scale ${tlsOpts.scale}, plain vs TLS`,
+  );
+  const tls = await tlsBench({ ...tlsOpts, quick });
+  let series: { result: SeriesResult; markdown: string } | null = null;
+  if (seriesScales) {
+    say(`scale series: ${seriesScales.join(', ')}`);
+    const backlog = quick ? SERIES_DEFAULTS.quickBacklog : SERIES_DEFAULTS.backlog;
+    series = await seriesBench({ scales: seriesScales, backlog });
+  }
+  const s = series?.result;
+  return {
+    markdown: [tls.markdown, series?.markdown].filter(Boolean).join('\n\n'),
+    targets: s ? SERIES_TARGETS : {},
+    headline: s ? Object.keys(SERIES_TARGETS) : [],
+    out: {
+      tls: { ...tls.result.tls, rows: tls.result.rows, scale: tls.result.scale, backlog: tls.result.backlog },
+      ...(s && {
+        series: {
+          scales: s.scales,
+          linearity: s.linearity,
+          copy_linearity: s.copy_linearity,
+          idle_tail_s: s.idle_tail_s,
+          peak_rss_mb: s.peak_rss_mb,
+          s_per_gb: s.points.map((p) => p.clone.s_per_gb),
+          replay_changes_per_s: s.points.map((p) => p.replay.changes_per_s),
+        },
+      }),
+    },
+    details: {
+      tls: { ...tls.result, markdown: tls.markdown },
+      ...(s && { series: { ...s, markdown: series!.markdown } }),
+    },
+  };
+}
 
 try {
   const t0 = performance.now();
@@ -93,6 +149,8 @@ try {
   const replaySeconds = (performance.now() - t0) / 1000 - copySeconds;
   say(`cutover bench: pgbench scale ${scale}`);
   const cutover = await cutoverBench({ scale, quick });
+  const cutoverEnd = (performance.now() - t0) / 1000;
+  const extra = await tlsAndSeries();
   const totalSeconds = (performance.now() - t0) / 1000;
 
   const c = copy.summary;
@@ -142,18 +200,21 @@ try {
       downtime_observed_s: round3(cutover.result.downtime_observed_s),
       pgbench_tps_before_freeze: round3(cutover.result.pgbench_tps_before_freeze),
     },
+    ...extra.out,
     rss_peak_mb: round3(Math.max(copyRss, r.rss_peak_mb)),
     rss: { copy_mb: round3(copyRss), replay_mb: round3(r.rss_peak_mb) },
     seconds: {
       copy_bench: round3(copySeconds),
       replay_bench: round3(replaySeconds),
-      cutover_bench: round3(totalSeconds - copySeconds - replaySeconds),
+      cutover_bench: round3(cutoverEnd - copySeconds - replaySeconds),
+      tls_and_series: round3(totalSeconds - cutoverEnd),
       total: round3(totalSeconds),
     },
     details: {
       copy: { ...copy.result, markdown: copy.markdown },
       replay: { ...r, markdown: replay.markdown },
       cutover: { ...cutover.result, markdown: cutover.markdown },
+      ...extra.details,
     },
   };
 
@@ -165,9 +226,9 @@ try {
       `${wideRowsFor(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} wide rows, median of ${copy.result.rounds} round(s); ` +
       `replay and cutover: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
     '',
-    '| key | value | target (issues 4 and 5, default scale) |',
+    '| key | value | target (issues 4, 5 and 15, default scale) |',
     '|---|--:|---|',
-    ...Object.entries(TARGETS).map(([k, target]) => {
+    ...Object.entries({ ...TARGETS, ...extra.targets }).map(([k, target]) => {
       const v = get(out, k);
       const shown =
         typeof v === 'number'
@@ -176,7 +237,9 @@ try {
       return `| \`${k}\` | ${shown} | ${target} |`;
     }),
   ].join('\n');
-  console.log(`${copy.markdown}\n\n${replay.markdown}\n\n${cutover.markdown}\n\n${headline}`);
+  console.log(
+    `${copy.markdown}\n\n${replay.markdown}\n\n${cutover.markdown}\n\n${extra.markdown}\n\n${headline}`,
+  );
 
   const suffix = `${quick ? '-quick' : ''}${scale !== defaultScale ? `-s${scale}` : ''}`;
   const file = flags.json
@@ -189,7 +252,7 @@ try {
   // The smoke check CI relies on: every headline key present and a number. The one exception is
   // clone.ratio_vs_pgcopydb, null when pgcopydb was skipped or unavailable (clone.pgcopydb_status).
   const written = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-  const bad = HEADLINE.filter((k) => {
+  const bad = [...HEADLINE, ...extra.headline].filter((k) => {
     const v = get(written, k);
     if (k === 'clone.ratio_vs_pgcopydb' && v === null && !tool.available) return false;
     return typeof v !== 'number' || !Number.isFinite(v);

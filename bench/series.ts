@@ -4,9 +4,10 @@
 // GB grows with the size (linearity). `--big GB` instead clones one big table of about GB gigabytes
 // (bench/series-big.ts): the documented "≥ 15 GB under 150 MB of RSS" run.
 //
-//   npm run bench:series -- --series 5,20,80 [--backlog N]   (also: npm run bench -- --series 5,20,80)
-//   npm run bench:series -- --big 15                          (TMPDIR=<disk with 2.5 × GB free>)
-//   npm run bench:series -- --quick                           (--series 1,2, a 30,000-change backlog)
+//   npm run bench:series -- --scale 5,20,80 [--backlog N]   (--series 5,20,80 is the same; also
+//                                                            npm run bench -- --series 5,20,80)
+//   npm run bench:big -- 15      (= bench:series --big 15; TMPDIR=<a disk with 2.5 × GB free>)
+//   npm run bench:series -- --quick                          (scales 1,2, a 30,000-change backlog)
 //
 // Needs `npm run build` first: pgferry runs as its built CLI, the way users run it.
 import fs from 'node:fs';
@@ -205,7 +206,7 @@ export function seriesMarkdown(r: SeriesResult): string {
 export function parseSeries(raw: string): number[] {
   const scales = raw.split(',').map((s) => Number(s.trim()));
   if (scales.length === 0 || scales.some((n) => !Number.isInteger(n) || n < 1)) {
-    console.error(`--series must be whole numbers of at least 1, comma-separated (5,20,80), not "${raw}"`);
+    console.error(`the scales must be whole numbers of at least 1, comma-separated (5,20,80), not "${raw}"`);
     process.exit(2);
   }
   return scales;
@@ -214,6 +215,7 @@ export function parseSeries(raw: string): number[] {
 if (isMain(import.meta.url)) {
   const { values: flags } = parseArgs({
     options: {
+      scale: { type: 'string' },
       series: { type: 'string' },
       backlog: { type: 'string' },
       big: { type: 'string' },
@@ -233,11 +235,8 @@ if (isMain(import.meta.url)) {
       writeResults('big', result.date, `-${gb}gb`, { ...result, markdown });
     } else {
       const quick = flags.quick ?? false;
-      const scales = flags.series
-        ? parseSeries(flags.series)
-        : quick
-          ? [...SERIES_DEFAULTS.quickSeries]
-          : [5, 20, 80];
+      const list = flags.scale ?? flags.series;
+      const scales = list ? parseSeries(list) : quick ? [...SERIES_DEFAULTS.quickSeries] : [5, 20, 80];
       const backlog = wholeNumber(
         'backlog',
         flags.backlog,
