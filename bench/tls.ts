@@ -54,6 +54,8 @@ interface CopyRun {
   rows_per_s: number;
   wall_s: number;
   peak_rss_mb: number;
+  /** CPU seconds of the pgferry process and the pg_dump it runs (GNU time; null without it). */
+  cpu_s: number | null;
   ssl: SslSeen;
 }
 
@@ -78,6 +80,8 @@ export interface TlsBenchResult {
     copy_rows_per_s: Record<Mode, number>;
     replay_changes_per_s: Record<Mode, number>;
     rss_peak_mb: Record<Mode, number>;
+    /** Medians of pgferry's CPU seconds per run: less noisy than rates on a shared machine. */
+    cpu_s: { copy: Record<Mode, number | null>; replay: Record<Mode, number> };
     sslmode: string;
     ciphers: string[];
   };
@@ -152,6 +156,7 @@ export async function tlsBench(opts: TlsBenchOptions): Promise<{ result: TlsBenc
           rows_per_s: Math.round(rowsPerS),
           wall_s: r3(res.wallSeconds),
           peak_rss_mb: r3(res.peakRssMB),
+          cpu_s: res.cpu ? r3(res.cpu.user + res.cpu.system) : null,
           ssl,
         });
       }
@@ -217,6 +222,12 @@ export async function tlsBench(opts: TlsBenchOptions): Promise<{ result: TlsBenc
         copy_rows_per_s: { plain: Math.round(copyRate.plain), tls: Math.round(copyRate.tls) },
         replay_changes_per_s: { plain: Math.round(replayRate.plain), tls: Math.round(replayRate.tls) },
         rss_peak_mb: { plain: r3(rss('plain')), tls: r3(rss('tls')) },
+        cpu_s: {
+          copy: copyRuns.some((r) => r.cpu_s === null)
+            ? { plain: null, tls: null }
+            : med(copyRuns, (r) => r.cpu_s!),
+          replay: med(replayRuns, (r) => r.cpu_seconds),
+        },
         sslmode: 'verify-full (sslrootcert: the throwaway CA)',
         ciphers,
       },
@@ -235,6 +246,7 @@ export async function tlsBench(opts: TlsBenchOptions): Promise<{ result: TlsBenc
 function markdown(r: TlsBenchResult): string {
   const f = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 3 });
   const t = r.tls;
+  const cpu = (n: number | null) => (n === null ? 'n/a' : f(n));
   return [
     `### TLS: plain TCP vs TLS (${r.date}${r.quick ? ', --quick' : ''})`,
     '',
@@ -247,6 +259,8 @@ function markdown(r: TlsBenchResult): string {
     `| copy-phase rows/s | ${f(t.copy_rows_per_s.plain)} | ${f(t.copy_rows_per_s.tls)} | ${f(t.copy_ratio)} |`,
     `| replay changes/s | ${f(t.replay_changes_per_s.plain)} | ${f(t.replay_changes_per_s.tls)} | ${f(t.replay_ratio)} |`,
     `| peak RSS MB | ${f(t.rss_peak_mb.plain)} | ${f(t.rss_peak_mb.tls)} | |`,
+    `| pgferry CPU s, copy | ${cpu(t.cpu_s.copy.plain)} | ${cpu(t.cpu_s.copy.tls)} | |`,
+    `| pgferry CPU s, drain | ${cpu(t.cpu_s.replay.plain)} | ${cpu(t.cpu_s.replay.tls)} | |`,
   ].join('\n');
 }
 
