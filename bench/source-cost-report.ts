@@ -42,6 +42,8 @@ export interface ModeSummary {
   cpu_ms_per_txn_by_kind: Record<string, number>;
   catch_up_s_median: number | null;
   target_cpu_ms_per_txn_median: number;
+  /** The pgferry process's own CPU per transaction (pgferry mode; null otherwise). */
+  pgferry_process_cpu_ms_per_txn_median: number | null;
 }
 
 export interface SourceCostResult {
@@ -106,6 +108,9 @@ export function summarise(runs: SourceCostRun[]): ModeSummary {
     cpu_ms_per_txn_by_kind: byKind,
     catch_up_s_median: catchUps.length > 0 ? median(catchUps) : null,
     target_cpu_ms_per_txn_median: median(runs.map((r) => r.target_cpu_ms / r.transactions)),
+    pgferry_process_cpu_ms_per_txn_median: runs.every((r) => r.pgferry_process_cpu_ms !== null)
+      ? median(runs.map((r) => r.pgferry_process_cpu_ms! / r.transactions))
+      : null,
   };
 }
 
@@ -134,10 +139,10 @@ export function markdown(r: SourceCostResult): string {
       `${r.order.join(', ')}; medians (min–max). CPU is the source server's (postmaster and its ` +
       `children, from /proc) per committed pgbench transaction. ${r.machine.cpus} CPUs shared by ` +
       'pgbench, both servers and the replicator: the tps of a replicating mode also pays for the ' +
-      "replica's CPU on this machine.",
+      "replica's CPU on this machine (the target server's, and pgferry's own process's, shown for context).",
     '',
-    '| mode | tps | tps ÷ logical | CPU ms/txn | ÷ none | catch-up s | target CPU ms/txn |',
-    '|---|--:|--:|--:|--:|--:|--:|',
+    '| mode | tps | tps ÷ logical | CPU ms/txn | ÷ none | catch-up s | target CPU ms/txn | pgferry process CPU ms/txn |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const mode of MODES) {
     const m = r.modes[mode];
@@ -147,7 +152,8 @@ export function markdown(r: SourceCostResult): string {
         `${logical ? f(m.tps_median / logical.tps_median) : '–'} | ` +
         `${f(m.cpu_ms_per_txn_median)} (${f(m.cpu_ms_per_txn_min)}–${f(m.cpu_ms_per_txn_max)}) | ` +
         `${none ? f(m.cpu_ms_per_txn_median / none.cpu_ms_per_txn_median) : '–'} | ` +
-        `${f(m.catch_up_s_median, 2)} | ${f(m.target_cpu_ms_per_txn_median)} |`,
+        `${f(m.catch_up_s_median, 2)} | ${f(m.target_cpu_ms_per_txn_median)} | ` +
+        `${f(m.pgferry_process_cpu_ms_per_txn_median)} |`,
     );
   }
   lines.push(

@@ -25,7 +25,7 @@ import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/
 import { hostFacts, isMain, requireBuiltCli, wholeNumber, withCleanup, writeResults } from './cli.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
-import { assertEqual, EXCLUDED, logCounts, REPLAYED, total, withClient } from './replay-data.js';
+import { assertEqual, EXCLUDED, logCounts, total, withClient } from './replay-data.js';
 import { LogicalPeer, markBacklogEnd } from './replay-logical.js';
 import {
   METHOD,
@@ -155,14 +155,16 @@ export async function sourceCostBench(
       execFileSync('sync');
     }
 
-    /** No trigger but the system's on the pgbench tables: none and logical run on a clean source. */
+    /** No user trigger and no pgferry schema on the source: none and logical run on a clean source. */
     async function assertNoCapture(): Promise<void> {
-      const rows = await src.query<{ n: string }>(
-        `SELECT count(*) AS n FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = ANY($1::regclass[])`,
-        [REPLAYED],
+      const [row] = await src.query<{ triggers: string; schema: boolean }>(
+        `SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
+                EXISTS (SELECT FROM pg_namespace WHERE nspname = 'pgferry') AS schema`,
+        [],
         'bench',
       );
-      if (Number(rows[0]?.n) !== 0) throw new Error('pgferry capture triggers are still on the source');
+      if (Number(row?.triggers) !== 0 || row?.schema)
+        throw new Error(`pgferry's capture is still on the source: ${JSON.stringify(row)}`);
     }
 
     async function measure(mode: Mode, round: number, pgferryPid?: number) {
