@@ -121,6 +121,7 @@ export async function sourceCostBench(
       return p;
     };
 
+    const runFlags = (state: string) => ['--jobs', String(JOBS), '--state', state, '--exclude', EXCLUDED];
     say(`pgbench -i -s ${scale}`);
     commands.init = hide(await pgbenchInit(scale, bench));
 
@@ -128,16 +129,7 @@ export async function sourceCostBench(
       // The subscriber starts from an exact copy: pgferry's copy-only clone into the target's
       // `bench` (no capture), TEMPLATE-copied by LogicalPeer.create before the slot is made.
       say('logical replication: copy-only clone, subscriber database, publication, disabled subscription');
-      const copyArgs = [
-        'migrate',
-        '--copy-only',
-        '--jobs',
-        String(JOBS),
-        '--state',
-        path.join(workDir, 'copy.sqlite'),
-        '--exclude',
-        EXCLUDED,
-      ];
+      const copyArgs = ['migrate', '--copy-only', ...runFlags(path.join(workDir, 'copy.sqlite'))];
       commands.logicalSubscriberCopy = cmd(copyArgs);
       await expectSuccess(pgferry(copyArgs, dst.url({ db: 'bench' })));
       await assertEqual(sourceUrl, dst.url({ db: 'bench' }), 'copy-only clone for the subscriber');
@@ -224,7 +216,7 @@ export async function sourceCostBench(
       await dst.query(`CREATE DATABASE ${db}`);
       const target = dst.url({ db });
       const stateFile = path.join(workDir, `${db}.sqlite`);
-      const args = ['migrate', '--jobs', String(JOBS), '--state', stateFile, '--exclude', EXCLUDED];
+      const args = ['migrate', ...runFlags(stateFile)];
       commands.pgferryDaemon = cmd(args);
       say(`round ${round}, pgferry: migrate daemon (schema, capture, copy) into ${db}`);
       const t0 = performance.now();
@@ -248,6 +240,12 @@ export async function sourceCostBench(
       const caughtUp = await withClient(sourceUrl, async (c) => {
         for (const deadline = Date.now() + 600_000; Date.now() < deadline; ) {
           if (total(await logCounts(c)) === 0) return (performance.now() - ended) / 1000;
+          if (daemon.child.exitCode !== null) {
+            const exit = await daemon.done;
+            throw new Error(
+              `pgferry exited with ${exit.code} before its logs were empty:\n${exit.stderr.slice(-2000)}`,
+            );
+          }
           await sleep(100);
         }
         throw new Error('pgferry did not empty its logs within 10 minutes of the load ending');
