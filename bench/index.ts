@@ -1,12 +1,12 @@
 // Every benchmark in one run: the copy bench (bench/copy.ts), the replay bench (bench/replay.ts),
-// then the cutover bench (bench/cutover.ts), each on a pair of throwaway clusters of its own; prints
-// their markdown tables and the headline figures, and writes one JSON with the figures issues 4 and
-// 5 name.
+// the source-cost bench (bench/source-cost.ts), then the cutover bench (bench/cutover.ts), each on a
+// pair of throwaway clusters of its own; prints their markdown tables and the headline figures, and
+// writes one JSON with the figures issues 4, 5 and 15 name.
 //
 //   npm run bench -- [--scale N] [--quick] [--json FILE] [--series 5,20,80]
 //
-// --scale N is pgbench's scale in all three: N × 100,000 `accounts` rows (+ N × 50,000 `wide` rows)
-// for the copy, `pgbench -i -s N` for the replay and the cutover (the replay's backlog stays 1,000,000 changes, 50,000 with
+// --scale N is pgbench's scale in all four: N × 100,000 `accounts` rows (+ N × 50,000 `wide` rows)
+// for the copy, `pgbench -i -s N` for the replay, the source cost and the cutover (the replay's backlog stays 1,000,000 changes, 50,000 with
 // --quick). Default 30 (the 3,000,000-row copy dataset, 3 rounds); --quick: 2, 1 round, short loads,
 // and pgcopydb skipped when it is not installed (no apt-get in a smoke run).
 // The TLS bench (bench/tls.ts) runs too, at its own sizes (not --scale's); the scale series
@@ -24,6 +24,7 @@ import { cutoverBench } from './cutover.js';
 import { wideRowsFor } from './dataset.js';
 import { replayBench } from './replay.js';
 import { parseSeries, SERIES_DEFAULTS, type SeriesResult, seriesBench } from './series.js';
+import { sourceCostBench } from './source-cost.js';
 import { TLS_DEFAULTS, tlsBench } from './tls.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -39,7 +40,11 @@ const TARGETS: Record<string, string> = {
   'replay.changes_per_s': '≥ 50,000',
   'replay.ratio_vs_logical': '≥ 1 (higher is better)',
   'replay.lag_p95_s': '< 1',
-  'capture.tps_ratio': '≥ 0.75',
+  'capture.tps_ratio': '≥ 0.75 (triggers only: pgferry not running)',
+  'source.tps_ratio_vs_none': 'context: pgferry capturing and replaying ÷ no replication',
+  'source.tps_ratio_vs_logical': '≥ 1 (issue 15)',
+  'source.cpu_per_txn_ratio_vs_none': '≤ 1.3 (issue 15)',
+  'source.logical_cpu_per_txn_ratio_vs_none': 'context: native logical replication ÷ none',
   rss_peak_mb: '< 200',
   'cutover.downtime_reported_s': '< 2 (issue 5)',
   'cutover.downtime_observed_s': '< 2 (issue 5)',
@@ -63,6 +68,10 @@ const HEADLINE = [
   'replay.ratio_vs_logical',
   'replay.lag_p95_s',
   'capture.tps_ratio',
+  'source.tps_ratio_vs_none',
+  'source.tps_ratio_vs_logical',
+  'source.cpu_per_txn_ratio_vs_none',
+  'source.logical_cpu_per_txn_ratio_vs_none',
   'rss_peak_mb',
   'cutover.downtime_reported_s',
   'cutover.downtime_observed_s',
@@ -147,6 +156,9 @@ try {
   say(`replay bench: pgbench scale ${scale}`);
   const replay = await replayBench({ scale, quick });
   const replaySeconds = (performance.now() - t0) / 1000 - copySeconds;
+  say(`source-cost bench: pgbench scale ${scale}, none / logical / pgferry, ${quick ? 1 : 2} round(s)`);
+  const source = await sourceCostBench({ scale, quick });
+  const sourceSeconds = (performance.now() - t0) / 1000 - copySeconds - replaySeconds;
   say(`cutover bench: pgbench scale ${scale}`);
   const cutover = await cutoverBench({ scale, quick });
   const cutoverEnd = (performance.now() - t0) / 1000;
@@ -155,6 +167,8 @@ try {
 
   const c = copy.summary;
   const r = replay.result;
+  const sc = source.result;
+  const r3 = (n: number | null) => (n === null ? null : round3(n));
   const copyRss = Math.max(...copy.result.pgferry.runs.map((p) => p.peakRssMB));
   const date = new Date().toISOString().slice(0, 10);
   const tool = copy.result.pgcopydb.tool;
@@ -195,6 +209,20 @@ try {
       tps_on: round3(r.capture.tps_on),
       tps_ratio: round3(r.capture.tps_ratio),
     },
+    source: {
+      tps_ratio_vs_none: r3(sc.tps_ratio_vs_none),
+      tps_ratio_vs_logical: r3(sc.tps_ratio_vs_logical),
+      cpu_per_txn_ratio_vs_none: r3(sc.cpu_per_txn_ratio_vs_none),
+      logical_cpu_per_txn_ratio_vs_none: r3(sc.logical_cpu_per_txn_ratio_vs_none),
+      logical_tps_ratio_vs_none: r3(sc.logical_tps_ratio_vs_none),
+      tps: Object.fromEntries(Object.entries(sc.modes).map(([m, v]) => [m, round3(v.tps_median)])),
+      cpu_ms_per_txn: Object.fromEntries(
+        Object.entries(sc.modes).map(([m, v]) => [m, round3(v.cpu_ms_per_txn_median)]),
+      ),
+      catch_up_s: Object.fromEntries(Object.entries(sc.modes).map(([m, v]) => [m, r3(v.catch_up_s_median)])),
+      seconds_per_run: sc.seconds_per_run,
+      rounds: sc.rounds,
+    },
     cutover: {
       downtime_reported_s: round3(cutover.result.downtime_reported_s),
       downtime_observed_s: round3(cutover.result.downtime_observed_s),
@@ -206,13 +234,15 @@ try {
     seconds: {
       copy_bench: round3(copySeconds),
       replay_bench: round3(replaySeconds),
-      cutover_bench: round3(cutoverEnd - copySeconds - replaySeconds),
+      source_cost_bench: round3(sourceSeconds),
+      cutover_bench: round3(cutoverEnd - copySeconds - replaySeconds - sourceSeconds),
       tls_and_series: round3(totalSeconds - cutoverEnd),
       total: round3(totalSeconds),
     },
     details: {
       copy: { ...copy.result, markdown: copy.markdown },
       replay: { ...r, markdown: replay.markdown },
+      source: { ...sc, markdown: source.markdown },
       cutover: { ...cutover.result, markdown: cutover.markdown },
       ...extra.details,
     },
@@ -224,7 +254,7 @@ try {
     `${out.machine.cpus} CPUs, PostgreSQL ${out.versions.postgres}, node ${out.versions.node}, ` +
       `pgferry ${out.versions.pgferry}; copy: ${(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} accounts + ` +
       `${wideRowsFor(scale * ACCOUNTS_PER_SCALE).toLocaleString('en-US')} wide rows, median of ${copy.result.rounds} round(s); ` +
-      `replay and cutover: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
+      `replay, source cost and cutover: pgbench scale ${scale}. Took ${totalSeconds.toFixed(0)} s.`,
     '',
     '| key | value | target (issues 4, 5 and 15, default scale) |',
     '|---|--:|---|',
@@ -233,12 +263,12 @@ try {
       const shown =
         typeof v === 'number'
           ? v.toLocaleString('en-US', { maximumFractionDigits: 3 })
-          : `n/a (${c.clone.pgcopydb_status})`;
+          : `n/a${k === 'clone.ratio_vs_pgcopydb' ? ` (${c.clone.pgcopydb_status})` : ''}`;
       return `| \`${k}\` | ${shown} | ${target} |`;
     }),
   ].join('\n');
   console.log(
-    `${copy.markdown}\n\n${replay.markdown}\n\n${cutover.markdown}\n\n${extra.markdown}\n\n${headline}`,
+    `${copy.markdown}\n\n${replay.markdown}\n\n${source.markdown}\n\n${cutover.markdown}\n\n${extra.markdown}\n\n${headline}`,
   );
 
   const suffix = `${quick ? '-quick' : ''}${scale !== defaultScale ? `-s${scale}` : ''}`;

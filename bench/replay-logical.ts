@@ -156,6 +156,48 @@ export class LogicalPeer {
     });
   }
 
+  /** The subscriber database's URL (for the equality checks). */
+  get url(): string {
+    return this.subscriberUrl;
+  }
+
+  /** ALTER SUBSCRIPTION … ENABLE or DISABLE; disabling waits until the walsender has gone. */
+  async setEnabled(on: boolean): Promise<void> {
+    await withClient(this.subscriberUrl, (c) =>
+      c.query(`ALTER SUBSCRIPTION ${pg.escapeIdentifier(NAME)} ${on ? 'ENABLE' : 'DISABLE'}`),
+    );
+    if (on) return;
+    for (const deadline = Date.now() + 30_000; ; ) {
+      const [slot] = await this.src.query<{ active: boolean }>(
+        'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+        [NAME],
+      );
+      if (!slot?.active) return;
+      if (Date.now() > deadline) throw new Error(`slot ${NAME} still active 30 s after DISABLE`);
+      await sleep(50);
+    }
+  }
+
+  /** Seconds until the enabled subscription's origin passes `markerLsn` (see markBacklogEnd). */
+  async waitApplied(markerLsn: string, timeoutMs = 600_000): Promise<number> {
+    const t0 = performance.now();
+    return withClient(this.subscriberUrl, async (c) => {
+      for (const deadline = Date.now() + timeoutMs; ; ) {
+        const { rows } = await c.query<{ done: boolean | null }>(
+          `SELECT o.remote_lsn > $2::pg_lsn AS done
+             FROM pg_subscription s
+             JOIN pg_replication_origin_status o ON o.external_id = 'pg_' || s.oid
+            WHERE s.subname = $1`,
+          [NAME, markerLsn],
+        );
+        if (rows[0]?.done) return (performance.now() - t0) / 1000;
+        if (Date.now() > deadline)
+          throw new Error(`logical replication did not pass ${markerLsn} within ${timeoutMs / 1000} s`);
+        await sleep(20);
+      }
+    });
+  }
+
   /** Subscription, slot, publication and subscriber database, each dropped even if another fails. */
   async drop(): Promise<void> {
     if (this.dropped) return;
