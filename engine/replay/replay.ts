@@ -42,6 +42,9 @@ export interface ReplayStats {
   tableBacklogs: { table: string; changes: number }[];
 }
 
+/** Shortest time between the starts of two replay rounds that each found less than a batch. */
+export const ROUND_INTERVAL_MS = 50;
+
 /** How many tables' backlogs the stats carry (a bounded set of per-table metric series). */
 export const TABLE_BACKLOGS = 50;
 
@@ -302,8 +305,15 @@ export class Replayer {
           await sleep(opts.pollMs ?? 200, opts.signal);
           continue;
         }
-        await this.round(pending, false, changes);
+        const started = performance.now();
+        const applied = await this.round(pending, false, changes);
         rounds++;
+        // Under a steady load every round finds a few changes per table, and a batch's cost on the
+        // source is mostly fixed (its transaction, its queries): a round that found less than a
+        // batch's worth waits out the rest of ROUND_INTERVAL_MS, so batches are fewer and bigger.
+        // A backlog (a full batch) is drained without a pause.
+        const rest = ROUND_INTERVAL_MS - (performance.now() - started);
+        if (applied < this.batch.batchSize && rest > 0) await sleep(rest, opts.signal);
       }
       return stats;
     } finally {

@@ -1,6 +1,7 @@
 // Every session pgferry opens goes through here, so every one carries application_name, a
 // statement_timeout and a lock_timeout (the source is production: pgferry must never queue an
 // ACCESS EXCLUSIVE lock request or run a query without bound).
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { dbError, PgferryError, sqlstateOf } from '../../lib/errors.js';
 import type { ConnInfo } from './conn-info.js';
@@ -124,6 +125,43 @@ export async function withClient<T>(
     return await fn(client);
   } finally {
     await client.end().catch(() => {});
+  }
+}
+
+/**
+ * Runs statements without parameters as one simple query (one round trip); returns the rows of
+ * the last. A statement that fails ends the string there, and its error names the side (and object).
+ */
+export async function simple<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  client: pg.Client,
+  statements: string[],
+  object?: string,
+  side: 'source' | 'target' = 'source',
+): Promise<T[]> {
+  try {
+    const res = (await client.query<T>(statements.join(';\n'))) as pg.QueryResult<T> | pg.QueryResult<T>[];
+    return Array.isArray(res) ? (res.at(-1)?.rows ?? []) : res.rows;
+  } catch (err) {
+    throw dbError(side, err, object);
+  }
+}
+
+/**
+ * Runs one query as a named prepared statement (parsed and planned once per session, by a name
+ * derived from its text), naming the side (and object) in any error.
+ */
+export async function prepared<T extends pg.QueryResultRow = pg.QueryResultRow>(
+  client: pg.Client,
+  side: 'source' | 'target',
+  sql: string,
+  params: unknown[] = [],
+  object?: string,
+): Promise<T[]> {
+  const name = `pgferry_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+  try {
+    return (await client.query<T>({ name, text: sql, values: params })).rows;
+  } catch (err) {
+    throw dbError(side, err, object);
   }
 }
 

@@ -8,7 +8,7 @@ import { PgferryError, stateOf } from '../../../lib/errors.js';
 import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../lib/sql.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
-import { q } from '../../shared/db.js';
+import { prepared, q, simple } from '../../shared/db.js';
 import type {
   ChangeBatch,
   ChangeSource,
@@ -106,7 +106,9 @@ export class TriggerSource implements ChangeSource {
       (t, i) =>
         `SELECT ${i} AS i, count(*)::int AS n, extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}`,
     );
-    const rows = await q<{ i: number; n: number; lag: number | null }>(
+    // Prepared once per session (replay asks every round): planning a union of every log costs
+    // more than running it on small logs.
+    const rows = await prepared<{ i: number; n: number; lag: number | null }>(
       client,
       'source',
       parts.join(' UNION ALL '),
@@ -127,8 +129,10 @@ export class TriggerSource implements ChangeSource {
   ): Promise<TriggerBatch | null | typeof SLICE_TRUNCATED> {
     const log = qualified(PGFERRY_SCHEMA, this.log(t));
     const name = `${t.schema}.${t.name}`;
-    await q(client, 'source', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
-    if (snapshotId) await q(client, 'source', `SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
+    const begin = [
+      'BEGIN ISOLATION LEVEL REPEATABLE READ',
+      ...(snapshotId ? [`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`] : []),
+    ];
     const keyCols = keyIdents(t).join(', ');
     // A slice takes its rows from the first limit × slices rows of the log, read through the log's
     // index: with the range filter in the same scan, the planner (no statistics on the log) would
@@ -139,7 +143,9 @@ export class TriggerSource implements ChangeSource {
                           ORDER BY ${LOG_SEQ} LIMIT ${limit * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
         : `(SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT} FROM ${log} ORDER BY ${LOG_SEQ} ${limit ? `LIMIT ${limit}` : ''}) s`;
     try {
-      const [head] = await q<{
+      // One round trip: the transaction, its snapshot and the head query go as one simple query
+      // (a batch is a few milliseconds under a steady load: round trips are most of its cost).
+      const [head] = await simple<{
         n: number;
         first: string | null;
         cutoff: string | null;
@@ -147,12 +153,13 @@ export class TriggerSource implements ChangeSource {
         lag: number | null;
       }>(
         client,
-        'source',
-        `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
+        [
+          ...begin,
+          `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
               coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
          FROM ${window}`,
-        [],
+        ],
         name,
       );
       if (!head || head.n === 0 || head.cutoff === null) {
@@ -195,8 +202,7 @@ export class TriggerSource implements ChangeSource {
   /** REPEATABLE READ: this deletes exactly the log rows the batch saw, none committed since. */
   async consume(client: pg.Client, batch: ChangeBatch): Promise<void> {
     const b = batch as TriggerBatch;
-    await q(client, 'source', `DELETE FROM ${b.log} WHERE ${b.inBatch}`, [], b.table);
-    await q(client, 'source', 'COMMIT');
+    await simple(client, [`DELETE FROM ${b.log} WHERE ${b.inBatch}`, 'COMMIT'], b.table);
   }
 
   async abandon(client: pg.Client): Promise<void> {
