@@ -26,6 +26,13 @@ export interface BatchSources {
   keysOut: string;
   /** COPY … TO STDOUT of the current rows of those keys, same snapshot. */
   rowsOut: string;
+  /**
+   * Instead of both, for a small batch: one COPY … TO STDOUT of every key's row (stagedColumns),
+   * its key columns always set, the others null where the row is gone, and a last boolean column
+   * true where the row exists. The source then reads the change log once instead of twice; the
+   * target stages the rows in a temporary table (engine/replay/table-batch.ts decides).
+   */
+  stagedOut?: string;
   /** Relations truncated on the source within the batch (qualified names as the source wrote them). */
   truncates: string[];
 }
@@ -34,14 +41,45 @@ const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' 
 const keysTemp = (t: ApplyTable) => quoteIdent(`pgferry_keys_${t.oid}`);
 
 /** A temporary table shaped like the table's key, emptied at each commit. */
-async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<number>): Promise<void> {
-  if (ready.has(t.oid)) return;
+async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<string>): Promise<void> {
+  if (ready.has(`keys ${t.oid}`)) return;
   const table = qualified(t.schema, t.name);
   const keys = t.key.map((k) => quoteIdent(k.name)).join(', ');
   await target.query(
     `CREATE TEMP TABLE IF NOT EXISTS ${keysTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${table} WITH NO DATA`,
   );
-  ready.add(t.oid);
+  ready.add(`keys ${t.oid}`);
+}
+
+/** The staged stream's last column: a name no column of the table has. */
+export function presentColumn(t: ApplyTable): string {
+  let name = 'pgferry_present';
+  while (t.columns.includes(name)) name += '_';
+  return name;
+}
+
+const stageTemp = (t: ApplyTable) => quoteIdent(`pgferry_stage_${t.oid}`);
+
+/**
+ * A staged row could not be held (a column of a domain type that refuses NULL, which a gone row's
+ * columns are): the table is applied with two streams from now on.
+ */
+export class StageRefused extends Error {
+  constructor(override readonly cause: unknown) {
+    super((cause as Error)?.message ?? String(cause));
+  }
+}
+
+async function ensureStage(target: pg.Client, t: ApplyTable, ready: Set<string>): Promise<void> {
+  const key = `stage ${t.oid}`;
+  if (ready.has(key)) return;
+  const cols = t.columns.map(quoteIdent).join(', ');
+  // CREATE TABLE AS keeps each column's type, typmod and collation but none of its NOT NULL
+  // constraints: a gone row's columns can be null.
+  await target.query(
+    `CREATE TEMP TABLE IF NOT EXISTS ${stageTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${cols}, true AS ${quoteIdent(presentColumn(t))} FROM ${qualified(t.schema, t.name)} WITH NO DATA`,
+  );
+  ready.add(key);
 }
 
 export interface ApplyResult {
@@ -60,10 +98,12 @@ export async function applyBatch(
   target: pg.Client,
   t: ApplyTable,
   batch: BatchSources,
-  ready: Set<number>,
+  ready: Set<string>,
 ): Promise<ApplyResult> {
   const table = qualified(t.schema, t.name);
-  await ensureTemps(target, t, ready);
+  const staged = batch.stagedOut !== undefined;
+  if (staged) await ensureStage(target, t, ready);
+  else await ensureTemps(target, t, ready);
   await target.query('BEGIN');
   try {
     for (const rel of batch.truncates) {
@@ -79,12 +119,28 @@ export async function applyBatch(
       if (rows[0]?.name) await target.query(`TRUNCATE ${rows[0].kind === 'p' ? '' : 'ONLY '}${rows[0].name}`);
     }
     const keyCols = t.key.map((k) => quoteIdent(k.name));
-    const keys = await pipeCopy({
-      source,
-      target,
-      copyOut: batch.keysOut,
-      copyIn: `COPY ${keysTemp(t)} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
-    });
+    const cols = t.columns.map(quoteIdent).join(', ');
+    const keysFrom = staged ? stageTemp(t) : keysTemp(t);
+    let keys: { rows: number; bytes: number };
+    if (staged) {
+      keys = await pipeCopy({
+        source,
+        target,
+        copyOut: batch.stagedOut as string,
+        copyIn: `COPY ${stageTemp(t)} (${cols}, ${quoteIdent(presentColumn(t))}) FROM STDIN${fmt(t.format)}`,
+      }).catch((err: unknown) => {
+        // 23502 not_null_violation, 23514 check_violation: a domain refused a gone row's null.
+        const state = (err as { cause?: { code?: string } })?.cause?.code;
+        throw state === '23502' || state === '23514' ? new StageRefused(err) : err;
+      });
+    } else {
+      keys = await pipeCopy({
+        source,
+        target,
+        copyOut: batch.keysOut,
+        copyIn: `COPY ${keysTemp(t)} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
+      });
+    }
     const match =
       keyCols.length === 1
         ? `pgferry_t.${keyCols[0]} = pgferry_k.${keyCols[0]}`
@@ -92,18 +148,27 @@ export async function applyBatch(
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     // ONLY: an inheritance parent's batch must not delete its children's rows with the same key.
     await target.query(
-      `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${keysTemp(t)} AS pgferry_k WHERE ${match}`,
+      `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${keysFrom} AS pgferry_k WHERE ${match}`,
     );
-    // Every key of the batch is gone from the table now, so the current rows are copied straight
-    // into it (no staging table: one write per row). COPY writes identity GENERATED ALWAYS
-    // columns as given, and routes rows of a partitioned table to their partitions.
-    const cols = t.columns.map(quoteIdent).join(', ');
-    const rows = await pipeCopy({
-      source,
-      target,
-      copyOut: batch.rowsOut,
-      copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
-    });
+    let rows: { rows: number; bytes: number };
+    if (staged) {
+      // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as
+      // COPY writes them.
+      const res = await target.query(
+        `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${stageTemp(t)} WHERE ${quoteIdent(presentColumn(t))}`,
+      );
+      rows = { rows: res.rowCount ?? 0, bytes: 0 };
+    } else {
+      // Every key of the batch is gone from the table now, so the current rows are copied
+      // straight into it (no staging table: one write per row). COPY writes identity GENERATED
+      // ALWAYS columns as given, and routes rows of a partitioned table to their partitions.
+      rows = await pipeCopy({
+        source,
+        target,
+        copyOut: batch.rowsOut,
+        copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
+      });
+    }
     await target.query('COMMIT');
     return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
   } catch (err) {

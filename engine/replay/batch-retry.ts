@@ -5,12 +5,12 @@
 import type { Logger } from 'pino';
 import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
-import type { ApplyTable } from '../../sinks/batch-applier.js';
+import { type ApplyTable, StageRefused } from '../../sinks/batch-applier.js';
 import { CopyPipeError } from '../../sinks/copy-pipe.js';
 import { type ChangeSource, explainRemoval, type Slice } from '../capture/change-source.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import type { SessionPool } from './sessions.js';
-import { type BatchOutcome, replayTableBatch, UNSLICED } from './table-batch.js';
+import { type BatchOutcome, replayTableBatch, stageable, UNSLICED } from './table-batch.js';
 
 export interface BatchRetryContext {
   changes: ChangeSource;
@@ -22,6 +22,8 @@ export interface BatchRetryContext {
   batchSize: number;
   /** Tables that replay unsliced from now on: a slice conflicting with another adds its table. */
   unsliceable: Set<ApplyTable>;
+  /** Tables whose batches are never staged (a domain refused a gone row's nulls). */
+  unstaged: Set<ApplyTable>;
   onRetry?: (code: string) => void;
   onLost?: (err: unknown) => void;
   onHealthy?: () => void;
@@ -43,12 +45,24 @@ export async function retriedTableBatch(
   for (let attempt = 1; ; attempt++) {
     const s = await ctx.sessions.take();
     try {
-      const out = await replayTableBatch(s, ctx.changes, t, { limit, snapshotId, slice });
+      const out = await replayTableBatch(
+        s,
+        ctx.changes,
+        t,
+        { limit, snapshotId, slice },
+        stageable(t) && !ctx.unstaged.has(t),
+      );
       ctx.sessions.give(s);
       ctx.onHealthy?.();
       return out;
     } catch (err) {
       await ctx.sessions.discard(s);
+      if (err instanceof StageRefused && !ctx.unstaged.has(t)) {
+        ctx.log.info({ table: name, err: err.message }, 'staged rows refused: the table is applied unstaged');
+        ctx.unstaged.add(t);
+        attempt--;
+        continue;
+      }
       const cause = err instanceof CopyPipeError ? err.cause : err;
       const side = err instanceof CopyPipeError ? err.side : 'target';
       const state = sqlstateOf(cause);

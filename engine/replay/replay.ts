@@ -113,6 +113,7 @@ export class Replayer {
       signal: opts.signal,
       batchSize: opts.batchSize ?? 50_000,
       unsliceable: this.unsliceable,
+      unstaged: new Set(),
       onRetry: opts.onRetry,
       onLost: opts.onLost,
       onHealthy: opts.onHealthy,
@@ -311,9 +312,11 @@ export class Replayer {
         // Under a steady load every round finds a few changes per table, and a batch's cost on the
         // source is mostly fixed (its transaction, its queries): a round that found less than a
         // batch's worth waits out the rest of ROUND_INTERVAL_MS, so batches are fewer and bigger.
-        // A backlog (a full batch) is drained without a pause.
+        // A backlog (a full batch) is drained without a pause, and so is everything until the log
+        // is seen empty (--exit-when-synced: a pause would let a steady writer refill it each time).
         const rest = ROUND_INTERVAL_MS - (performance.now() - started);
-        if (applied < this.batch.batchSize && rest > 0) await sleep(rest, opts.signal);
+        const untilEmpty = opts.untilSynced && opts.syncedLagSeconds === undefined;
+        if (applied < this.batch.batchSize && rest > 0 && !untilEmpty) await sleep(rest, opts.signal);
       }
       return stats;
     } finally {

@@ -8,8 +8,8 @@ import { connect } from '../shared/db.js';
 export interface Session {
   src: pg.Client;
   dst: pg.Client;
-  /** The oids of the tables whose temporary key table exists on dst. */
-  temps: Set<number>;
+  /** The temporary tables that exist on dst (`keys <oid>`, `stage <oid>`: sinks/batch-applier.ts). */
+  temps: Set<string>;
 }
 
 export class SessionPool {

@@ -6,7 +6,6 @@
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
 import { type ChangeSource, type ReadOptions, SLICE_TRUNCATED } from '../capture/change-source.js';
-import { q } from '../shared/db.js';
 import type { Session } from './sessions.js';
 
 export interface BatchOutcome {
@@ -20,12 +19,24 @@ export const UNSLICED = Symbol('unsliced');
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
 
+/**
+ * Most changes of a batch applied through one stream (the target stages the rows): a steady load
+ * makes many small batches, whose cost on the source is mostly per statement, and the staged
+ * stream reads the change log once instead of twice. Bigger batches (a backlog) copy their rows
+ * straight into the table, the cheapest write for the target.
+ */
+export const STAGED_MAX_CHANGES = 5_000;
+
+/** Whether a table's batches may be staged: every key column is one the stream writes. */
+export const stageable = (t: ApplyTable): boolean => t.key.every((k) => t.columns.includes(k.name));
+
 /** One batch of one table. Returns null when the table had no change pending. */
 export async function replayTableBatch(
   s: Session,
   source: ChangeSource,
   t: ApplyTable,
   read: ReadOptions,
+  mayStage = stageable(t),
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const batch = await source.readBatch(s.src, t, read);
   if (batch === null) return null;
@@ -39,6 +50,16 @@ export async function replayTableBatch(
     // Rows in key order, one primary-key probe per key (the session's planner settings,
     // sessions.ts): the source reads its index in order, and the target inserts into its index in
     // order, which measured 1.5× faster than the keys' hash order.
+    const keyNames = new Set(t.key.map((k) => k.name));
+    const stagedCols = t.columns
+      .map((c) => `${keyNames.has(c) ? 'pgferry_k' : 'pgferry_t'}.${quoteIdent(c)}`)
+      .join(', ');
+    const order = keys.map((k) => `pgferry_k.${k}`).join(', ');
+    const stagedOut =
+      mayStage && batch.changes <= STAGED_MAX_CHANGES
+        ? `COPY (SELECT ${stagedCols}, pgferry_t.${keys[0]} IS NOT NULL FROM (${batch.keys}) pgferry_k
+                   LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`
+        : undefined;
     const applied = await applyBatch(
       s.src,
       s.dst,
@@ -46,7 +67,8 @@ export async function replayTableBatch(
       {
         keysOut: `COPY (${batch.keys}) TO STDOUT${fmt(t.keyFormat)}`,
         rowsOut: `COPY (SELECT ${cols} FROM (${batch.keys}) pgferry_k JOIN ${from} AS pgferry_t ON ${match.join(' AND ')}
-                        ORDER BY ${keys.map((k) => `pgferry_k.${k}`).join(', ')}) TO STDOUT${fmt(t.format)}`,
+                        ORDER BY ${order}) TO STDOUT${fmt(t.format)}`,
+        stagedOut,
         truncates: batch.truncates,
       },
       s.temps,
