@@ -47,6 +47,8 @@ async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<number>)
 export interface ApplyResult {
   keys: number;
   rows: number;
+  /** Rows the batch's DELETE removed (with `rows`, the table's row count change; truncates aside). */
+  deleted: number;
   bytes: number;
 }
 
@@ -95,7 +97,7 @@ export async function applyBatch(
     await target.query('SET LOCAL enable_hashjoin = off');
     await target.query('SET LOCAL enable_mergejoin = off');
     // ONLY: an inheritance parent's batch must not delete its children's rows with the same key.
-    await target.query(
+    const deleted = await target.query(
       `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${keysTemp(t)} AS pgferry_k WHERE ${match}`,
     );
     // Every key of the batch is gone from the table now, so the current rows are copied straight
@@ -109,7 +111,12 @@ export async function applyBatch(
       copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
     });
     await target.query('COMMIT');
-    return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
+    return {
+      keys: keys.rows,
+      rows: rows.rows,
+      deleted: deleted.rowCount ?? 0,
+      bytes: keys.bytes + rows.bytes,
+    };
   } catch (err) {
     await rollbackQuietly(target);
     throw err;

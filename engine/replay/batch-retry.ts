@@ -9,6 +9,7 @@ import type { ApplyTable } from '../../sinks/batch-applier.js';
 import { CopyPipeError } from '../../sinks/copy-pipe.js';
 import { type ChangeSource, explainRemoval, type Slice } from '../capture/change-source.js';
 import type { ConnInfo } from '../shared/conn-info.js';
+import type { CountLedger } from './count-ledger.js';
 import type { SessionPool } from './sessions.js';
 import { type BatchOutcome, replayTableBatch, UNSLICED } from './table-batch.js';
 
@@ -22,6 +23,8 @@ export interface BatchRetryContext {
   batchSize: number;
   /** Tables that replay unsliced from now on: a slice conflicting with another adds its table. */
   unsliceable: Set<ApplyTable>;
+  /** Row count changes since the cutover's verified point, while it keeps them. */
+  ledger?: CountLedger;
   onRetry?: (code: string) => void;
   onLost?: (err: unknown) => void;
   onHealthy?: () => void;
@@ -44,10 +47,13 @@ export async function retriedTableBatch(
     const s = await ctx.sessions.take();
     try {
       const out = await replayTableBatch(s, ctx.changes, t, { limit, snapshotId, slice });
+      if (out && out !== UNSLICED) ctx.ledger?.record(t, out.counts);
       ctx.sessions.give(s);
       ctx.onHealthy?.();
       return out;
     } catch (err) {
+      // The target may have committed what the source did not consume: the table's count is not known.
+      ctx.ledger?.lost(t);
       await ctx.sessions.discard(s);
       const cause = err instanceof CopyPipeError ? err.cause : err;
       const side = err instanceof CopyPipeError ? err.side : 'target';
