@@ -42,8 +42,7 @@ export async function replayTableBatch(
     // Rows in key order, one primary-key probe per key (the log has no statistics the planner
     // could size a hash join by): the source reads its index in order, and the target inserts
     // into its index in order, which measured 1.5× faster than the keys' hash order.
-    await q(s.src, 'source', 'SET LOCAL enable_hashjoin = off');
-    await q(s.src, 'source', 'SET LOCAL enable_mergejoin = off');
+    await q(s.src, 'source', 'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off');
     const applied = await applyBatch(
       s.src,
       s.dst,

@@ -284,10 +284,11 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
 
   // Every range of every table, in parallel; a range that differs is narrowed to its keys.
   let hashed = 0;
-  await pool(opts, ranges, async (r, src, dst) => {
-    await compareRange(r, src, dst);
-    opts.onProgress?.({ stage: 'hashing ranges', done: ++hashed, total: ranges.length });
-  });
+  if (ranges.length > 0)
+    await pool(opts, ranges, async (r, src, dst) => {
+      await compareRange(r, src, dst);
+      opts.onProgress?.({ stage: 'hashing ranges', done: ++hashed, total: ranges.length });
+    });
   async function compareRange(r: Range, src: pg.Client, dst: pg.Client): Promise<void> {
     const t = r.table;
     const key = t.primaryKey!;
