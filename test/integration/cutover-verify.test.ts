@@ -8,6 +8,8 @@
 //   replay applies after the point, as a replay that loses a row would) makes the changes
 //   differ: the table is counted in full, the counts differ, and the cutover fails after the
 //   freeze and gives the source its writes back.
+// - With --verify checksums (the operator's slow, thorough proof) every table is hashed after
+//   the drain, as before.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -70,6 +72,17 @@ describe('the cutover verifies what changed since its verified point', () => {
     expect(doc.verify.tables).toBeGreaterThan(4);
     const cmp = await compareDatabases(source.url({ db }), target.url({ db }));
     expect(cmp.target).toEqual(cmp.source);
+  });
+
+  it('with --verify checksums there is no verified point: every row is hashed after the drain', async () => {
+    const { base } = await prepare('verify_checksums');
+    await source.query(`INSERT INTO kv VALUES ('late', 'x', NULL)`, [], 'verify_checksums');
+    const cut = await runCli(['cutover', '--json', '--verify', 'checksums', '--freeze', 'readonly', ...base]);
+    expect(cut.code, cut.stderr.slice(-3000)).toBe(0);
+    expect(cut.stderr).not.toContain('verified point taken');
+    const doc = JSON.parse(cut.stdout) as { verify: { checksums: boolean; tables: number; counted: number } };
+    expect(doc.verify.checksums).toBe(true);
+    expect(doc.verify.counted).toBe(doc.verify.tables);
   });
 
   it('a row the target loses after the point fails the cutover after the freeze', async () => {
