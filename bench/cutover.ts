@@ -64,6 +64,12 @@ export interface CutoverBenchResult {
   verified: string[];
 }
 
+/** The line's message and its own fields (changes drained, tables verified…), pino's left out. */
+function withFields(l: { msg: string; [k: string]: unknown }): string {
+  const { msg, level, time, pid, hostname, name, app, ...fields } = l;
+  return Object.keys(fields).length > 0 ? `${msg} ${JSON.stringify(fields).replace(/\|/g, '/')}` : msg;
+}
+
 const distBuiltAt = () => fs.statSync(path.join(HERE, '../dist/src/cli.js')).mtime.toISOString();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fix = (n: number, d = 2) => n.toFixed(d);
@@ -256,7 +262,7 @@ export async function cutoverBench(opts: {
     const freezeStart = readyLine ? readyLine.time - Number(readyLine.downtimeSeconds) * 1000 : Number.NaN;
     const timeline = exit.log
       .filter((l) => readyLine && l.time >= freezeStart - 3000 && l.time <= readyLine.time)
-      .map((l) => ({ s: Math.round(l.time - freezeStart) / 1000, msg: l.msg }));
+      .map((l) => ({ s: Math.round(l.time - freezeStart) / 1000, msg: withFields(l) }));
     const before = bench.progress.filter(
       (p) => p.atMs <= (Number.isNaN(freezeStart) ? writes.lastSourceAckMs : freezeStart),
     );

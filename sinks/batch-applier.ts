@@ -85,6 +85,8 @@ async function ensureStage(target: pg.Client, t: ApplyTable, ready: Set<string>)
 export interface ApplyResult {
   keys: number;
   rows: number;
+  /** Rows the batch's DELETE removed (with `rows`, the table's row count change; truncates aside). */
+  deleted: number;
   bytes: number;
 }
 
@@ -147,7 +149,7 @@ export async function applyBatch(
         : `(${keyCols.map((c) => `pgferry_t.${c}`).join(', ')}) = (${keyCols.map((c) => `pgferry_k.${c}`).join(', ')})`;
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     // ONLY: an inheritance parent's batch must not delete its children's rows with the same key.
-    await target.query(
+    const deleted = await target.query(
       `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${keysFrom} AS pgferry_k WHERE ${match}`,
     );
     let rows: { rows: number; bytes: number };
@@ -170,7 +172,12 @@ export async function applyBatch(
       });
     }
     await target.query('COMMIT');
-    return { keys: keys.rows, rows: rows.rows, bytes: keys.bytes + rows.bytes };
+    return {
+      keys: keys.rows,
+      rows: rows.rows,
+      deleted: deleted.rowCount ?? 0,
+      bytes: keys.bytes + rows.bytes,
+    };
   } catch (err) {
     await rollbackQuietly(target);
     throw err;

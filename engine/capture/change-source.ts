@@ -93,6 +93,13 @@ export interface ChangeBatch {
    * key: replay joins it with the table in the read's transaction. Valid until consume or abandon.
    */
   keys: string;
+  /**
+   * Row inserts and deletes among the changes (an UPDATE is neither, a row moved between
+   * partitions one of each), when the source can tell: the table's row count changed by
+   * inserted − deleted over the batch, TRUNCATEs aside. The cutover's count ledger goes by them.
+   */
+  inserted?: number;
+  deleted?: number;
 }
 
 export interface ReadOptions {

@@ -9,6 +9,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../checkpoints/store.js';
+import { allOrFirstError } from '../../lib/all-settled.js';
 import { crashPoint } from '../../lib/crash-point.js';
 import { PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
@@ -20,6 +21,8 @@ import type { ConnInfo } from '../shared/conn-info.js';
 import { connect, withClient } from '../shared/db.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from '../shared/outage.js';
 import type { TableFilter } from '../shared/table-filter.js';
+import { verifiedTables } from '../verify/verify.js';
+import { DRAIN_WIDTH, drain } from './drain.js';
 import {
   applyFreeze,
   type FreezeMethod,
@@ -38,6 +41,7 @@ import {
 } from './freeze-record.js';
 import { giveBackAfterOutage, giveWritesBack } from './give-back.js';
 import { prepareTarget, validateForeignKeys, verifyTarget } from './target-steps.js';
+import { takeVerifiedPoint, type VerifiedPoint } from './verified-point.js';
 
 export interface CutoverOptions {
   source: ConnInfo;
@@ -74,23 +78,17 @@ export interface CutoverResult {
   deferredObjects: number;
   foreignKeysValidated: number;
   /** The verification before the target was declared ready (a failed one stops the cutover). */
-  verify: { checksums: boolean; equal: boolean; tables: number } | null;
+  verify: {
+    checksums: boolean;
+    equal: boolean;
+    tables: number;
+    /** Tables counted (or hashed) on both sides; the others were proven by the verified point's ledger. */
+    counted: number;
+  } | null;
   /** The steps this cutover completed, each with its time; none before where an interrupted one stopped. */
   steps: { step: CutoverStep; at: string }[];
   /** An interrupted cutover was completed (the counts cover only what was done now). */
   completedInterrupted: boolean;
-}
-
-/** Drains the log to empty: whole batches until a round applies nothing and nothing is left. */
-async function drain(replayer: Replayer, control: pg.Client, signal: AbortSignal): Promise<number> {
-  let total = 0;
-  for (;;) {
-    if (signal.aborted) throw new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped during the cutover drain');
-    const applied = await replayer.catchUp();
-    total += applied;
-    const { total: left } = await replayer.backlog(control);
-    if (applied === 0 && left === 0) return total;
-  }
 }
 
 /**
@@ -134,12 +132,27 @@ export async function cutover(opts: CutoverOptions): Promise<CutoverResult> {
 async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
   const { store, log, replayer } = opts;
   const control = await connect(opts.source, 'control');
+  // Opened before anything is frozen: the target's steps do not wait for a connection.
+  let target: pg.Client;
+  try {
+    target = await connect(opts.target, 'index');
+  } catch (err) {
+    await control.end().catch(() => {});
+    throw err;
+  }
   let freeze: FreezeRecord | undefined;
   const steps: CutoverResult['steps'] = [];
-  const step = (done: CutoverStep) => {
-    writeCutoverRecord(store, freeze!, done);
+  let point: VerifiedPoint | null = null;
+  // The drain applies every table's backlog at once (up to DRAIN_WIDTH, or --jobs if more).
+  const drainWidth = Math.max(opts.jobs, Math.min(store.captures().length, DRAIN_WIDTH));
+  // Each step is recorded in one transaction of the state file, with `also` (more writes) in it.
+  const step = (done: CutoverStep, also?: () => void) => {
+    store.atomically(() => {
+      writeCutoverRecord(store, freeze!, done);
+      store.event('info', 'cutover', `cutover: ${done}`);
+      also?.();
+    });
     steps.push({ step: done, at: new Date().toISOString() });
-    store.event('info', 'cutover', `cutover: ${done}`);
     crashPoint(`cutover:${done}`);
   };
   try {
@@ -176,8 +189,18 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
           { side: 'source' },
         );
       }
-      // Catch up while the application still writes: what is left for the freeze is seconds.
+      // While the application still writes: the verified point (verified-point.ts), from which
+      // only what changed is verified after the freeze; then a catch-up, so that what is left for
+      // the freeze is a fraction of a second.
+      if (opts.verify === 'counts') {
+        point = await takeVerifiedPoint(opts);
+        log.info({ tables: point.counts.size }, 'cutover: verified point taken (both sides counted)');
+      }
       await replayer.catchUp();
+      // The drain's sessions are opened now, and a second catch-up leaves the drain only what
+      // is written while it runs.
+      await replayer.warm(drainWidth);
+      await replayer.catchUp(control, drainWidth);
       store.setPhase('cutover');
       store.event('info', 'cutover', `cutover started: freezing writes (${opts.freeze})`);
       const tables = store.captures().map((c) => ({ schema: c.schema, name: c.name }));
@@ -203,19 +226,30 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     freeze.sessionsEnded = await stopWriters(control, freeze, relations);
     step('writers stopped');
     log.info({ sessionsEnded: freeze.sessionsEnded }, 'no write in flight on the source');
+    // No schema change commits now either: the tables to verify are listed while the log drains.
+    const listing = verifiedTables(opts.source, opts.filter);
+    listing.catch(() => {});
 
-    const drained = await drain(replayer, control, opts.signal);
+    const drained = await drain(replayer, control, opts.signal, drainWidth);
     step('drained');
     log.info({ changes: drained }, 'change log drained to empty');
 
-    const prepared = await prepareTarget(opts, control, step);
-    const verified = await verifyTarget(opts);
+    // The verification reads while the target's objects are created (neither changes a row).
+    const [prepared, verified] = await allOrFirstError([
+      prepareTarget(opts, control, target, (done) => {
+        step(done);
+        log.info(`cutover: ${done}`);
+      }),
+      listing.then((tables) => verifyTarget(opts, point, tables)),
+    ] as const);
     step('verified');
+    log.info({ ...verified }, 'cutover: verified');
     // The point of no return: the target is ready for writes.
     const downtimeSeconds = (Date.now() - started) / 1000;
-    store.setMeta('cutover_downtime_seconds', String(downtimeSeconds));
-    step('target ready');
-    store.event('info', 'cutover', `target ready: write downtime ${downtimeSeconds.toFixed(2)}s`);
+    step('target ready', () => {
+      store.setMeta('cutover_downtime_seconds', String(downtimeSeconds));
+      store.event('info', 'cutover', `target ready: write downtime ${downtimeSeconds.toFixed(2)}s`);
+    });
     log.info({ downtimeSeconds }, 'target ready for writes');
     return await finish(opts, freeze, {
       downtimeSeconds,
@@ -234,7 +268,8 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     }
     throw err;
   } finally {
-    await control.end().catch(() => {});
+    if (point) replayer.stopLedger();
+    await Promise.all([control.end().catch(() => {}), target.end().catch(() => {})]);
   }
 }
 

@@ -4,14 +4,15 @@
 // foreign keys validated (validation only reads, and writes may go on meanwhile).
 import type pg from 'pg';
 import type { CheckpointStore } from '../../checkpoints/store.js';
-import { PgferryError } from '../../lib/errors.js';
 import { createDeferred } from '../schema/deferred-objects.js';
 import { refreshMatviews } from '../schema/matviews.js';
 import { syncSequences } from '../schema/sequences.js';
+import { displayName, type TableInfo } from '../shared/catalog.js';
 import { q, withClient } from '../shared/db.js';
 import { verify } from '../verify/verify.js';
 import type { CutoverOptions, CutoverResult } from './cutover.js';
 import type { CutoverStep } from './freeze-record.js';
+import { differences, provenByLedger, type VerifiedPoint } from './verified-point.js';
 
 const FK =
   /^ALTER TABLE (?:ONLY )?((?:"(?:[^"]|"")*"|[^\s."]+)\.(?:"(?:[^"]|"")*"|[^\s."]+))\s+ADD CONSTRAINT ((?:"(?:[^"]|"")*"|[^\s"]+)) FOREIGN KEY/;
@@ -20,16 +21,15 @@ const FK =
 export async function prepareTarget(
   opts: CutoverOptions,
   control: pg.Client,
+  target: pg.Client,
   step: (done: CutoverStep) => void,
 ): Promise<Pick<CutoverResult, 'sequences' | 'materializedViews' | 'deferredObjects'>> {
   const { store, log } = opts;
-  const result = await withClient(opts.target, 'index', async (target) => {
-    const sequences = await syncSequences(control, target);
-    step('sequences set');
-    const views = await refreshMatviews(control, target);
-    step('materialized views refreshed');
-    return { sequences: sequences.length, views: views.length };
-  });
+  const sequences = await syncSequences(control, target);
+  step('sequences set');
+  const views = await refreshMatviews(control, target);
+  step('materialized views refreshed');
+  const result = { sequences: sequences.length, views: views.length };
   const notValid = (sql: string) => (FK.test(sql) ? sql.replace(/;\s*$/, ' NOT VALID;') : sql);
   const deferred = await createDeferred({
     target: opts.target,
@@ -47,22 +47,44 @@ export async function prepareTarget(
   return { sequences: result.sequences, materializedViews: result.views, deferredObjects: deferred };
 }
 
-/** The verification before the target is declared ready: any difference fails the cutover. */
-export async function verifyTarget(opts: CutoverOptions): Promise<NonNullable<CutoverResult['verify']>> {
+/**
+ * The verification before the target is declared ready: any difference fails the cutover. With a
+ * verified point, the tables its ledger proves equal are not counted again (verified-point.ts).
+ */
+export async function verifyTarget(
+  opts: CutoverOptions,
+  point: VerifiedPoint | null,
+  tables: TableInfo[],
+): Promise<NonNullable<CutoverResult['verify']>> {
+  let proven = 0;
   const report = await verify({
     source: opts.source,
     target: opts.target,
     filter: opts.filter,
+    tables,
     checksums: opts.verify === 'checksums',
     jobs: opts.jobs,
+    known: point
+      ? (t) => {
+          const v = provenByLedger(point, t);
+          if (v) proven++;
+          const d = v ? null : point.ledger.delta(t);
+          if (d && d.source !== d.target)
+            opts.log.warn(
+              { table: displayName(t), sourceChange: d.source, targetChange: d.target },
+              'row count changes since the verified point differ: the table is counted in full',
+            );
+          return v;
+        }
+      : undefined,
   });
-  if (!report.equal) {
-    const bad = report.tables.filter((t) => !t.equal).map((t) => t.table);
-    throw new PgferryError('PGFERRY_CUTOVER_FAILED', `verification found differences in ${bad.join(', ')}`, {
-      side: 'target',
-    });
-  }
-  return { checksums: report.checksums, equal: report.equal, tables: report.tables.length };
+  if (!report.equal) throw differences(report);
+  return {
+    checksums: report.checksums,
+    equal: report.equal,
+    tables: report.tables.length,
+    counted: report.tables.length - proven,
+  };
 }
 
 export async function validateForeignKeys(opts: CutoverOptions, store: CheckpointStore): Promise<number> {

@@ -9,6 +9,7 @@ import { type ApplyTable, StageRefused } from '../../sinks/batch-applier.js';
 import { CopyPipeError } from '../../sinks/copy-pipe.js';
 import { type ChangeSource, explainRemoval, type Slice } from '../capture/change-source.js';
 import type { ConnInfo } from '../shared/conn-info.js';
+import type { CountLedger } from './count-ledger.js';
 import type { SessionPool } from './sessions.js';
 import { type BatchOutcome, replayTableBatch, stageable, UNSLICED } from './table-batch.js';
 
@@ -24,6 +25,8 @@ export interface BatchRetryContext {
   unsliceable: Set<ApplyTable>;
   /** Tables whose batches are never staged (a domain refused a gone row's nulls). */
   unstaged: Set<ApplyTable>;
+  /** Row count changes since the cutover's verified point, while it keeps them. */
+  ledger?: CountLedger;
   onRetry?: (code: string) => void;
   onLost?: (err: unknown) => void;
   onHealthy?: () => void;
@@ -52,10 +55,13 @@ export async function retriedTableBatch(
         { limit, snapshotId, slice },
         stageable(t) && !ctx.unstaged.has(t),
       );
+      if (out && out !== UNSLICED) ctx.ledger?.record(t, out.counts);
       ctx.sessions.give(s);
       ctx.onHealthy?.();
       return out;
     } catch (err) {
+      // The target may have committed what the source did not consume: the table's count is not known.
+      ctx.ledger?.lost(t);
       await ctx.sessions.discard(s);
       if (err instanceof StageRefused && !ctx.unstaged.has(t)) {
         ctx.log.info({ table: name, err: err.message }, 'staged rows refused: the table is applied unstaged');

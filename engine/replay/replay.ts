@@ -25,6 +25,7 @@ import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';
 import { type BatchRetryContext, retriedTableBatch } from './batch-retry.js';
+import { CountLedger } from './count-ledger.js';
 import { SessionPool } from './sessions.js';
 import { DEFAULT_MIN_SLICE, planSlices, planUnits, type Unit } from './slices.js';
 import { UNSLICED } from './table-batch.js';
@@ -129,6 +130,21 @@ export class Replayer {
     this.lastBatchAt = new Date().toISOString();
   }
 
+  /** Keeps every table's row count changes from now on (the cutover's verified point), until stopLedger. */
+  startLedger(): CountLedger {
+    this.batch.ledger = new CountLedger();
+    return this.batch.ledger;
+  }
+
+  stopLedger(): void {
+    this.batch.ledger = undefined;
+  }
+
+  /** Opens replay sessions until `n` are ready (before a round that must not wait for connections). */
+  warm(n: number): Promise<void> {
+    return this.sessions.warm(n);
+  }
+
   /** Makes run() return after the batches in flight (the cutover through the API takes over). */
   stop(): void {
     this.stopping = true;
@@ -175,14 +191,18 @@ export class Replayer {
     }
   }
 
-  /** One whole batch per table with a backlog: afterwards each table equals the source as of its batch. */
-  async catchUp(): Promise<number> {
-    const control = await connect(this.opts.source, 'control');
+  /**
+   * One whole batch per table with a backlog: afterwards each table equals the source as of its
+   * batch. The backlog is read on `client` when given (the caller's session), else on one of its
+   * own; `width` tables at a time (--jobs by default).
+   */
+  async catchUp(client?: pg.Client, width?: number): Promise<number> {
+    const control = client ?? (await connect(this.opts.source, 'control'));
     try {
       const { pending } = await this.backlog(control);
-      return await this.round(pending, true);
+      return await this.round(pending, true, undefined, width);
     } finally {
-      await control.end().catch(() => {});
+      if (!client) await control.end().catch(() => {});
     }
   }
 
@@ -195,6 +215,7 @@ export class Replayer {
     pending: ApplyTable[],
     whole = false,
     changes?: Map<ApplyTable, number>,
+    width = this.opts.jobs,
   ): Promise<number> {
     const counts =
       whole || !changes
@@ -242,7 +263,7 @@ export class Replayer {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.opts.jobs, units.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(width, units.length) }, worker));
     if (failure) throw failure;
     // Every slice of the round is over: an unsliced batch cannot overlap one now.
     if (unsliced.size > 0 && !held()) applied += await this.round([...unsliced], whole);

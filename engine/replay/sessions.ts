@@ -22,8 +22,10 @@ export class SessionPool {
 
   /** An idle session, or a new one. */
   async take(): Promise<Session> {
-    const pooled = this.idle.pop();
-    if (pooled) return pooled;
+    return this.idle.pop() ?? this.open();
+  }
+
+  private async open(): Promise<Session> {
     const src = await connect(this.source, 'copy');
     try {
       const dst = await connect(this.target, 'copy');
@@ -49,6 +51,13 @@ export class SessionPool {
 
   async discard(s: Session): Promise<void> {
     await Promise.all([s.src.end().catch(() => {}), s.dst.end().catch(() => {})]);
+  }
+
+  /** Opens sessions (at once) until `n` are idle: a round that follows needs no new connection. */
+  async warm(n: number): Promise<void> {
+    const missing = Math.max(0, n - this.idle.length);
+    const opened = await Promise.allSettled(Array.from({ length: missing }, () => this.open()));
+    for (const r of opened) if (r.status === 'fulfilled') this.idle.push(r.value);
   }
 
   async close(): Promise<void> {

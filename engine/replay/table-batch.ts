@@ -6,12 +6,15 @@
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
 import { type ChangeSource, type ReadOptions, SLICE_TRUNCATED } from '../capture/change-source.js';
+import type { BatchCounts } from './count-ledger.js';
 import type { Session } from './sessions.js';
 
 export interface BatchOutcome {
   changes: number;
   rows: number;
   lagSeconds: number;
+  /** The table's row count change on each side by this batch (count-ledger.ts). */
+  counts: BatchCounts;
 }
 
 /** A slice saw a TRUNCATE or conflicted with another slice: nothing applied, the table needs an unsliced batch. */
@@ -74,7 +77,15 @@ export async function replayTableBatch(
       s.temps,
     );
     await source.consume(s.src, batch);
-    return { changes: batch.changes, rows: applied.rows, lagSeconds: batch.lagSeconds };
+    const truncated = batch.truncates.length > 0;
+    const counts: BatchCounts = {
+      source:
+        truncated || batch.inserted === undefined || batch.deleted === undefined
+          ? null
+          : batch.inserted - batch.deleted,
+      target: truncated ? null : applied.rows - applied.deleted,
+    };
+    return { changes: batch.changes, rows: applied.rows, lagSeconds: batch.lagSeconds, counts };
   } catch (err) {
     await source.abandon(s.src, batch);
     throw err;

@@ -13,6 +13,9 @@ export interface SequenceValue {
   isCalled: boolean;
 }
 
+/** Sequences read per statement on the source. */
+const READ_AT_ONCE = 500;
+
 /** Every sequence on the target (the ones the schema created), set to the source's position. */
 export async function syncSequences(source: pg.Client, target: pg.Client): Promise<SequenceValue[]> {
   const seqs = await q<{ schema: string; name: string }>(
@@ -26,25 +29,29 @@ export async function syncSequences(source: pg.Client, target: pg.Client): Promi
       ORDER BY 1, 2`,
     [PGFERRY_SCHEMA],
   );
-  const done: SequenceValue[] = [];
-  for (const s of seqs) {
-    const name = qualified(s.schema, s.name);
-    const [row] = await q<{ last_value: string; is_called: boolean }>(
-      source,
-      'source',
-      `SELECT last_value::text, is_called FROM ${name}`,
-      [],
-      `${s.schema}.${s.name}`,
-    );
-    if (!row) continue;
-    await q(
-      target,
-      'target',
-      'SELECT pg_catalog.setval($1::regclass, $2::bigint, $3)',
-      [name, row.last_value, row.is_called],
-      `${s.schema}.${s.name}`,
-    );
-    done.push({ schema: s.schema, name: s.name, lastValue: row.last_value, isCalled: row.is_called });
+  if (seqs.length === 0) return [];
+  // Every source position in one statement, every target set in one: two round trips however
+  // many sequences there are (the cutover sets them while writes are frozen).
+  const values: { i: number; last_value: string; is_called: boolean }[] = [];
+  for (let from = 0; from < seqs.length; from += READ_AT_ONCE) {
+    const sql = seqs
+      .slice(from, from + READ_AT_ONCE)
+      .map(
+        (s, j) => `SELECT ${from + j} AS i, last_value::text, is_called FROM ${qualified(s.schema, s.name)}`,
+      )
+      .join(' UNION ALL ');
+    values.push(...(await q<(typeof values)[number]>(source, 'source', sql)));
   }
+  values.sort((a, b) => a.i - b.i);
+  const done: SequenceValue[] = values.map((v) => {
+    const s = seqs[v.i]!;
+    return { schema: s.schema, name: s.name, lastValue: v.last_value, isCalled: v.is_called };
+  });
+  await q(
+    target,
+    'target',
+    `SELECT pg_catalog.setval(n::regclass, v, c) FROM unnest($1::text[], $2::bigint[], $3::boolean[]) AS u(n, v, c)`,
+    [done.map((d) => qualified(d.schema, d.name)), done.map((d) => d.lastValue), done.map((d) => d.isCalled)],
+  );
   return done;
 }

@@ -38,7 +38,15 @@ export const CutoverResult = z.object({
     description: 'Sessions ended on the source so that nothing could still write',
   }),
   verify: z
-    .object({ checksums: z.boolean(), equal: z.boolean(), tables: count() })
+    .object({
+      checksums: z.boolean(),
+      equal: z.boolean(),
+      tables: count(),
+      counted: count().meta({
+        description:
+          "Tables counted (or hashed) on both sides after the drain; the others were proven by the row count changes kept since the cutover's verified point",
+      }),
+    })
     .nullable()
     .meta({ description: 'The verification before the target was declared ready' }),
   steps: z

@@ -151,12 +151,16 @@ export class TriggerSource implements ChangeSource {
         cutoff: string | null;
         trunc: boolean;
         lag: number | null;
+        ins: number;
+        del: number;
       }>(
         client,
         [
           ...begin,
           `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
               coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
+              count(*) FILTER (WHERE ${LOG_OP} = 'I')::int AS ins,
+              count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
          FROM ${window}`,
         ],
@@ -189,6 +193,8 @@ export class TriggerSource implements ChangeSource {
         lagSeconds: head.lag ?? 0,
         truncates,
         keys: `SELECT DISTINCT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' ORDER BY ${keyCols}`,
+        inserted: head.ins,
+        deleted: head.del,
         log,
         inBatch,
         table: name,
