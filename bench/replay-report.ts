@@ -1,5 +1,7 @@
 // The replay benchmark's result and its markdown: what capture costs the source, how fast replay
 // drains a standing backlog, how far it lags behind a steady load, and the memory it takes.
+
+import type { CopyLimit } from './copy-limit.js';
 import type { PgbenchRun } from './pgbench.js';
 import type { BacklogStatement } from './replay-data.js';
 import type { LogicalRun } from './replay-logical.js';
@@ -54,6 +56,10 @@ export interface ReplayBenchResult {
     logical: LogicalRun;
     /** changes_per_s over logical replication's (higher is better). */
     ratio_vs_logical: number;
+    /** A plain binary COPY of pgbench_accounts into an empty keyed copy on the target: its write limit. */
+    copy_limit: CopyLimit;
+    /** changes_per_s over copy_limit's rows/s (issue 15: ≥ 0.5). */
+    ratio_vs_copy: number;
     lag_pgbench: PgbenchRun;
     lag_pgbench_tps: number;
     lag_p50_s: number;
@@ -109,6 +115,8 @@ export function markdown(r: ReplayBenchResult): string {
     `| native logical replication, same backlog: ENABLE → last commit applied, s (apply worker up after) | ${fixed(p.logical.catch_up_s, 2)} (${fixed(p.logical.worker_start_s, 2)}) |`,
     `| logical replication changes/s | ${int(p.logical.changes_per_s)} |`,
     `| **replay.ratio_vs_logical** (pgferry ÷ logical changes/s) | **${fixed(p.ratio_vs_logical, 2)}** |`,
+    `| the target's write limit: plain binary COPY of ${p.copy_limit.table} (${int(p.copy_limit.rows)} rows) into a keyed copy, rows/s | ${int(p.copy_limit.rows_per_s)} |`,
+    `| **replay.ratio_vs_copy** (pgferry changes/s ÷ that) | **${fixed(p.ratio_vs_copy, 2)}** |`,
     `| pgbench tps while pgferry replays (\`-T ${lag.seconds}\`) | ${fixed(p.lag_pgbench_tps)} |`,
     `| lag p50 / **p95 (replay.lag_p95_s)** / max, s | ${fixed(p.lag_p50_s, 2)} / **${fixed(p.lag_p95_s, 2)}** / ${fixed(p.lag_max_s, 2)} |`,
     `| backlog max during the load / at its end, changes | ${int(p.backlog_max)} / ${int(p.backlog_at_pgbench_end)} |`,

@@ -19,6 +19,7 @@ import { CheckpointStore } from '../checkpoints/store.js';
 import type { ReplayStats } from '../engine/replay/replay.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
 import { hostFacts, isMain, scaleBenchMain, withCleanup } from './cli.js';
+import { copyLimit } from './copy-limit.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
 import { assertEqual, EXCLUDED, logCounts, makeBacklog, REPLAYED, total, withClient } from './replay-data.js';
@@ -218,6 +219,20 @@ export async function replayBench(
     );
     await logical.drop();
 
+    // 2c. The target's write limit: a plain COPY of the same table into it.
+    await settle(urls.source, urls.target, 'copy limit', false);
+    say('the write limit: psql binary COPY of pgbench_accounts into an empty keyed copy on the target');
+    const limit = await copyLimit(
+      { port: src.port, user: 'postgres', db: 'bench' },
+      { port: dst.port, user: 'postgres', db: 'bench' },
+      SUPERUSER_PASSWORD,
+      (sql) => dst.query(sql, [], 'bench'),
+    );
+    say(
+      `  ${limit.rows} rows in ${limit.seconds.toFixed(2)} s, ${Math.round(limit.rows_per_s)} rows/s ` +
+        `(pgferry's replay ÷ this ${(backlog / drainSeconds / limit.rows_per_s).toFixed(2)})`,
+    );
+
     // 3. Lag behind a steady load.
     await settle(urls.source, urls.target, 'lag', true);
     say(`pgferry migrate (daemon) + pgbench ${lagSeconds} s`);
@@ -327,6 +342,8 @@ export async function replayBench(
         changes_per_s: backlog / drainSeconds,
         logical: logicalRun,
         ratio_vs_logical: backlog / drainSeconds / logicalRun.changes_per_s,
+        copy_limit: limit,
+        ratio_vs_copy: backlog / drainSeconds / limit.rows_per_s,
         lag_pgbench: lagRun,
         lag_pgbench_tps: lagRun.tps,
         lag_p50_s: percentile(lags, 50),
