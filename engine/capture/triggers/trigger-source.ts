@@ -134,14 +134,29 @@ export class TriggerSource implements ChangeSource {
       ...(snapshotId ? [`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`] : []),
     ];
     const keyCols = keyIdents(t).join(', ');
-    // A slice takes its rows from the first limit × slices rows of the log, read through the log's
-    // index: with the range filter in the same scan, the planner (no statistics on the log) would
-    // rather sort the whole log.
-    const window =
-      slice && limit
-        ? `(SELECT * FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT}, ${keyCols} FROM ${log}
-                          ORDER BY ${LOG_SEQ} LIMIT ${limit * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
-        : `(SELECT ${LOG_SEQ}, ${LOG_OP}, ${LOG_AT} FROM ${log} ORDER BY ${LOG_SEQ} ${limit ? `LIMIT ${limit}` : ''}) s`;
+    // The batch is every visible row whose position is between the first and the last of a window
+    // (the oldest `limit` rows; a slice's: its rows among the oldest limit × slices). A position is
+    // the writing transaction's id, shared by its rows, so rows past the window's cut may hold the
+    // last position: the head counts exactly the rows between the two, which the keys query and
+    // the consume then cover, TRUNCATEs and inserts and deletes included.
+    const aggregates = `coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
+              count(*) FILTER (WHERE ${LOG_OP} = 'I')::int AS ins,
+              count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
+              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag`;
+    // A slice's window is read through the log's index first and filtered after: with the range
+    // filter in the same scan, the planner (no statistics on the log) would sort the whole log.
+    const window = (limit: number) =>
+      slice
+        ? `(SELECT ${LOG_SEQ} FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${keyCols} FROM ${log}
+                ORDER BY ${LOG_SEQ} LIMIT ${limit * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
+        : `(SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${limit}) s`;
+    const headSql =
+      limit === null
+        ? `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff, ${aggregates}
+             FROM ${log} WHERE ${sliceFilter(t, slice)}`
+        : `WITH pgferry_w AS (SELECT min(${LOG_SEQ}) AS pgferry_first, max(${LOG_SEQ}) AS pgferry_cutoff FROM ${window(limit)})
+           SELECT count(*)::int AS n, min(pgferry_first)::text AS first, min(pgferry_cutoff)::text AS cutoff, ${aggregates}
+             FROM pgferry_w JOIN ${log} ON ${LOG_SEQ} BETWEEN pgferry_first AND pgferry_cutoff AND ${sliceFilter(t, slice)}`;
     try {
       // One round trip: the transaction, its snapshot and the head query go as one simple query
       // (a batch is a few milliseconds under a steady load: round trips are most of its cost).
@@ -153,19 +168,7 @@ export class TriggerSource implements ChangeSource {
         lag: number | null;
         ins: number;
         del: number;
-      }>(
-        client,
-        [
-          ...begin,
-          `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff,
-              coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
-              count(*) FILTER (WHERE ${LOG_OP} = 'I')::int AS ins,
-              count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
-              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag
-         FROM ${window}`,
-        ],
-        name,
-      );
+      }>(client, [...begin, headSql], name);
       if (!head || head.n === 0 || head.cutoff === null) {
         await q(client, 'source', 'COMMIT');
         return null;
@@ -215,7 +218,7 @@ export class TriggerSource implements ChangeSource {
     await rollbackQuietly(client);
   }
 
-  /** The first key of each ntile of a sample of the next log rows (every 8th, TRUNCATEs left out). */
+  /** The first key of each ntile of a sample of the next log rows (every 8th row: a position is a whole transaction's, TRUNCATEs left out). */
   async sliceRanges(client: pg.Client, t: SourceTable, count: number, limit: number): Promise<Slice[]> {
     const cols = keyIdents(t);
     const rows = await q<{ tile: number; key: string[] }>(
@@ -223,9 +226,10 @@ export class TriggerSource implements ChangeSource {
       'source',
       `SELECT DISTINCT ON (pgferry_tile) pgferry_tile AS tile, ARRAY[${cols.map((c) => `${c}::text`).join(', ')}] AS key
        FROM (SELECT ${cols.join(', ')}, ntile(${count}) OVER (ORDER BY ${cols.join(', ')}) AS pgferry_tile
-               FROM (SELECT ${cols.join(', ')} FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}
-                      WHERE ${LOG_OP} <> 'T' AND ${LOG_SEQ} % 8 = 0
-                      ORDER BY ${LOG_SEQ} LIMIT ${Math.ceil((limit * count) / 8)}) w) x
+               FROM (SELECT ${cols.join(', ')}, row_number() OVER () AS pgferry_n
+                       FROM (SELECT ${cols.join(', ')} FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}
+                              WHERE ${LOG_OP} <> 'T' ORDER BY ${LOG_SEQ} LIMIT ${limit * count}) w0) w
+              WHERE pgferry_n % 8 = 0) x
       ORDER BY pgferry_tile, ${cols.join(', ')}`,
       [],
       `${t.schema}.${t.name}`,
