@@ -1,7 +1,6 @@
 // One place resolves configuration: flags > PGFERRY_* environment > defaults, validated once and
 // frozen. Connection URLs become ConnInfo objects whose password is never enumerable.
 import net from 'node:net';
-import { z } from 'zod';
 import type { CutoverSettings } from '../engine/cutover/cutover.js';
 import { FREEZE_METHODS, type FreezeMethod } from '../engine/cutover/freeze.js';
 import { ConnInfo } from '../engine/shared/conn-info.js';
@@ -49,8 +48,10 @@ export function parseSize(text: string, flag: string): number {
 const MIN_SIZE = 64 * 1024;
 
 export function parseJobs(text: string, flag = '--jobs'): number {
-  const n = z.coerce.number().int().min(1).max(64).safeParse(text);
-  if (!n.success) {
+  // Number(): the coercion zod's coerce.number() applied here; zod itself is left to the HTTP API,
+  // which loads it with --http only (importing it costs every command ~15 MB of memory).
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 64) {
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',
       `${flag} "${text}" must be a whole number from 1 to 64`,
@@ -59,7 +60,7 @@ export function parseJobs(text: string, flag = '--jobs'): number {
       },
     );
   }
-  return n.data;
+  return n;
 }
 
 export function sourceConn(flag: string | undefined, env = process.env): ConnInfo {
