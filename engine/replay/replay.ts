@@ -44,7 +44,7 @@ export interface ReplayStats {
 }
 
 /** Shortest time between the starts of two replay rounds that each found less than a batch. */
-export const ROUND_INTERVAL_MS = 50;
+export const ROUND_INTERVAL_MS = 20;
 
 /** How many tables' backlogs the stats carry (a bounded set of per-table metric series). */
 export const TABLE_BACKLOGS = 50;
