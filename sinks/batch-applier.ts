@@ -5,8 +5,9 @@
 // UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
 // applying the same batch twice leaves the same result: replay is idempotent.
 import type pg from 'pg';
+import { sqlstateOf } from '../lib/errors.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
-import { pipeCopy } from './copy-pipe.js';
+import { CopyPipeError, pipeCopy } from './copy-pipe.js';
 
 export interface ApplyTable {
   schema: string;
@@ -38,27 +39,13 @@ export interface BatchSources {
 }
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
-const keysTemp = (t: ApplyTable) => quoteIdent(`pgferry_keys_${t.oid}`);
-
-/** A temporary table shaped like the table's key, emptied at each commit. */
-async function ensureTemps(target: pg.Client, t: ApplyTable, ready: Set<string>): Promise<void> {
-  if (ready.has(`keys ${t.oid}`)) return;
-  const table = qualified(t.schema, t.name);
-  const keys = t.key.map((k) => quoteIdent(k.name)).join(', ');
-  await target.query(
-    `CREATE TEMP TABLE IF NOT EXISTS ${keysTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${keys} FROM ${table} WITH NO DATA`,
-  );
-  ready.add(`keys ${t.oid}`);
-}
 
 /** The staged stream's last column: a name no column of the table has. */
-export function presentColumn(t: ApplyTable): string {
+function presentColumn(t: ApplyTable): string {
   let name = 'pgferry_present';
   while (t.columns.includes(name)) name += '_';
   return name;
 }
-
-const stageTemp = (t: ApplyTable) => quoteIdent(`pgferry_stage_${t.oid}`);
 
 /**
  * A staged row could not be held (a column of a domain type that refuses NULL, which a gone row's
@@ -70,16 +57,22 @@ export class StageRefused extends Error {
   }
 }
 
-async function ensureStage(target: pg.Client, t: ApplyTable, ready: Set<string>): Promise<void> {
-  const key = `stage ${t.oid}`;
-  if (ready.has(key)) return;
-  const cols = t.columns.map(quoteIdent).join(', ');
-  // CREATE TABLE AS keeps each column's type, typmod and collation but none of its NOT NULL
-  // constraints: a gone row's columns can be null.
+/**
+ * The session's temporary table `name` (quoted), created once per session from `select` (WITH NO DATA),
+ * emptied at each commit. CREATE TABLE AS keeps each column's type, typmod and collation but none
+ * of its NOT NULL constraints: a staged gone row's columns can be null.
+ */
+async function ensureTemp(
+  target: pg.Client,
+  ready: Set<string>,
+  name: string,
+  select: string,
+): Promise<void> {
+  if (ready.has(name)) return;
   await target.query(
-    `CREATE TEMP TABLE IF NOT EXISTS ${stageTemp(t)} ON COMMIT DELETE ROWS AS SELECT ${cols}, true AS ${quoteIdent(presentColumn(t))} FROM ${qualified(t.schema, t.name)} WITH NO DATA`,
+    `CREATE TEMP TABLE IF NOT EXISTS ${name} ON COMMIT DELETE ROWS AS ${select} WITH NO DATA`,
   );
-  ready.add(key);
+  ready.add(name);
 }
 
 export interface ApplyResult {
@@ -103,9 +96,20 @@ export async function applyBatch(
   ready: Set<string>,
 ): Promise<ApplyResult> {
   const table = qualified(t.schema, t.name);
+  const keyCols = t.key.map((k) => quoteIdent(k.name));
+  const cols = t.columns.map(quoteIdent).join(', ');
   const staged = batch.stagedOut !== undefined;
-  if (staged) await ensureStage(target, t, ready);
-  else await ensureTemps(target, t, ready);
+  const present = quoteIdent(presentColumn(t));
+  // The batch's keys: a table of the key columns, or (staged) of every key's row and its flag.
+  const temp = quoteIdent(staged ? `pgferry_stage_${t.oid}` : `pgferry_keys_${t.oid}`);
+  await ensureTemp(
+    target,
+    ready,
+    temp,
+    staged
+      ? `SELECT ${cols}, true AS ${present} FROM ${table}`
+      : `SELECT ${keyCols.join(', ')} FROM ${table}`,
+  );
   await target.query('BEGIN');
   try {
     for (const rel of batch.truncates) {
@@ -120,29 +124,18 @@ export async function applyBatch(
       // be truncated ONLY; its partitions are not captured on their own.
       if (rows[0]?.name) await target.query(`TRUNCATE ${rows[0].kind === 'p' ? '' : 'ONLY '}${rows[0].name}`);
     }
-    const keyCols = t.key.map((k) => quoteIdent(k.name));
-    const cols = t.columns.map(quoteIdent).join(', ');
-    const keysFrom = staged ? stageTemp(t) : keysTemp(t);
-    let keys: { rows: number; bytes: number };
-    if (staged) {
-      keys = await pipeCopy({
-        source,
-        target,
-        copyOut: batch.stagedOut as string,
-        copyIn: `COPY ${stageTemp(t)} (${cols}, ${quoteIdent(presentColumn(t))}) FROM STDIN${fmt(t.format)}`,
-      }).catch((err: unknown) => {
-        // 23502 not_null_violation, 23514 check_violation: a domain refused a gone row's null.
-        const state = (err as { cause?: { code?: string } })?.cause?.code;
-        throw state === '23502' || state === '23514' ? new StageRefused(err) : err;
-      });
-    } else {
-      keys = await pipeCopy({
-        source,
-        target,
-        copyOut: batch.keysOut,
-        copyIn: `COPY ${keysTemp(t)} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
-      });
-    }
+    const keys = await pipeCopy({
+      source,
+      target,
+      copyOut: staged ? (batch.stagedOut as string) : batch.keysOut,
+      copyIn: staged
+        ? `COPY ${temp} (${cols}, ${present}) FROM STDIN${fmt(t.format)}`
+        : `COPY ${temp} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
+    }).catch((err: unknown) => {
+      // 23502 not_null_violation, 23514 check_violation: a domain refused a gone row's null.
+      const state = err instanceof CopyPipeError ? sqlstateOf(err.cause) : undefined;
+      throw staged && (state === '23502' || state === '23514') ? new StageRefused(err) : err;
+    });
     const match =
       keyCols.length === 1
         ? `pgferry_t.${keyCols[0]} = pgferry_k.${keyCols[0]}`
@@ -150,14 +143,14 @@ export async function applyBatch(
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     // ONLY: an inheritance parent's batch must not delete its children's rows with the same key.
     const deleted = await target.query(
-      `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${keysFrom} AS pgferry_k WHERE ${match}`,
+      `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`,
     );
     let rows: { rows: number; bytes: number };
     if (staged) {
       // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as
       // COPY writes them.
       const res = await target.query(
-        `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${stageTemp(t)} WHERE ${quoteIdent(presentColumn(t))}`,
+        `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} WHERE ${present}`,
       );
       rows = { rows: res.rowCount ?? 0, bytes: 0 };
     } else {

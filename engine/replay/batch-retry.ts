@@ -11,7 +11,7 @@ import { type ChangeSource, explainRemoval, type Slice } from '../capture/change
 import type { ConnInfo } from '../shared/conn-info.js';
 import type { CountLedger } from './count-ledger.js';
 import type { SessionPool } from './sessions.js';
-import { type BatchOutcome, replayTableBatch, stageable, UNSLICED } from './table-batch.js';
+import { type BatchOutcome, replayTableBatch, UNSLICED } from './table-batch.js';
 
 export interface BatchRetryContext {
   changes: ChangeSource;
@@ -53,7 +53,7 @@ export async function retriedTableBatch(
         ctx.changes,
         t,
         { limit, snapshotId, slice },
-        stageable(t) && !ctx.unstaged.has(t),
+        !ctx.unstaged.has(t),
       );
       if (out && out !== UNSLICED) ctx.ledger?.record(t, out.counts);
       ctx.sessions.give(s);

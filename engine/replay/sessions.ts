@@ -8,7 +8,7 @@ import { connect } from '../shared/db.js';
 export interface Session {
   src: pg.Client;
   dst: pg.Client;
-  /** The temporary tables that exist on dst (`keys <oid>`, `stage <oid>`: sinks/batch-applier.ts). */
+  /** The temporary tables that exist on dst, by quoted name (sinks/batch-applier.ts). */
   temps: Set<string>;
 }
 

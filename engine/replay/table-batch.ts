@@ -31,7 +31,7 @@ const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' 
 export const STAGED_MAX_CHANGES = 5_000;
 
 /** Whether a table's batches may be staged: every key column is one the stream writes. */
-export const stageable = (t: ApplyTable): boolean => t.key.every((k) => t.columns.includes(k.name));
+const stageable = (t: ApplyTable): boolean => t.key.every((k) => t.columns.includes(k.name));
 
 /** One batch of one table. Returns null when the table had no change pending. */
 export async function replayTableBatch(
@@ -39,7 +39,8 @@ export async function replayTableBatch(
   source: ChangeSource,
   t: ApplyTable,
   read: ReadOptions,
-  mayStage = stageable(t),
+  /** False once the table's staged rows were refused (batch-retry.ts). */
+  mayStage = true,
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const batch = await source.readBatch(s.src, t, read);
   if (batch === null) return null;
@@ -53,14 +54,13 @@ export async function replayTableBatch(
     // Rows in key order, one primary-key probe per key (the session's planner settings,
     // sessions.ts): the source reads its index in order, and the target inserts into its index in
     // order, which measured 1.5× faster than the keys' hash order.
-    const keyNames = new Set(t.key.map((k) => k.name));
-    const stagedCols = t.columns
-      .map((c) => `${keyNames.has(c) ? 'pgferry_k' : 'pgferry_t'}.${quoteIdent(c)}`)
-      .join(', ');
     const order = keys.map((k) => `pgferry_k.${k}`).join(', ');
+    const keyNames = new Set(t.key.map((k) => k.name));
+    const stagedCols = () =>
+      t.columns.map((c) => `${keyNames.has(c) ? 'pgferry_k' : 'pgferry_t'}.${quoteIdent(c)}`).join(', ');
     const stagedOut =
-      mayStage && batch.changes <= STAGED_MAX_CHANGES
-        ? `COPY (SELECT ${stagedCols}, pgferry_t.${keys[0]} IS NOT NULL FROM (${batch.keys}) pgferry_k
+      mayStage && stageable(t) && batch.changes <= STAGED_MAX_CHANGES
+        ? `COPY (SELECT ${stagedCols()}, pgferry_t.${keys[0]} IS NOT NULL FROM (${batch.keys}) pgferry_k
                    LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`
         : undefined;
     const applied = await applyBatch(

@@ -134,9 +134,9 @@ export async function withClient<T>(
  */
 export async function simple<T extends pg.QueryResultRow = pg.QueryResultRow>(
   client: pg.Client,
+  side: 'source' | 'target',
   statements: string[],
   object?: string,
-  side: 'source' | 'target' = 'source',
 ): Promise<T[]> {
   try {
     const res = (await client.query<T>(statements.join(';\n'))) as pg.QueryResult<T> | pg.QueryResult<T>[];

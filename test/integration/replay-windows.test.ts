@@ -3,11 +3,8 @@
 // of the last position, and its head (count, TRUNCATE, inserts and deletes) covers exactly those.
 // A transaction larger than a batch that updates part of a table, truncates it and refills it must
 // come out equal: the rows it never updated are gone only if the batch applies its TRUNCATE.
-import path from 'node:path';
-import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { migrate } from '../../engine/migrate.js';
-import { ConnInfo } from '../../engine/shared/conn-info.js';
+import { migrateInProcess } from '../support/in-process.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
 
@@ -19,21 +16,8 @@ const pair = clusterPair({
     INSERT INTO items SELECT g, g FROM generate_series(1, 300) g;`,
 });
 
-const run = () =>
-  migrate({
-    source: new ConnInfo('source', pair.source.url({ db: 'app' })),
-    target: new ConnInfo('target', pair.target.url({ db: 'app' })),
-    statePath: path.join(pair.dir, 'state.sqlite'),
-    jobs: 2,
-    filter: { include: [], exclude: [] },
-    mode: 'exit-when-synced',
-    chunkBytes: 128 * 1024 * 1024,
-    maxSnapshotAgeMs: 600_000,
-    // Far fewer log rows per batch than one transaction writes.
-    batchSize: 50,
-    log: pino({ level: 'silent' }),
-    signal: new AbortController().signal,
-  });
+// Far fewer log rows per batch than one transaction writes.
+const run = () => migrateInProcess(pair, { batchSize: 50 });
 
 describe('batch windows and transactions', () => {
   it('applies a transaction larger than a batch whole, its TRUNCATE included', async () => {

@@ -145,11 +145,11 @@ export class TriggerSource implements ChangeSource {
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag`;
     // A slice's window is read through the log's index first and filtered after: with the range
     // filter in the same scan, the planner (no statistics on the log) would sort the whole log.
-    const window = (limit: number) =>
+    const window = (rows: number) =>
       slice
         ? `(SELECT ${LOG_SEQ} FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${keyCols} FROM ${log}
-                ORDER BY ${LOG_SEQ} LIMIT ${limit * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
-        : `(SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${limit}) s`;
+                ORDER BY ${LOG_SEQ} LIMIT ${rows * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
+        : `(SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${rows}) s`;
     const headSql =
       limit === null
         ? `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff, ${aggregates}
@@ -168,7 +168,7 @@ export class TriggerSource implements ChangeSource {
         lag: number | null;
         ins: number;
         del: number;
-      }>(client, [...begin, headSql], name);
+      }>(client, 'source', [...begin, headSql], name);
       if (!head || head.n === 0 || head.cutoff === null) {
         await q(client, 'source', 'COMMIT');
         return null;
@@ -211,14 +211,17 @@ export class TriggerSource implements ChangeSource {
   /** REPEATABLE READ: this deletes exactly the log rows the batch saw, none committed since. */
   async consume(client: pg.Client, batch: ChangeBatch): Promise<void> {
     const b = batch as TriggerBatch;
-    await simple(client, [`DELETE FROM ${b.log} WHERE ${b.inBatch}`, 'COMMIT'], b.table);
+    await simple(client, 'source', [`DELETE FROM ${b.log} WHERE ${b.inBatch}`, 'COMMIT'], b.table);
   }
 
   async abandon(client: pg.Client): Promise<void> {
     await rollbackQuietly(client);
   }
 
-  /** The first key of each ntile of a sample of the next log rows (every 8th row: a position is a whole transaction's, TRUNCATEs left out). */
+  /**
+   * The first key of each ntile of a sample of the next log rows: every 8th row (not every 8th
+   * position, which is a whole transaction's rows), TRUNCATEs left out.
+   */
   async sliceRanges(client: pg.Client, t: SourceTable, count: number, limit: number): Promise<Slice[]> {
     const cols = keyIdents(t);
     const rows = await q<{ tile: number; key: string[] }>(

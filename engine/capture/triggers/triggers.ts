@@ -1,8 +1,9 @@
 // Change capture with plain PL/pgSQL triggers: no superuser, no extension, no replication slot.
 // Each captured table gets a log table in the pgferry schema holding the primary key in the key's
 // own column types, plus the operation, a timestamp and the writing transaction's id for ordering
-// (as Bucardo's delta tables keep a key and a time), and row triggers that write the key of every inserted, updated or deleted
-// row (both keys when an UPDATE changes the key). A TRUNCATE trigger logs the truncated relation.
+// (as Bucardo's delta tables keep a key and a time), and row triggers that write the key of every
+// inserted, updated or deleted row (both keys when an UPDATE changes the key). A TRUNCATE trigger
+// logs the truncated relation.
 //
 // Row triggers on a partitioned table are cloned to every partition, so direct writes into a
 // partition and rows moving between partitions are captured with the partitioned table's key.

@@ -1,0 +1,23 @@
+// `migrate()` called in the test's process on a cluster pair, for the options the CLI does not
+// expose (a batch size far below the default, to cut batch windows inside a test's few rows).
+import path from 'node:path';
+import pino from 'pino';
+import { type MigrateResult, migrate } from '../../engine/migrate.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
+import type { ClusterPair } from './pair.js';
+
+/** `migrate --exit-when-synced --jobs 2` on the pair's databases, with its state file in `dir`. */
+export const migrateInProcess = (pair: ClusterPair, opts: { batchSize: number }): Promise<MigrateResult> =>
+  migrate({
+    source: new ConnInfo('source', pair.source.url({ db: pair.db })),
+    target: new ConnInfo('target', pair.target.url({ db: pair.db })),
+    statePath: path.join(pair.dir, 'state.sqlite'),
+    jobs: 2,
+    filter: { include: [], exclude: [] },
+    mode: 'exit-when-synced',
+    chunkBytes: 128 * 1024 * 1024,
+    maxSnapshotAgeMs: 600_000,
+    batchSize: opts.batchSize,
+    log: pino({ level: 'silent' }),
+    signal: new AbortController().signal,
+  });
