@@ -30,3 +30,16 @@ export function captures(db: Database.Database): CaptureRecord[] {
     )
     .all() as CaptureRecord[];
 }
+
+/** A captured table's name and the shape replay writes it with, after the schema changed on both sides. */
+export function updateCapture(db: Database.Database, c: CaptureRecord): void {
+  db.prepare(
+    `UPDATE captures SET schema_name = ?, table_name = ?, key_columns = ?, columns = ?, copy_format = ?,
+            key_format = ?, partitioned = ? WHERE oid = ?`,
+  ).run(c.schema, c.name, c.keyColumns, c.columns, c.copyFormat, c.keyFormat, c.partitioned, c.oid);
+}
+
+/** A table that left the run (dropped on both sides, or removed by the operator). */
+export function removeCapture(db: Database.Database, oid: number): void {
+  db.prepare('DELETE FROM captures WHERE oid = ?').run(oid);
+}

@@ -278,6 +278,14 @@ export class CheckpointStore {
     captured.saveCapture(this.db, c);
   }
 
+  updateCapture(c: CaptureRecord): void {
+    captured.updateCapture(this.db, c);
+  }
+
+  removeCapture(oid: number): void {
+    captured.removeCapture(this.db, oid);
+  }
+
   captures(): CaptureRecord[] {
     return captured.captures(this.db);
   }

@@ -10,6 +10,7 @@ import { capturePhase, resumeCapture } from './capture/phase.js';
 import { copyPhase } from './copy/phase.js';
 import type { ProgressSnapshot } from './copy/progress.js';
 import type { CutoverResult, CutoverSettings } from './cutover/cutover.js';
+import type { DriftMode } from './drift/modes.js';
 import { replicatePhase } from './replay/phase.js';
 import type { ReplayStats } from './replay/replay.js';
 import { RunContext } from './run/context.js';
@@ -56,6 +57,10 @@ export interface MigrateOptions {
   retryForMs?: number;
   /** A side's lost connection is about to be retried (metrics). */
   onReconnect?: (side: 'source' | 'target') => void;
+  /** Schema drift: pause replay on any shape difference, or first apply the additive ones (--drift). */
+  drift?: DriftMode;
+  /** After each drift check: how many replicated tables differ between the sides (metrics). */
+  onDriftCheck?: (driftedTables: number) => void;
   /** The size of this run's capture log on the source, measured with each capture heartbeat (metrics). */
   onCaptureLog?: (size: CaptureLogSize) => void;
 }

@@ -144,6 +144,14 @@ export const ERRORS = {
     summary: 'A chunk of a table could not be copied.',
     hint: 'The chunk was rolled back on the target; run the same command again to resume from the unfinished chunks.',
   },
+  PGFERRY_SCHEMA_DRIFT: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary:
+      'A replicated table has a different shape on the source and on the target (columns, types, key, partitions).',
+    hint: 'Replay pauses while capture goes on: apply the same schema change to the target (status shows the diff) and replay resumes by itself, or resume it when the difference is safe to carry on with.',
+  },
   PGFERRY_INDEX_BUILD_FAILED: {
     exit: 1,
     http: 500,

@@ -4,6 +4,7 @@
 // Deleting the whole set before inserting it never violates a secondary
 // UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
 // applying the same batch twice leaves the same result: replay is idempotent.
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { sqlstateOf } from '../lib/errors.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
@@ -20,6 +21,8 @@ export interface ApplyTable {
   keyFormat: 'binary' | 'text';
   /** A partitioned table: its deletes reach its partitions, which are not captured on their own. */
   partitioned: boolean;
+  /** The signature of the columns above on the source (engine/drift/shape.ts), once a drift check read it. */
+  columnsSig?: string;
 }
 
 export interface BatchSources {
@@ -101,7 +104,12 @@ export async function applyBatch(
   const staged = batch.stagedOut !== undefined;
   const present = quoteIdent(presentColumn(t));
   // The batch's keys: a table of the key columns, or (staged) of every key's row and its flag.
-  const temp = quoteIdent(staged ? `pgferry_stage_${t.oid}` : `pgferry_keys_${t.oid}`);
+  // Named for the columns too: a session's temporary table outlives a change of the table's shape.
+  const shape = createHash('md5')
+    .update(`${cols}|${keyCols.join(',')}|${t.columnsSig ?? ''}`)
+    .digest('hex')
+    .slice(0, 8);
+  const temp = quoteIdent(staged ? `pgferry_stage_${t.oid}_${shape}` : `pgferry_keys_${t.oid}_${shape}`);
   await ensureTemp(
     target,
     ready,

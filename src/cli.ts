@@ -120,6 +120,10 @@ export function buildProgram(): Command {
       '--retry-for <duration>',
       'how long a lost or refused connection to either server is retried, with backoff, before the run fails (or PGFERRY_RETRY_FOR; default 10m)',
     )
+    .option(
+      '--drift <mode>',
+      'when a replicated table changes shape on one side: pause replay until the target matches (pause, the default), or first add to the target what cannot change a row, a new nullable or defaulted column (additive); new partitions are always created (or PGFERRY_DRIFT)',
+    )
     .option('--copy-only', 'schema, copy and indexes under one snapshot, no capture; exit 0 when done')
     .option('--exit-when-synced', 'exit 0 once the copy is done and the captured backlog is drained')
     .option('--cutover-when-synced', 'once synced, run the cutover and exit 0 when it succeeded')

@@ -3,6 +3,7 @@
 import net from 'node:net';
 import type { CutoverSettings } from '../engine/cutover/cutover.js';
 import { FREEZE_METHODS, type FreezeMethod } from '../engine/cutover/freeze.js';
+import { DRIFT_MODES, type DriftMode } from '../engine/drift/modes.js';
 import { ConnInfo } from '../engine/shared/conn-info.js';
 import { PgferryError } from '../lib/errors.js';
 import { type HttpAddress, parseHttpAddress } from './http/address.js';
@@ -114,6 +115,7 @@ export interface MigrateConfig {
   retryForMs: number;
   chunkBytes: number;
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
+  drift: DriftMode;
 }
 
 export interface MigrateFlags {
@@ -129,9 +131,21 @@ export interface MigrateFlags {
   captureLockWait?: string;
   retryFor?: string;
   chunkSize?: string;
+  drift?: string;
   copyOnly?: boolean;
   exitWhenSynced?: boolean;
   cutoverWhenSynced?: boolean;
+}
+
+function parseDrift(text: string): DriftMode {
+  if (!(DRIFT_MODES as readonly string[]).includes(text)) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      `--drift must be one of ${DRIFT_MODES.join(', ')}, not ${JSON.stringify(text)}`,
+      { side: 'config' },
+    );
+  }
+  return text as DriftMode;
 }
 
 function parseHttp(text: string): HttpAddress {
@@ -225,6 +239,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     ),
     retryForMs: retryFor(flags.retryFor, env),
     chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
+    drift: parseDrift(flags.drift ?? env.PGFERRY_DRIFT ?? 'pause'),
     mode: flags.copyOnly
       ? 'copy-only'
       : flags.exitWhenSynced

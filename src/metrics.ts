@@ -38,6 +38,8 @@ export class Metrics {
   private readonly estimatedBytes: Gauge<'table'>;
   private readonly logBytes: Gauge;
   private readonly logRows: Gauge;
+  private readonly driftTables: Gauge;
+  private readonly driftChecks: Counter;
   private readonly lastBatch: Gauge;
   private readonly tableBacklog: Gauge<'table'>;
   private lastBatchValue: number | undefined;
@@ -64,7 +66,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'pgferry_paused',
-      help: 'Whether replay is paused by the operator (1) or not (0)',
+      help: 'Whether replay is paused (1), by the operator or by schema drift (pauseReason in /status), or not (0)',
       registers,
       collect() {
         this.set(state().phase === 'paused' ? 1 : 0);
@@ -154,6 +156,16 @@ export class Metrics {
     this.logRows = new Gauge({
       name: 'pgferry_capture_log_rows',
       help: "Rows in this run's capture log on the source, as the source's statistics count them (an estimate), measured every heartbeat",
+      registers,
+    });
+    this.driftTables = new Gauge({
+      name: 'pgferry_drift_tables',
+      help: 'Replicated tables whose shape differs between the source and the target at the last drift check (replay pauses while one does)',
+      registers,
+    });
+    this.driftChecks = new Counter({
+      name: 'pgferry_drift_checks_total',
+      help: "Drift checks run (each reads both sides' catalogs once)",
       registers,
     });
     this.lastBatch = new Gauge({
@@ -274,6 +286,12 @@ export class Metrics {
   captureLog(size: CaptureLogSize): void {
     this.logBytes.set(size.bytes);
     this.logRows.set(size.rows);
+  }
+
+  /** A drift check ran and found this many tables differing. */
+  drift(tables: number): void {
+    this.driftTables.set(tables);
+    this.driftChecks.inc();
   }
 
   error(code: string): void {

@@ -43,6 +43,13 @@ export interface SourceTable {
   name: string;
   oid: number;
   key: { name: string; type: string }[];
+  /** A table partitioned on the source: its batches read (and lock) its partitions too. */
+  partitioned?: boolean;
+  /**
+   * The signature of the columns replay writes the table with (engine/drift/shape.ts): a batch
+   * that finds another in its snapshot stops with PGFERRY_SCHEMA_DRIFT before applying anything.
+   */
+  columnsSig?: string;
 }
 
 /**

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import { CheckpointStore } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
+import { DriftWatch } from '../drift/drift.js';
 import { Replayer } from '../replay/replay.js';
 import { checkResumedTarget, readServers } from '../run/binding.js';
 import type { ConnInfo } from '../shared/conn-info.js';
@@ -81,6 +82,14 @@ export async function runCutover(opts: StandaloneCutoverOptions): Promise<Cutove
       log: opts.log,
       jobs: opts.jobs,
       signal: opts.signal,
+      // Checks only: a drift refuses the cutover before it freezes anything.
+      drift: new DriftWatch({
+        source: opts.source,
+        target: opts.target,
+        store,
+        log: opts.log,
+        mode: 'pause',
+      }),
     });
     try {
       return await cutover({

@@ -6,6 +6,7 @@
 import { isPgferryError, PgferryError } from '../../lib/errors.js';
 import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from '../cutover/cutover.js';
 import { interruptedCutover } from '../cutover/freeze-record.js';
+import { DriftWatch } from '../drift/drift.js';
 import type { RunContext } from '../run/context.js';
 import { buildUniqueConstraints } from '../schema/index-phase.js';
 import { Replayer, type ReplayStats } from './replay.js';
@@ -48,6 +49,14 @@ export async function replicatePhase(run: RunContext): Promise<ReplicateOutcome>
     onRetry: opts.onRetry,
     onLost: run.lost,
     onHealthy: run.healthy,
+    drift: new DriftWatch({
+      source: opts.source,
+      target: opts.target,
+      store,
+      log: opts.log,
+      mode: opts.drift ?? 'pause',
+      onCheck: opts.onDriftCheck,
+    }),
   });
   // Its pooled sessions are closed whatever happens: after an outage the next attempt of the
   // run opens its own, and the source's connections stay bounded.
@@ -75,7 +84,7 @@ async function replicateWith(
     // applied every change once: one whole batch per table makes each table equal to the source
     // at that batch's snapshot, and unique constraints can then be built.
     const t0 = Date.now();
-    const applied = await replayer.catchUp();
+    const applied = await replayer.catchUp(undefined, undefined, { waitForShapes: true });
     opts.log.info(
       { changes: applied, seconds: (Date.now() - t0) / 1000 },
       'caught up once: building unique constraints',

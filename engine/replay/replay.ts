@@ -15,68 +15,29 @@
 // snapshot saw) and the source commit.
 
 import type pg from 'pg';
-import type { Logger } from 'pino';
-import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
+import type { CaptureRecord } from '../../checkpoints/store.js';
+import { isPgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import { type ChangeSource, explainRemoval } from '../capture/change-source.js';
 import { TriggerSource } from '../capture/triggers/trigger-source.js';
-import type { ConnInfo } from '../shared/conn-info.js';
+import { DRIFT_PAUSE, maybeDrift } from '../drift/drift.js';
 import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';
 import { type BatchRetryContext, retriedTableBatch } from './batch-retry.js';
 import { CountLedger } from './count-ledger.js';
+import { type ReplayOptions, type ReplayStats, ROUND_INTERVAL_MS, TABLE_BACKLOGS } from './options.js';
 import { SessionPool } from './sessions.js';
 import { DEFAULT_MIN_SLICE, planSlices, planUnits, type Unit } from './slices.js';
 import { UNSLICED } from './table-batch.js';
+import { TableShapes } from './table-shapes.js';
 
-export interface ReplayStats {
-  lagSeconds: number;
-  backlog: number;
-  changesPerSec: number;
-  appliedTotal: number;
-  batches: number;
-  at: string;
-  /** When the last batch was applied (by this run, before a restart too); null before the first. */
-  lastBatchAt: string | null;
-  /** The tables with a backlog, biggest first, at most TABLE_BACKLOGS of them. */
-  tableBacklogs: { table: string; changes: number }[];
-}
-
-/** Shortest time between the starts of two replay rounds that each found less than a batch. */
-export const ROUND_INTERVAL_MS = 20;
-
-/** How many tables' backlogs the stats carry (a bounded set of per-table metric series). */
-export const TABLE_BACKLOGS = 50;
-
-export interface ReplayOptions {
-  source: ConnInfo;
-  target: ConnInfo;
-  store: CheckpointStore;
-  log: Logger;
-  jobs: number;
-  signal: AbortSignal;
-  /** Most log rows per batch; a batch that breaks a UNIQUE constraint is redone whole. */
-  batchSize?: number;
-  pollMs?: number;
-  /** Return once a round finds every log empty. */
-  untilSynced?: boolean;
-  /** With untilSynced: return as soon as the lag is at most this, after at least one round. */
-  syncedLagSeconds?: number;
-  onStats?: (s: ReplayStats) => void;
-  /** After each applied batch: the table (schema.name), its changes, and how long it took. */
-  onBatch?: (table: string, changes: number, seconds: number) => void;
-  /** A batch failed with a transient error and is retried. */
-  onRetry?: (code: string) => void;
-  /** A batch failed: the error, so that a lost connection shows as an outage while it is retried. */
-  onLost?: (err: unknown) => void;
-  /** A batch went through: any outage is over. */
-  onHealthy?: () => void;
-  /** Fewest changes per slice worth a worker of its own (a table's backlog is split above twice this). */
-  minSliceChanges?: number;
-  /** Where the changes come from; the run's trigger capture (from the checkpoint store) by default. */
-  changes?: ChangeSource;
-}
+export {
+  type ReplayOptions,
+  type ReplayStats,
+  ROUND_INTERVAL_MS,
+  TABLE_BACKLOGS,
+} from './options.js';
 
 const toReplayTable = (c: CaptureRecord): ApplyTable => ({
   schema: c.schema,
@@ -90,7 +51,8 @@ const toReplayTable = (c: CaptureRecord): ApplyTable => ({
 });
 
 export class Replayer {
-  private readonly tables: ApplyTable[];
+  /** The replayed tables and what they are written with, kept true to both sides' schemas. */
+  private readonly shapes: TableShapes;
   private readonly changes: ChangeSource;
   private readonly sessions: SessionPool;
   private readonly batch: BatchRetryContext;
@@ -103,7 +65,7 @@ export class Replayer {
 
   constructor(private readonly opts: ReplayOptions) {
     const captures = opts.store.captures();
-    this.tables = captures.map(toReplayTable);
+    this.shapes = new TableShapes(captures.map(toReplayTable), opts);
     this.changes = opts.changes ?? new TriggerSource(opts.store.runId(), captures);
     this.sessions = new SessionPool(opts.source, opts.target);
     this.batch = {
@@ -156,13 +118,14 @@ export class Replayer {
   }
 
   async close(): Promise<void> {
-    await this.sessions.close();
+    await Promise.all([this.sessions.close(), this.opts.drift?.close()]);
   }
 
   /** Backlog (pending changes) and lag (age of the oldest one) per table, in one query. */
   async backlog(client: pg.Client): Promise<Backlog> {
     try {
-      return summarize(this.tables, await this.changes.backlog(client, this.tables));
+      const tables = this.shapes.tables;
+      return summarize(tables, await this.changes.backlog(client, tables));
     } catch (err) {
       throw await explainRemoval(this.changes, this.opts.source, err, client);
     }
@@ -174,6 +137,7 @@ export class Replayer {
    * verification can then read. The replay loop must be stopped meanwhile.
    */
   async drainAt(snapshotId: string): Promise<number> {
+    await this.shapes.ready(false);
     const control = await connect(this.opts.source, 'control');
     let applied = 0;
     try {
@@ -196,7 +160,8 @@ export class Replayer {
    * batch. The backlog is read on `client` when given (the caller's session), else on one of its
    * own; `width` tables at a time (--jobs by default).
    */
-  async catchUp(client?: pg.Client, width?: number): Promise<number> {
+  async catchUp(client?: pg.Client, width?: number, opts: { waitForShapes?: boolean } = {}): Promise<number> {
+    await this.shapes.ready(opts.waitForShapes ?? false);
     const control = client ?? (await connect(this.opts.source, 'control'));
     try {
       const { pending } = await this.backlog(control);
@@ -217,6 +182,7 @@ export class Replayer {
     changes?: Map<ApplyTable, number>,
     width = this.opts.jobs,
   ): Promise<number> {
+    pending = this.shapes.replayable(pending);
     const counts =
       whole || !changes
         ? pending.map(() => 1)
@@ -291,6 +257,7 @@ export class Replayer {
     let wasPaused = false;
     try {
       while (!opts.signal.aborted && !this.stopping) {
+        if (opts.drift?.due()) await this.shapes.check();
         const { total, lagSeconds, pending, changes } = await this.backlog(control);
         stats = {
           lagSeconds: Math.round(lagSeconds * 1000) / 1000,
@@ -312,7 +279,9 @@ export class Replayer {
           if (!wasPaused)
             opts.log.warn(
               { reason },
-              'replay paused: capture keeps recording; POST /resume on the --http API goes on',
+              reason === DRIFT_PAUSE
+                ? 'replay paused by schema drift: capture keeps recording; replay resumes once the target matches (or on POST /resume)'
+                : 'replay paused: capture keeps recording; POST /resume on the --http API goes on',
             );
           wasPaused = true;
           await sleep(opts.pollMs ?? 200, opts.signal);
@@ -328,7 +297,19 @@ export class Replayer {
           continue;
         }
         const started = performance.now();
-        const applied = await this.round(pending, false, changes);
+        let applied: number;
+        try {
+          applied = await this.round(pending, false, changes);
+        } catch (err) {
+          // A shape difference is drift, not a failure: a check confirms it (and pauses) or finds
+          // the sides matching with new columns (replay takes them); anything else still fails.
+          if (!opts.drift || !maybeDrift(err)) throw err;
+          const outcome = await this.shapes.check();
+          const isDriftError = isPgferryError(err) && err.code === 'PGFERRY_SCHEMA_DRIFT';
+          const explained = isDriftError || outcome?.applied || (outcome?.differences.length ?? 0) > 0;
+          if (!explained) throw err;
+          continue;
+        }
         rounds++;
         // Under a steady load every round finds a few changes per table, and a batch's cost on the
         // source is mostly fixed (its transaction, its queries): a round that found less than a

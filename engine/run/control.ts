@@ -6,6 +6,7 @@ import { CheckpointStore, type Phase } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
 import type { SnapshotPool } from '../copy/snapshot.js';
 import type { CutoverResult, CutoverSettings } from '../cutover/cutover.js';
+import { acceptDrift, DRIFT_PAUSE } from '../drift/drift.js';
 import type { Replayer } from '../replay/replay.js';
 
 export interface CutoverRequest {
@@ -130,6 +131,9 @@ export class RunControl {
       );
     }
     if (store.pauseReason() !== null) {
+      // Resuming a drift pause accepts the differences seen now: replay goes on with what both
+      // sides share, and pauses again only if the differences change.
+      if (store.pauseReason() === DRIFT_PAUSE) acceptDrift(store);
       store.setPaused(null);
       store.event('info', store.phase(), 'replay resumed');
     }

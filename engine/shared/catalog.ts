@@ -56,7 +56,7 @@ export interface TableInfo {
  * regconfig, ...), whose binary form is the OID of the object named, which is another object or
  * none on the target, and user-defined types, whose OIDs differ between servers.
  */
-const BINARY_SAFE_TYPES = [
+export const BINARY_SAFE_TYPES = [
   'bool bytea char name int2 int4 int8 float4 float8 numeric money text varchar bpchar json jsonb',
   'uuid date time timetz timestamp timestamptz interval inet cidr macaddr macaddr8 bit varbit',
   'pg_lsn point line lseg box path polygon circle',

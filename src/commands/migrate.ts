@@ -77,6 +77,8 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       captureLockWaitMs: config.captureLockWaitMs,
       retryForMs: config.retryForMs,
+      drift: config.drift,
+      onDriftCheck: metrics && ((n) => metrics?.drift(n)),
       onReconnect: metrics && ((side) => metrics?.reconnect(side)),
       onCaptureLog: metrics && ((size) => metrics?.captureLog(size)),
       cutover: cutoverSettings,

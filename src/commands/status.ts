@@ -2,6 +2,7 @@ import { CheckpointStore, type EventRecord, type Phase } from '../../checkpoints
 import { COPY_RATE_META, type CopyRate } from '../../engine/copy/progress.js';
 import type { FreezeMethod } from '../../engine/cutover/freeze.js';
 import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/cutover/freeze-record.js';
+import { type DriftReport, driftReport } from '../../engine/drift/drift.js';
 import type { ReplayStats } from '../../engine/replay/replay.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
 import { statePath } from '../config.js';
@@ -59,6 +60,8 @@ export interface StatusReport {
    */
   /** Each side's current outage (since, attempts, last error), while pgferry retries it; null when both answer. */
   outage: Outages | null;
+  /** The replicated tables whose shape differs between the sides (schema drift), or null when they match. */
+  drift: DriftReport | null;
   interruptedCutover: {
     freeze: FreezeMethod;
     since: string;
@@ -120,6 +123,7 @@ export function statusOf(store: CheckpointStore): StatusReport {
     problems: store.events(10, ['warn', 'error']).map(eventOf),
     cutoverDowntimeSeconds: downtime === null ? null : Number(downtime),
     outage: readOutages(store),
+    drift: driftReport(store),
     interruptedCutover: interrupted(store),
   };
 }
@@ -171,6 +175,12 @@ export async function statusCommand(flags: Flags): Promise<void> {
     out.push(`        next: ${report.interruptedCutover.next}`);
   }
   if (report.pauseReason !== null) out.push(`paused  ${report.pauseReason}`);
+  if (report.drift) {
+    out.push(
+      `drift   ${report.drift.accepted ? 'accepted by the operator, replay goes on' : 'replay paused until the target matches'} (since ${report.drift.since})`,
+    );
+    for (const d of report.drift.differences) out.push(`        ${d.message}`);
+  }
   out.push(
     `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,
   );

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { PHASES } from '../../checkpoints/store.js';
 import { FREEZE_METHODS } from '../../engine/cutover/freeze.js';
 import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
+import { DRIFT_KINDS } from '../../engine/drift/compare.js';
 import { SIDES } from '../../lib/errors.js';
 import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
 
@@ -197,6 +198,30 @@ export const Status = z.object({
   events: z.array(Event).meta({ description: 'The newest events, oldest first' }),
   problems: z.array(Event).meta({ description: 'The newest warnings and errors, oldest first' }),
   cutoverDowntimeSeconds: nullableNumber(),
+  drift: z
+    .object({
+      since: dateTime(),
+      checkedAt: dateTime(),
+      accepted: z.boolean(),
+      differences: z.array(
+        z.object({
+          table: z.string(),
+          kind: z.enum(DRIFT_KINDS),
+          column: z.string().optional(),
+          partition: z.string().optional(),
+          source: z.string().nullable(),
+          target: z.string().nullable(),
+          message: z.string(),
+          additive: z.boolean(),
+        }),
+      ),
+    })
+    .nullable()
+    .optional()
+    .meta({
+      description:
+        'Schema drift: the replicated tables whose shape differs between the sides, each difference with both sides; replay is paused (pauseReason "drift") until the target matches, unless accepted by a resume',
+    }),
   outage: z.object({ source: Outage.nullable(), target: Outage.nullable() }).nullable().meta({
     description:
       'While a server is unreachable and pgferry retries it (--retry-for): per side, since when, the attempts so far and the last error; null when both answer',

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { PgferryError, stateOf } from '../../../lib/errors.js';
 import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../lib/sql.js';
+import { columnsSigSql } from '../../drift/shape.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
 import { prepared, q, simple } from '../../shared/db.js';
@@ -129,9 +130,14 @@ export class TriggerSource implements ChangeSource {
   ): Promise<TriggerBatch | null | typeof SLICE_TRUNCATED> {
     const log = qualified(PGFERRY_SCHEMA, this.log(t));
     const name = `${t.schema}.${t.name}`;
+    // The table is locked before the snapshot is taken (LOCK takes none): a schema change cannot
+    // commit between the snapshot and the read of the rows, so the columns seen in the snapshot
+    // are the ones the rows are read with. Without it, a table rewritten meanwhile (ALTER COLUMN
+    // TYPE is not MVCC-safe) would look empty to the snapshot, and replay delete the batch's rows.
     const begin = [
       'BEGIN ISOLATION LEVEL REPEATABLE READ',
       ...(snapshotId ? [`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`] : []),
+      `LOCK TABLE ${t.partitioned ? '' : 'ONLY '}${qualified(t.schema, t.name)} IN ACCESS SHARE MODE`,
     ];
     const keyCols = keyIdents(t).join(', ');
     // The batch is every visible row whose position is between the first and the last of a window
@@ -142,7 +148,8 @@ export class TriggerSource implements ChangeSource {
     const aggregates = `coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
               count(*) FILTER (WHERE ${LOG_OP} = 'I')::int AS ins,
               count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
-              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag`;
+              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag,
+              ${columnsSigSql(String(t.oid))} AS sig`;
     // A slice's window is read through the log's index first and filtered after: with the range
     // filter in the same scan, the planner (no statistics on the log) would sort the whole log.
     const window = (rows: number) =>
@@ -168,10 +175,22 @@ export class TriggerSource implements ChangeSource {
         lag: number | null;
         ins: number;
         del: number;
+        sig: string;
       }>(client, 'source', [...begin, headSql], name);
       if (!head || head.n === 0 || head.cutoff === null) {
         await q(client, 'source', 'COMMIT');
         return null;
+      }
+      if (t.columnsSig !== undefined && head.sig !== t.columnsSig) {
+        await q(client, 'source', 'ROLLBACK');
+        throw new PgferryError(
+          'PGFERRY_SCHEMA_DRIFT',
+          `${name} changed columns on the source: its batch was not applied`,
+          {
+            side: 'source',
+            object: name,
+          },
+        );
       }
       if (slice && head.trunc) {
         await q(client, 'source', 'COMMIT');

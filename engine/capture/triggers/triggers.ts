@@ -174,3 +174,34 @@ export async function installCapture(
     }
   }
 }
+
+/**
+ * A partition that joined a captured partitioned table after the capture was installed: its rows
+ * are captured by the parent's cloned row trigger, but a TRUNCATE of it needs a trigger of its own,
+ * and rows it held when it was attached were never captured: their keys are logged now, as
+ * updates, so that replay copies them (a new, empty partition logs nothing).
+ */
+export async function capturePartition(
+  client: pg.Client,
+  c: CapturedTable,
+  partition: { schema: string; name: string },
+): Promise<number> {
+  const log = qualified(PGFERRY_SCHEMA, c.logTable);
+  const keyCols = c.key.map((k) => quoteIdent(k.name)).join(', ');
+  await client.query('BEGIN');
+  try {
+    const { rows } = await client.query<{ present: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2) AS present`,
+      [qualified(partition.schema, partition.name), triggerTruncate(c.runId)],
+    );
+    if (!rows[0]?.present) await client.query(truncateTrigger(c, partition));
+    const res = await client.query(
+      `INSERT INTO ${log} (${LOG_OP}, ${keyCols}) SELECT 'U', ${keyCols} FROM ${qualified(partition.schema, partition.name)}`,
+    );
+    await client.query('COMMIT');
+    return res.rowCount ?? 0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw dbError('source', err, `${partition.schema}.${partition.name}`);
+  }
+}

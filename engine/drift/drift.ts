@@ -1,0 +1,309 @@
+// Schema drift: the replicated tables' shapes on both sides compared on a short interval, when a
+// replay batch finds its table's columns changed, and when an apply error looks like a shape
+// mismatch. Heroku grants no event triggers, so drift is found by polling the catalogs (two
+// queries per check, one per side). On drift, replay pauses (pauseReason `drift`, the diff in the
+// store's meta `drift`) while capture goes on; it resumes by itself once the target matches, or
+// when the operator resumes, which accepts the differences seen then (meta `drift_accepted`)
+// until they change. Partitions new on the source are created on the target at once, and with
+// `--drift additive` so are columns that cannot change a row (additive.ts).
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
+import { PgferryError, sqlstateOf } from '../../lib/errors.js';
+import { capturePartition } from '../capture/triggers/triggers.js';
+import type { ConnInfo } from '../shared/conn-info.js';
+import { connect } from '../shared/db.js';
+import { addColumnDdl, createPartitionDdl } from './additive.js';
+import {
+  compareTable,
+  type Difference,
+  differencesSignature,
+  type ReplayShape,
+  replayShape,
+  type TablePair,
+} from './compare.js';
+import type { DriftMode } from './modes.js';
+import { sourceShapes, type TableShape, targetShapes } from './shape.js';
+
+/** The pause reason of a drift pause. */
+export const DRIFT_PAUSE = 'drift';
+
+/** How often replay compares both sides' catalogs. */
+export const DRIFT_INTERVAL_MS = 2_000;
+
+/** Meta keys: the current differences (JSON DriftReport), and the ones an operator's resume accepted. */
+export const DRIFT_META = 'drift';
+export const DRIFT_ACCEPTED_META = 'drift_accepted';
+
+export interface DriftReport {
+  since: string;
+  checkedAt: string;
+  /** Accepted by an operator's resume: replay goes on with what both sides share. */
+  accepted: boolean;
+  differences: Difference[];
+}
+
+/**
+ * SQLSTATEs of an apply that fails because the sides' shapes differ: undefined column or table,
+ * datatype mismatch, cannot coerce, not-null violation (a column NOT NULL on one side only),
+ * invalid text for the type, value too long or out of range, no partition for the row.
+ */
+const SHAPE_STATES = new Set([
+  '42703',
+  '42P01',
+  '42804',
+  '42846',
+  '23502',
+  '22P02',
+  '22001',
+  '22003',
+  '23514',
+]);
+
+/** An error that a shape difference may explain: drift checks confirm or clear it. */
+export const maybeDrift = (err: unknown): boolean => {
+  if (err instanceof PgferryError && err.code === 'PGFERRY_SCHEMA_DRIFT') return true;
+  const state = sqlstateOf(err instanceof PgferryError ? (err.cause ?? err) : err) ?? sqlstateOf(err);
+  return state !== undefined && SHAPE_STATES.has(state);
+};
+
+export interface DriftOutcome {
+  /** The differences left after what pgferry applied itself; empty when the sides match. */
+  differences: Difference[];
+  accepted: boolean;
+  /** What replay writes each table with (tables that can be replayed now), by source oid. */
+  shapes: Map<number, ReplayShape>;
+  /** Tables dropped on both sides: they leave the run. */
+  left: number[];
+  /** pgferry changed the target itself (a partition, an additive column). */
+  applied: boolean;
+}
+
+export interface DriftOptions {
+  source: ConnInfo;
+  target: ConnInfo;
+  store: CheckpointStore;
+  log: Logger;
+  mode: DriftMode;
+  intervalMs?: number;
+  /** Each check, with the number of tables that differ (metrics). */
+  onCheck?: (driftedTables: number) => void;
+}
+
+export class DriftWatch {
+  private src: pg.Client | null = null;
+  private dst: pg.Client | null = null;
+  private lastCheck = 0;
+  private lastSignature: string | null = null;
+
+  constructor(private readonly opts: DriftOptions) {}
+
+  intervalMs(): number {
+    return this.opts.intervalMs ?? DRIFT_INTERVAL_MS;
+  }
+
+  /** A periodic check is due. */
+  due(): boolean {
+    return Date.now() - this.lastCheck >= this.intervalMs();
+  }
+
+  private async sessions(): Promise<{ src: pg.Client; dst: pg.Client }> {
+    this.src ??= await connect(this.opts.source, 'control');
+    this.dst ??= await connect(this.opts.target, 'control');
+    return { src: this.src, dst: this.dst };
+  }
+
+  async close(): Promise<void> {
+    const open = [this.src, this.dst];
+    this.src = this.dst = null;
+    await Promise.all(open.map((c) => c?.end().catch(() => {})));
+  }
+
+  /**
+   * Compares every captured table on both sides, applies what pgferry applies itself, records the
+   * outcome (pause, resume, diff) in the store, and returns what replay writes each table with.
+   */
+  async check(): Promise<DriftOutcome> {
+    try {
+      return await this.checkOnce();
+    } catch (err) {
+      // A session that failed is not reused; the caller's retry opens new ones.
+      await this.close();
+      throw err;
+    } finally {
+      this.lastCheck = Date.now();
+    }
+  }
+
+  private async checkOnce(): Promise<DriftOutcome> {
+    const { store } = this.opts;
+    const captures = store.captures();
+    let pairs = await this.pairs(captures);
+    let differences = pairs.flatMap(compareTable);
+    const applied = await this.applyOwn(captures, pairs, differences);
+    if (applied) {
+      pairs = await this.pairs(captures);
+      differences = pairs.flatMap(compareTable);
+    }
+    const left = pairs.filter((p) => !p.source && !p.targetAsRecorded).map((p) => p.oid);
+    const leaving = new Set(
+      left.map((oid) => captures.find((c) => c.oid === oid)!).map((c) => `${c.schema}.${c.name}`),
+    );
+    differences = differences.filter((d) => !(d.kind === 'table-dropped' && leaving.has(d.table)));
+    const shapes = new Map<number, ReplayShape>();
+    for (const p of pairs) {
+      if (p.source && p.target) {
+        const shape = replayShape(p.source, p.target);
+        if (shape) shapes.set(p.oid, shape);
+      }
+    }
+    for (const oid of left) this.leave(captures.find((c) => c.oid === oid)!);
+    const accepted = this.record(differences);
+    this.opts.onCheck?.(new Set(differences.map((d) => d.table)).size);
+    return { differences, accepted, shapes, left, applied };
+  }
+
+  private async pairs(captures: CaptureRecord[]): Promise<TablePair[]> {
+    const { src, dst } = await this.sessions();
+    const source = await sourceShapes(
+      src,
+      captures.map((c) => c.oid),
+    );
+    const names = captures.flatMap((c) => {
+      const s = source.get(c.oid);
+      return [{ schema: c.schema, name: c.name }, ...(s ? [{ schema: s.schema, name: s.name }] : [])];
+    });
+    const target = await targetShapes(dst, names);
+    return captures.map((c) => {
+      const s = source.get(c.oid);
+      return {
+        oid: c.oid,
+        recorded: { schema: c.schema, name: c.name },
+        source: s,
+        target: s ? target.get(`${s.schema}.${s.name}`) : undefined,
+        targetAsRecorded: target.get(`${c.schema}.${c.name}`),
+      };
+    });
+  }
+
+  /** Applies new partitions (always) and additive columns (--drift additive); true when it changed anything. */
+  private async applyOwn(
+    captures: CaptureRecord[],
+    pairs: TablePair[],
+    diffs: Difference[],
+  ): Promise<boolean> {
+    const { dst, src } = await this.sessions();
+    let changed = false;
+    for (const p of pairs) {
+      if (!p.source || !p.target) continue;
+      const source: TableShape = p.source;
+      const mine = diffs.filter((d) => d.table === `${source.schema}.${source.name}` && d.additive);
+      for (const d of mine) {
+        if (d.kind === 'partition-missing-on-target') {
+          const part = source.partitions.find((x) => x.name === d.partition)!;
+          await this.onTarget(dst, [createPartitionDdl(part)], d);
+          const c = captures.find((x) => x.oid === p.oid)!;
+          const logged = await capturePartition(
+            src,
+            {
+              runId: this.opts.store.runId()!,
+              schema: c.schema,
+              name: c.name,
+              oid: c.oid,
+              logTable: c.logTable,
+              key: JSON.parse(c.keyColumns) as { name: string; type: string }[],
+              partitioned: true,
+            },
+            { schema: part.schema, name: part.table },
+          );
+          this.note(
+            'info',
+            `${d.message}: created on the target${logged ? `, its ${logged} existing rows queued for replay` : ''}`,
+          );
+          changed = true;
+        } else if (d.kind === 'column-missing-on-target' && this.opts.mode === 'additive') {
+          const col = source.columns.find((x) => x.name === d.column)!;
+          await this.onTarget(dst, addColumnDdl({ schema: source.schema, name: source.name }, col), d);
+          this.note('info', `${d.message}: added to the target (--drift additive)`);
+          changed = true;
+        }
+      }
+    }
+    return changed;
+  }
+
+  private async onTarget(dst: pg.Client, statements: string[], d: Difference): Promise<void> {
+    try {
+      await dst.query(['BEGIN', ...statements, 'COMMIT'].join(';\n'));
+    } catch (err) {
+      await dst.query('ROLLBACK').catch(() => {});
+      throw new PgferryError(
+        'PGFERRY_SCHEMA_DRIFT',
+        `${d.message}: pgferry could not apply it to the target: ${(err as Error).message}`,
+        {
+          side: 'target',
+          object: d.table,
+          cause: err,
+        },
+      );
+    }
+  }
+
+  /** A table dropped on both sides: its replay ends (its log stays until `pgferry cleanup`). */
+  private leave(c: CaptureRecord): void {
+    this.opts.store.removeCapture(c.oid);
+    this.note('warn', `${c.schema}.${c.name} was dropped on both sides: it left the migration`);
+  }
+
+  /** Records the outcome: the diff, the pause or its end. Returns whether an operator accepted the differences. */
+  private record(differences: Difference[]): boolean {
+    const { store } = this.opts;
+    const signature = differencesSignature(differences);
+    const reason = store.pauseReason();
+    if (differences.length === 0) {
+      store.deleteMeta(DRIFT_META);
+      store.deleteMeta(DRIFT_ACCEPTED_META);
+      if (reason === DRIFT_PAUSE) {
+        store.setPaused(null);
+        this.note('info', 'schema drift resolved: both sides match again, replay resumed');
+      }
+      this.lastSignature = signature;
+      return false;
+    }
+    const accepted = store.getMeta(DRIFT_ACCEPTED_META) === signature;
+    const previous = store.getMeta(DRIFT_META);
+    const since = previous ? (JSON.parse(previous) as DriftReport).since : new Date().toISOString();
+    const report: DriftReport = { since, checkedAt: new Date().toISOString(), accepted, differences };
+    store.setMeta(DRIFT_META, JSON.stringify(report));
+    if (signature !== this.lastSignature) {
+      this.lastSignature = signature;
+      const text = differences.map((d) => d.message).join('; ');
+      if (accepted) this.note('warn', `schema drift accepted by the operator, replay goes on: ${text}`);
+      else {
+        this.opts.log.warn({ differences }, 'schema drift: replay paused, capture goes on');
+        store.event('warn', 'paused', `schema drift, replay paused: ${text}`);
+      }
+    }
+    if (!accepted && reason === null) store.setPaused(DRIFT_PAUSE);
+    if (accepted && reason === DRIFT_PAUSE) store.setPaused(null);
+    return accepted;
+  }
+
+  private note(level: 'info' | 'warn', message: string): void {
+    this.opts.log[level](message);
+    this.opts.store.event(level, this.opts.store.phase(), message);
+  }
+}
+
+/** An operator's resume during a drift pause accepts the differences seen then (until they change). */
+export function acceptDrift(s: CheckpointStore): void {
+  const current = s.getMeta(DRIFT_META);
+  if (!current) return;
+  s.setMeta(DRIFT_ACCEPTED_META, differencesSignature((JSON.parse(current) as DriftReport).differences));
+}
+
+/** The current drift report, if any. */
+export function driftReport(s: CheckpointStore): DriftReport | null {
+  const current = s.getMeta(DRIFT_META);
+  return current ? (JSON.parse(current) as DriftReport) : null;
+}

@@ -1,0 +1,59 @@
+// What a Replayer is given (ReplayOptions) and what it reports (ReplayStats).
+import type { Logger } from 'pino';
+import type { CheckpointStore } from '../../checkpoints/store.js';
+import type { ChangeSource } from '../capture/change-source.js';
+import type { DriftWatch } from '../drift/drift.js';
+import type { ConnInfo } from '../shared/conn-info.js';
+
+export interface ReplayStats {
+  lagSeconds: number;
+  backlog: number;
+  changesPerSec: number;
+  appliedTotal: number;
+  batches: number;
+  at: string;
+  /** When the last batch was applied (by this run, before a restart too); null before the first. */
+  lastBatchAt: string | null;
+  /** The tables with a backlog, biggest first, at most TABLE_BACKLOGS of them. */
+  tableBacklogs: { table: string; changes: number }[];
+}
+
+/** Shortest time between the starts of two replay rounds that each found less than a batch. */
+export const ROUND_INTERVAL_MS = 20;
+
+/** How many tables' backlogs the stats carry (a bounded set of per-table metric series). */
+export const TABLE_BACKLOGS = 50;
+
+export interface ReplayOptions {
+  source: ConnInfo;
+  target: ConnInfo;
+  store: CheckpointStore;
+  log: Logger;
+  jobs: number;
+  signal: AbortSignal;
+  /** Most log rows per batch; a batch that breaks a UNIQUE constraint is redone whole. */
+  batchSize?: number;
+  pollMs?: number;
+  /** Return once a round finds every log empty. */
+  untilSynced?: boolean;
+  /** With untilSynced: return as soon as the lag is at most this, after at least one round. */
+  syncedLagSeconds?: number;
+  onStats?: (s: ReplayStats) => void;
+  /** After each applied batch: the table (schema.name), its changes, and how long it took. */
+  onBatch?: (table: string, changes: number, seconds: number) => void;
+  /** A batch failed with a transient error and is retried. */
+  onRetry?: (code: string) => void;
+  /** A batch failed: the error, so that a lost connection shows as an outage while it is retried. */
+  onLost?: (err: unknown) => void;
+  /** A batch went through: any outage is over. */
+  onHealthy?: () => void;
+  /** Fewest changes per slice worth a worker of its own (a table's backlog is split above twice this). */
+  minSliceChanges?: number;
+  /** Where the changes come from; the run's trigger capture (from the checkpoint store) by default. */
+  changes?: ChangeSource;
+  /**
+   * Schema drift checks (engine/drift/): before the first batch, on their interval, and when a
+   * batch fails in a way a shape difference explains. Without it, tables replay as recorded.
+   */
+  drift?: DriftWatch;
+}
