@@ -46,19 +46,12 @@ export interface DriftReport {
 /**
  * SQLSTATEs of an apply that fails because the sides' shapes differ: undefined column or table,
  * datatype mismatch, cannot coerce, not-null violation (a column NOT NULL on one side only),
- * invalid text for the type, value too long or out of range, no partition for the row.
+ * invalid text or binary data for the type (binary COPY of an int8 into an int4), value too long
+ * or out of range, a bad date or time, no partition for the row.
  */
-const SHAPE_STATES = new Set([
-  '42703',
-  '42P01',
-  '42804',
-  '42846',
-  '23502',
-  '22P02',
-  '22001',
-  '22003',
-  '23514',
-]);
+const SHAPE_STATES = new Set(
+  '42703 42P01 42804 42846 23502 22P02 22P03 22001 22003 22007 22008 23514'.split(' '),
+);
 
 /** An error that a shape difference may explain: drift checks confirm or clear it. */
 export const maybeDrift = (err: unknown): boolean => {
