@@ -99,7 +99,7 @@ export function compareTable(p: TablePair): Difference[] {
         kind: 'table-dropped',
         source: null,
         target: p.targetAsRecorded ? recorded : null,
-        message: `${recorded} was dropped on the source: drop it on the target too (its replay ends then), or remove it from the run with pgferry tables remove`,
+        message: `${recorded} was dropped on the source: drop it on the target too (its replay ends then)`,
         additive: false,
       },
     ];
