@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
-import { PgferryError, sqlstateOf } from '../../lib/errors.js';
+import { isPgferryError, PgferryError, stateOf } from '../../lib/errors.js';
 import { capturePartition } from '../capture/triggers/triggers.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
@@ -53,11 +53,14 @@ const SHAPE_STATES = new Set(
   '42703 42P01 42804 42846 23502 22P02 22P03 22001 22003 22007 22008 23514'.split(' '),
 );
 
+/** PGFERRY_SCHEMA_DRIFT: a batch found its table's columns changed and applied nothing. */
+export const isDriftError = (err: unknown): boolean =>
+  isPgferryError(err) && err.code === 'PGFERRY_SCHEMA_DRIFT';
+
 /** An error that a shape difference may explain: drift checks confirm or clear it. */
 export const maybeDrift = (err: unknown): boolean => {
-  if (err instanceof PgferryError && err.code === 'PGFERRY_SCHEMA_DRIFT') return true;
-  const state = sqlstateOf(err instanceof PgferryError ? (err.cause ?? err) : err) ?? sqlstateOf(err);
-  return state !== undefined && SHAPE_STATES.has(state);
+  const state = stateOf(err);
+  return isDriftError(err) || (state !== undefined && SHAPE_STATES.has(state));
 };
 
 export interface DriftOutcome {
@@ -264,8 +267,7 @@ export class DriftWatch {
       return false;
     }
     const accepted = store.getMeta(DRIFT_ACCEPTED_META) === signature;
-    const previous = store.getMeta(DRIFT_META);
-    const since = previous ? (JSON.parse(previous) as DriftReport).since : new Date().toISOString();
+    const since = driftReport(store)?.since ?? new Date().toISOString();
     const report: DriftReport = { since, checkedAt: new Date().toISOString(), accepted, differences };
     store.setMeta(DRIFT_META, JSON.stringify(report));
     if (signature !== this.lastSignature) {
@@ -290,9 +292,8 @@ export class DriftWatch {
 
 /** An operator's resume during a drift pause accepts the differences seen then (until they change). */
 export function acceptDrift(s: CheckpointStore): void {
-  const current = s.getMeta(DRIFT_META);
-  if (!current) return;
-  s.setMeta(DRIFT_ACCEPTED_META, differencesSignature((JSON.parse(current) as DriftReport).differences));
+  const current = driftReport(s);
+  if (current) s.setMeta(DRIFT_ACCEPTED_META, differencesSignature(current.differences));
 }
 
 /** The current drift report, if any. */

@@ -69,32 +69,10 @@ export const columnsSigSql = (oid: string) =>
   `(SELECT md5(coalesce(string_agg(concat_ws(':', a.attname, a.atttypid, a.atttypmod, a.attgenerated::text), ',' ORDER BY a.attname), ''))
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = ${oid} AND a.attnum > 0 AND NOT a.attisdropped)`;
 
-interface ShapeRow {
-  oid: number;
-  schema: string;
-  name: string;
-  relkind: 'r' | 'p';
-  columns: {
-    name: string;
-    type: string;
-    notNull: boolean;
-    generated: boolean;
-    identity: '' | 'a' | 'd';
-    default: string | null;
-    missingDefault: boolean;
-    missingValue: string | null;
-    binaryPortable: boolean;
-  }[];
-  pk: string[];
-  partkey: string | null;
-  partitions: PartitionShape[];
-  sig: string;
-}
-
 const BINARY_SAFE = `ARRAY[${BINARY_SAFE_TYPES.map(quoteLiteral).join(', ')}]::text[]`;
 
 const SHAPE_SELECT = `
-SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind,
+SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
   (SELECT coalesce(json_agg(json_build_object(
             'name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'notNull', a.attnotnull,
             'generated', a.attgenerated <> '', 'identity', a.attidentity::text,
@@ -109,8 +87,8 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind,
   (SELECT coalesce(json_agg(a.attname ORDER BY k.pos), '[]')
      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-    WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
-  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+    WHERE i.indrelid = c.oid AND i.indisprimary) AS "primaryKey",
+  CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS "partitionKey",
   (SELECT coalesce(json_agg(json_build_object(
             'name', pn.nspname || '.' || p.relname, 'schema', pn.nspname, 'table', p.relname,
             'parent', qn.nspname || '.' || q.relname, 'parentSchema', qn.nspname, 'parentTable', q.relname,
@@ -121,18 +99,22 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind,
      JOIN pg_class p ON p.oid = t.relid JOIN pg_namespace pn ON pn.oid = p.relnamespace
      JOIN pg_class q ON q.oid = t.parentrelid JOIN pg_namespace qn ON qn.oid = q.relnamespace
     WHERE t.level > 0) AS partitions,
-  ${columnsSigSql('c.oid')} AS sig
+  ${columnsSigSql('c.oid')} AS "columnsSig"
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace`;
 
 /**
- * Runs the shape query with search_path pinned to pg_catalog (so that format_type qualifies
+ * Runs the shape query (its aliases are TableShape's fields) with search_path pinned to pg_catalog (so that format_type qualifies
  * every type that is not built in, the same on both sides) in one round trip.
  */
-async function readRows(client: pg.Client, side: 'source' | 'target', where: string): Promise<ShapeRow[]> {
+async function readShapes(
+  client: pg.Client,
+  side: 'source' | 'target',
+  where: string,
+): Promise<TableShape[]> {
   try {
     const res = (await client.query(
       `BEGIN; SET LOCAL search_path = pg_catalog; ${SHAPE_SELECT} WHERE c.relkind IN ('r', 'p') AND ${where}; COMMIT`,
-    )) as unknown as pg.QueryResult<ShapeRow>[];
+    )) as unknown as pg.QueryResult<TableShape>[];
     return res.find((r) => r.command === 'SELECT')?.rows ?? [];
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -140,26 +122,18 @@ async function readRows(client: pg.Client, side: 'source' | 'target', where: str
   }
 }
 
-const toShape = (r: ShapeRow): TableShape => ({
-  oid: r.oid,
-  schema: r.schema,
-  name: r.name,
-  kind: r.relkind,
-  columns: r.columns.map((c) => ({ ...c, identity: (c.identity || '') as ColumnShape['identity'] })),
-  primaryKey: r.pk,
-  partitionKey: r.partkey,
-  partitions: r.partitions,
-  columnsSig: r.sig,
-});
-
 /** The source's tables by oid; a table dropped there is absent from the map. */
 export async function sourceShapes(
   client: pg.Client,
   oids: readonly number[],
 ): Promise<Map<number, TableShape>> {
   if (oids.length === 0) return new Map();
-  const rows = await readRows(client, 'source', `c.oid IN (${oids.map((o) => Math.trunc(o)).join(', ')})`);
-  return new Map(rows.map((r) => [r.oid, toShape(r)]));
+  const shapes = await readShapes(
+    client,
+    'source',
+    `c.oid IN (${oids.map((o) => Math.trunc(o)).join(', ')})`,
+  );
+  return new Map(shapes.map((t) => [t.oid, t]));
 }
 
 /** The target's tables by `schema.name` (unquoted); a table missing there is absent from the map. */
@@ -169,6 +143,6 @@ export async function targetShapes(
 ): Promise<Map<string, TableShape>> {
   if (names.length === 0) return new Map();
   const regclasses = names.map((n) => `to_regclass(${quoteLiteral(qualified(n.schema, n.name))})`);
-  const rows = await readRows(client, 'target', `c.oid IN (${regclasses.join(', ')})`);
-  return new Map(rows.map((r) => [`${r.schema}.${r.name}`, toShape(r)]));
+  const shapes = await readShapes(client, 'target', `c.oid IN (${regclasses.join(', ')})`);
+  return new Map(shapes.map((t) => [`${t.schema}.${t.name}`, t]));
 }

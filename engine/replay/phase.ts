@@ -22,7 +22,6 @@ export async function replicatePhase(run: RunContext): Promise<ReplicateOutcome>
   // Only `--cutover-when-synced` gets here with an interrupted cutover (bindRun refuses the
   // rest): it completes that cutover before anything else.
   const interrupted = interruptedCutover(store) !== null;
-  if (store.phase() !== 'replicating' && !interrupted) run.enter('replicating');
   const outcome: ReplicateOutcome = { replay: null, cutover: null };
   let lastSaved = 0;
   const replayer = new Replayer({
@@ -61,6 +60,11 @@ export async function replicatePhase(run: RunContext): Promise<ReplicateOutcome>
   // Its pooled sessions are closed whatever happens: after an outage the next attempt of the
   // run opens its own, and the source's connections stay bounded.
   try {
+    // Both sides' shapes are compared before the phase says replicating (an operator's pause
+    // holds the loop, not the first catch-up: it should find the catch-up done), and while they
+    // differ, the first catch-up waits for the target to match.
+    await replayer.checkShapes();
+    if (store.phase() !== 'replicating' && !interrupted) run.enter('replicating');
     await replicateWith(run, replayer, interrupted, outcome);
   } finally {
     await replayer.close();
@@ -84,7 +88,7 @@ async function replicateWith(
     // applied every change once: one whole batch per table makes each table equal to the source
     // at that batch's snapshot, and unique constraints can then be built.
     const t0 = Date.now();
-    const applied = await replayer.catchUp(undefined, undefined, { waitForShapes: true });
+    const applied = await replayer.catchUp();
     opts.log.info(
       { changes: applied, seconds: (Date.now() - t0) / 1000 },
       'caught up once: building unique constraints',

@@ -16,12 +16,11 @@
 
 import type pg from 'pg';
 import type { CaptureRecord } from '../../checkpoints/store.js';
-import { isPgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import { type ChangeSource, explainRemoval } from '../capture/change-source.js';
 import { TriggerSource } from '../capture/triggers/trigger-source.js';
-import { DRIFT_PAUSE, maybeDrift } from '../drift/drift.js';
+import { DRIFT_PAUSE, isDriftError, maybeDrift } from '../drift/drift.js';
 import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';
 import { type BatchRetryContext, retriedTableBatch } from './batch-retry.js';
@@ -102,6 +101,11 @@ export class Replayer {
     this.batch.ledger = undefined;
   }
 
+  /** Compares both sides' shapes, waiting while they differ (before the first catch-up). */
+  checkShapes(): Promise<void> {
+    return this.shapes.ready(true);
+  }
+
   /** Opens replay sessions until `n` are ready (before a round that must not wait for connections). */
   warm(n: number): Promise<void> {
     return this.sessions.warm(n);
@@ -160,8 +164,8 @@ export class Replayer {
    * batch. The backlog is read on `client` when given (the caller's session), else on one of its
    * own; `width` tables at a time (--jobs by default).
    */
-  async catchUp(client?: pg.Client, width?: number, opts: { waitForShapes?: boolean } = {}): Promise<number> {
-    await this.shapes.ready(opts.waitForShapes ?? false);
+  async catchUp(client?: pg.Client, width?: number): Promise<number> {
+    await this.shapes.ready(false);
     const control = client ?? (await connect(this.opts.source, 'control'));
     try {
       const { pending } = await this.backlog(control);
@@ -305,8 +309,7 @@ export class Replayer {
           // the sides matching with new columns (replay takes them); anything else still fails.
           if (!opts.drift || !maybeDrift(err)) throw err;
           const outcome = await this.shapes.check();
-          const isDriftError = isPgferryError(err) && err.code === 'PGFERRY_SCHEMA_DRIFT';
-          const explained = isDriftError || outcome?.applied || (outcome?.differences.length ?? 0) > 0;
+          const explained = isDriftError(err) || outcome?.applied || (outcome?.differences.length ?? 0) > 0;
           if (!explained) throw err;
           continue;
         }

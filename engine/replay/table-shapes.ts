@@ -10,6 +10,7 @@ import { sleep } from '../../lib/sleep.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import type { ReplayShape } from '../drift/compare.js';
 import type { DriftOutcome, DriftWatch } from '../drift/drift.js';
+import { isConnectionLoss } from '../shared/outage.js';
 
 interface ShapeOptions {
   store: CheckpointStore;
@@ -41,7 +42,16 @@ export class TableShapes {
   async check(): Promise<DriftOutcome | null> {
     const drift = this.opts.drift;
     if (!drift) return null;
-    const outcome = await drift.check();
+    let outcome: DriftOutcome;
+    try {
+      outcome = await drift.check();
+    } catch (err) {
+      // A server gone away between batches: the batches meet the outage and wait it out as they
+      // do; the tables keep the shapes of the last check (and each batch its columns guard).
+      if (!this.checked || !isConnectionLoss(err)) throw err;
+      this.opts.log.warn({ err: (err as Error).message }, 'drift check skipped: a server is unreachable');
+      return null;
+    }
     this.checked = true;
     this.drifted = outcome.differences.length > 0 && !outcome.accepted;
     const left = new Set(outcome.left);
