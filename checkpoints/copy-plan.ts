@@ -76,3 +76,13 @@ export function finishChunk(db: Database.Database, id: number, rows: number, byt
     id,
   );
 }
+
+/** A table that left the run (pgferry tables remove, or a join undone): its plan and chunks. */
+export function removeTablePlan(db: Database.Database, schema: string, name: string): void {
+  db.transaction(() => {
+    db.prepare(
+      'DELETE FROM chunks WHERE table_id IN (SELECT id FROM tables WHERE schema_name = ? AND table_name = ?)',
+    ).run(schema, name);
+    db.prepare('DELETE FROM tables WHERE schema_name = ? AND table_name = ?').run(schema, name);
+  })();
+}

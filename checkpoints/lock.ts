@@ -20,6 +20,27 @@ function processStart(pid: number): string | null {
   }
 }
 
+interface Holder {
+  pid: number;
+  host: string;
+  proc_start: string | null;
+  heartbeat_at: string;
+}
+
+/** A holder on this host is alive while its process is (the same one: same start time); elsewhere, while its heartbeat is fresh. */
+const isAlive = (held: Holder) =>
+  held.host === os.hostname()
+    ? processStart(held.pid) !== null && processStart(held.pid) === held.proc_start
+    : Date.now() - Date.parse(held.heartbeat_at) < STALE_MS;
+
+/** The process driving the state file now, or null when none is. */
+export function liveHolder(db: Database.Database): { pid: number; host: string } | null {
+  const held = db.prepare('SELECT pid, host, proc_start, heartbeat_at FROM lock WHERE id = 1').get() as
+    | Holder
+    | undefined;
+  return held && isAlive(held) ? { pid: held.pid, host: held.host } : null;
+}
+
 /** Takes the lock (or refuses: a live holder) and starts its heartbeat; returns the heartbeat's timer. */
 export function acquireLock(db: Database.Database, file: string): NodeJS.Timeout {
   const host = os.hostname();
@@ -27,14 +48,10 @@ export function acquireLock(db: Database.Database, file: string): NodeJS.Timeout
   const start = processStart(pid);
   const take = db.transaction(() => {
     const held = db.prepare('SELECT pid, host, proc_start, heartbeat_at FROM lock WHERE id = 1').get() as
-      | { pid: number; host: string; proc_start: string | null; heartbeat_at: string }
+      | Holder
       | undefined;
     if (held && !(held.pid === pid && held.host === host)) {
-      const alive =
-        held.host === host
-          ? processStart(held.pid) !== null && processStart(held.pid) === held.proc_start
-          : Date.now() - Date.parse(held.heartbeat_at) < STALE_MS;
-      if (alive) {
+      if (isAlive(held)) {
         throw new PgferryError(
           'PGFERRY_STATE_LOCKED',
           `${file} is in use by pgferry process ${held.pid} on ${held.host}`,

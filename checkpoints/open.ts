@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { delayPointSync } from '../lib/crash-point.js';
 import { PgferryError } from '../lib/errors.js';
 import { now } from './meta.js';
-import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.js';
+import { SCHEMA_SQL, SCHEMA_VERSION, UPGRADES } from './schema.js';
 
 /** Opens (and with create, creates) the file; readonly opens never write. */
 export function openDatabase(file: string, opts: { create: boolean; readonly?: boolean }): Database.Database {
@@ -100,7 +100,22 @@ export function migrateSchema(db: Database.Database, file: string): void {
       return true;
     })
     .immediate();
-  if (!created) checkSchema(db, file);
+  if (created) return;
+  upgradeSchema(db);
+  checkSchema(db, file);
+}
+
+/** Brings an earlier version's file to this one, one version at a time, each in one transaction. */
+function upgradeSchema(db: Database.Database): void {
+  const version = () =>
+    (db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined)
+      ?.value;
+  for (let v = version(); v !== undefined && UPGRADES[v]; v = version()) {
+    const sql = UPGRADES[v]!;
+    db.transaction(() => {
+      if (version() === v) db.exec(sql);
+    }).immediate();
+  }
 }
 
 /** Refuses a file that is not a state of this schema version. */

@@ -29,3 +29,21 @@ export function resetSchemaObjects(db: Database.Database, stage: ObjectStage): v
 export function finishSchemaObject(db: Database.Database, id: number): void {
   db.prepare("UPDATE schema_objects SET status = 'done', finished_at = ? WHERE id = ?").run(now(), id);
 }
+
+/** Adds objects to the list (a table joining the run brings its own). */
+export function addSchemaObjects(
+  db: Database.Database,
+  objects: { stage: ObjectStage; kind: string; name: string; sql: string }[],
+): void {
+  const ins = db.prepare('INSERT INTO schema_objects (stage, kind, name, sql) VALUES (?, ?, ?, ?)');
+  db.transaction(() => {
+    for (const o of objects) ins.run(o.stage, o.kind, o.name, o.sql);
+  })();
+}
+
+export function removeSchemaObjects(db: Database.Database, ids: number[]): void {
+  const del = db.prepare('DELETE FROM schema_objects WHERE id = ?');
+  db.transaction(() => {
+    for (const id of ids) del.run(id);
+  })();
+}

@@ -1,6 +1,46 @@
 // Layout of the checkpoint store. Bump SCHEMA_VERSION on any change: an older state file is then
 // refused with a clear message instead of being misread.
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
+
+/**
+ * A state file of an earlier version brought to the next one, in place, when a writer opens it:
+ * a migration that runs for days may see pgferry upgraded under it. Keyed by the version it upgrades.
+ */
+export const UPGRADES: Record<string, string> = {
+  // 4 → 5: table requests; chunk ids never reused (AUTOINCREMENT needs the table made anew).
+  '4': `
+CREATE TABLE table_requests (
+  id           INTEGER PRIMARY KEY,
+  action       TEXT NOT NULL CHECK (action IN ('add', 'remove')),
+  pattern      TEXT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  tables       TEXT NOT NULL DEFAULT '[]',
+  step         TEXT,
+  detail       TEXT NOT NULL DEFAULT '{}',
+  error        TEXT,
+  requested_at TEXT NOT NULL,
+  updated_at   TEXT NOT NULL
+);
+CREATE TABLE chunks_v5 (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  table_id    INTEGER NOT NULL REFERENCES tables (id),
+  seq         INTEGER NOT NULL,
+  lo          TEXT,
+  hi          TEXT,
+  status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'copying', 'done')),
+  rows        INTEGER NOT NULL DEFAULT 0,
+  bytes       INTEGER NOT NULL DEFAULT 0,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  started_at  TEXT,
+  finished_at TEXT,
+  UNIQUE (table_id, seq)
+);
+INSERT INTO chunks_v5 SELECT * FROM chunks;
+DROP TABLE chunks;
+ALTER TABLE chunks_v5 RENAME TO chunks;
+UPDATE meta SET value = '5' WHERE key = 'schema_version';
+`,
+};
 
 export const SCHEMA_SQL = `
 CREATE TABLE meta (
@@ -36,8 +76,10 @@ CREATE TABLE tables (
   UNIQUE (schema_name, table_name)
 );
 
+-- AUTOINCREMENT: a chunk's id names its mark on the target (engine/copy/chunk-marks.ts), so the
+-- id of a chunk removed with its table (a table leaving the run) is never given to another.
 CREATE TABLE chunks (
-  id          INTEGER PRIMARY KEY,
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
   table_id    INTEGER NOT NULL REFERENCES tables (id),
   seq         INTEGER NOT NULL,
   lo          TEXT,
@@ -72,6 +114,20 @@ CREATE TABLE captures (
   copy_format  TEXT NOT NULL CHECK (copy_format IN ('binary', 'text')),
   key_format   TEXT NOT NULL CHECK (key_format IN ('binary', 'text')),
   partitioned  INTEGER NOT NULL
+);
+
+-- Tables joining or leaving the running migration, as the operator asked (table-requests.ts).
+CREATE TABLE table_requests (
+  id           INTEGER PRIMARY KEY,
+  action       TEXT NOT NULL CHECK (action IN ('add', 'remove')),
+  pattern      TEXT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  tables       TEXT NOT NULL DEFAULT '[]',
+  step         TEXT,
+  detail       TEXT NOT NULL DEFAULT '{}',
+  error        TEXT,
+  requested_at TEXT NOT NULL,
+  updated_at   TEXT NOT NULL
 );
 
 CREATE TABLE events (

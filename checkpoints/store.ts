@@ -13,6 +13,7 @@ import * as meta from './meta.js';
 import { checkSchema, migrateSchema, openDatabase } from './open.js';
 import * as runSetup from './run-setup.js';
 import * as objects from './schema-objects.js';
+import * as requests from './table-requests.js';
 
 export const PHASES = [
   'preflight',
@@ -105,6 +106,8 @@ export interface CaptureRecord {
   partitioned: number;
 }
 
+export type { TableAction, TableRequestRecord } from './table-requests.js';
+
 export interface EventRecord {
   id: number;
   at: string;
@@ -136,6 +139,11 @@ export class CheckpointStore {
 
   acquireLock(): void {
     this.heartbeat = lock.acquireLock(this.db, this.file);
+  }
+
+  /** The pgferry process driving this state file now (holding its lock), or null. */
+  liveHolder(): { pid: number; host: string } | null {
+    return lock.liveHolder(this.db);
   }
 
   /** Runs fn's writes as one transaction of the state file (one sync to disk instead of one each). */
@@ -253,10 +261,22 @@ export class CheckpointStore {
     copyPlan.finishChunk(this.db, id, rows, bytes);
   }
 
+  removeTablePlan(schema: string, name: string): void {
+    copyPlan.removeTablePlan(this.db, schema, name);
+  }
+
   // ---- deferred schema objects (indexes after the copy, constraints and triggers at cutover) ----
 
   saveSchemaObjects(list: { stage: ObjectStage; kind: string; name: string; sql: string }[]): void {
     objects.saveSchemaObjects(this.db, list);
+  }
+
+  addSchemaObjects(list: { stage: ObjectStage; kind: string; name: string; sql: string }[]): void {
+    objects.addSchemaObjects(this.db, list);
+  }
+
+  removeSchemaObjects(ids: number[]): void {
+    objects.removeSchemaObjects(this.db, ids);
   }
 
   schemaObjects(stage?: ObjectStage): SchemaObjectRecord[] {
@@ -288,6 +308,30 @@ export class CheckpointStore {
 
   captures(): CaptureRecord[] {
     return captured.captures(this.db);
+  }
+
+  // ---- tables joining or leaving the run ----
+
+  addTableRequest(action: requests.TableAction, pattern: string): requests.TableRequestRecord {
+    return requests.addRequest(this.db, action, pattern);
+  }
+
+  tableRequest(id: number): requests.TableRequestRecord | null {
+    return requests.request(this.db, id);
+  }
+
+  tableRequests(opts?: {
+    states?: readonly requests.RequestState[];
+    limit?: number;
+  }): requests.TableRequestRecord[] {
+    return requests.requests(this.db, opts);
+  }
+
+  updateTableRequest(
+    id: number,
+    change: Partial<Pick<requests.TableRequestRecord, 'state' | 'tables' | 'step' | 'detail' | 'error'>>,
+  ): void {
+    requests.updateRequest(this.db, id, change);
   }
 
   // ---- events ----

@@ -180,6 +180,13 @@ export const ERRORS = {
     summary: 'A replayed batch violated a constraint on the target even when applied whole.',
     hint: 'The target holds rows or constraints the source does not (written by something else, or a constraint that differs): compare the table on both sides, fix the target, and run again.',
   },
+  PGFERRY_TABLES_REFUSED: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary: 'A table could not join or leave the running migration.',
+    hint: 'The message names the table and the reason (no table matches, already in the run, a difference with the table on the target); fix it and run `pgferry tables add|remove` again. Whatever the request had done is undone.',
+  },
   PGFERRY_CUTOVER_REFUSED: {
     exit: 1,
     http: 409,

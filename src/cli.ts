@@ -10,6 +10,7 @@ import { demoCommand } from './commands/demo.js';
 import { migrateCommand } from './commands/migrate.js';
 import { preflightCommand } from './commands/preflight.js';
 import { statusCommand } from './commands/status.js';
+import { TABLES_ACTIONS, TABLES_HELP, tablesCommand } from './commands/tables.js';
 import { verifyCommand } from './commands/verify.js';
 
 const require = createRequire(import.meta.url);
@@ -217,6 +218,26 @@ export function buildProgram(): Command {
     .addOption(stateOpt())
     .option('--json', 'print the status as JSON')
     .action(statusCommand);
+
+  program
+    .command('tables')
+    .description(
+      'tables joining or leaving a running migration: add copies one and starts replicating it, remove stops',
+    )
+    .argument('<action>', 'add or remove')
+    .argument('<pattern>', 'schema.table (* as a wildcard; without a dot, the table name in any schema)')
+    .addOption(stateOpt())
+    .option('--no-wait', 'record the request and return (`pgferry status` shows its progress)')
+    .option('--json', 'print the request (id, state, step, tables, error) as JSON')
+    .addHelpText('after', TABLES_HELP)
+    .action(async (action: string, pattern: string, flags: Record<string, unknown>) => {
+      if (!(TABLES_ACTIONS as readonly string[]).includes(action)) {
+        throw new PgferryError('PGFERRY_CONFIG_INVALID', `tables "${action}" must be add or remove`, {
+          side: 'config',
+        });
+      }
+      await tablesCommand(action as (typeof TABLES_ACTIONS)[number], pattern, flags);
+    });
 
   program
     .command('cleanup')

@@ -152,6 +152,20 @@ export interface ChangeSource {
   ): Promise<InstalledTable>;
 
   /**
+   * Stops capturing one table (it leaves the run: `pgferry tables remove`) and removes what
+   * install() created for it, under the same short lock waits. Idempotent. Replay must have
+   * stopped reading it (unfollow) first.
+   */
+  uninstall(client: pg.Client, table: InstalledTable, opts: InstallOptions): Promise<void>;
+
+  /**
+   * A table that joined the run after this source was built from the checkpoint store (another
+   * instance installed its capture): its changes are read from now on. unfollow: no longer read.
+   */
+  follow(table: InstalledTable): void;
+  unfollow(oid: number): void;
+
+  /**
    * Every change pending per table, in the order of `tables`, read at once (one statement):
    * the numbers status, lag and the replay's scheduling go by. A change applied but not yet
    * consumed still counts. Reads only; never blocks a writer.

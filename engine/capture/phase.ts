@@ -1,7 +1,10 @@
 // The capture phase of `migrate`: this run's change capture installed on the source (registered,
 // one log table and trigger per table), checked to be still there on resume, and the run's
 // heartbeat on the source from then on.
+import type { CaptureRecord } from '../../checkpoints/store.js';
 import type { RunContext } from '../run/context.js';
+import type { TableInfo } from '../shared/catalog.js';
+import type { InstalledTable } from './change-source.js';
 import { CaptureHeartbeat } from './heartbeat.js';
 import { requireCapture } from './registry.js';
 import { TriggerSource } from './triggers/trigger-source.js';
@@ -34,8 +37,6 @@ export async function capturePhase(run: RunContext): Promise<void> {
   const installed = await source.installed(run.src);
   let count = 0;
   for (const t of captureUnits(selected)) {
-    const writable = t.columns.filter((c) => !c.generated);
-    const keyNames = new Set(t.primaryKey?.map((k) => k.name));
     const c = installed.has(t.oid)
       ? describeCapture(runId, t)
       : await source.install(
@@ -45,23 +46,30 @@ export async function capturePhase(run: RunContext): Promise<void> {
           { log: opts.log, signal: opts.signal, lockWaitMs: opts.captureLockWaitMs },
         );
     if (!installed.has(t.oid)) count++;
-    store.saveCapture({
-      oid: c.oid,
-      schema: c.schema,
-      name: c.name,
-      logTable: c.logTable,
-      keyColumns: JSON.stringify(c.key),
-      columns: JSON.stringify(writable.map((col) => col.name)),
-      copyFormat: writable.every((col) => col.binaryPortable) ? 'binary' : 'text',
-      keyFormat: t.columns.filter((col) => keyNames.has(col.name)).every((col) => col.binaryPortable)
-        ? 'binary'
-        : 'text',
-      partitioned: c.partitioned ? 1 : 0,
-    });
+    store.saveCapture(captureRecord(c, t));
   }
   store.setMeta('capture_installed', new Date().toISOString());
   store.event('info', 'copy', `capture installed on ${count} table(s)`);
   opts.log.info({ tables: count }, 'change capture installed on the source');
+}
+
+/** What the checkpoint store records of a captured table: its log, key and the columns replay writes. */
+export function captureRecord(c: InstalledTable, t: TableInfo): CaptureRecord {
+  const writable = t.columns.filter((col) => !col.generated);
+  const keyNames = new Set(t.primaryKey?.map((k) => k.name));
+  return {
+    oid: c.oid,
+    schema: c.schema,
+    name: c.name,
+    logTable: c.logTable,
+    keyColumns: JSON.stringify(c.key),
+    columns: JSON.stringify(writable.map((col) => col.name)),
+    copyFormat: writable.every((col) => col.binaryPortable) ? 'binary' : 'text',
+    keyFormat: t.columns.filter((col) => keyNames.has(col.name)).every((col) => col.binaryPortable)
+      ? 'binary'
+      : 'text',
+    partitioned: c.partitioned ? 1 : 0,
+  };
 }
 
 async function startHeartbeat(run: RunContext): Promise<void> {

@@ -21,7 +21,6 @@ import type { ConnInfo } from '../shared/conn-info.js';
 import { connect, withClient } from '../shared/db.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from '../shared/outage.js';
 import type { TableFilter } from '../shared/table-filter.js';
-import { verifiedTables } from '../verify/verify.js';
 import { DRAIN_WIDTH, drain } from './drain.js';
 import {
   applyFreeze,
@@ -41,7 +40,7 @@ import {
 } from './freeze-record.js';
 import { giveBackAfterOutage, giveWritesBack } from './give-back.js';
 import { prepareTarget, validateForeignKeys, verifyTarget } from './target-steps.js';
-import { takeVerifiedPoint, type VerifiedPoint } from './verified-point.js';
+import { replicatedTables, takeVerifiedPoint, type VerifiedPoint } from './verified-point.js';
 
 export interface CutoverOptions {
   source: ConnInfo;
@@ -181,6 +180,17 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       store.event('warn', 'cutover', `${describeInterrupted(interrupted)}: completing it`);
       log.warn({ freeze: freeze.method, since: freeze.startedAt }, 'completing an interrupted cutover');
     } else {
+      const joining = store.tableRequests({ states: ['pending', 'running'] });
+      if (joining.length > 0) {
+        throw new PgferryError(
+          'PGFERRY_CUTOVER_REFUSED',
+          `tables are still joining or leaving the migration: ${joining.map((r) => `tables ${r.action} ${r.pattern} (${r.step ?? r.state})`).join('; ')}`,
+          {
+            side: 'state',
+            hint: 'Wait until `pgferry status` shows the table requests done, then cut over.',
+          },
+        );
+      }
       const { lagSeconds } = await replayer.backlog(control);
       if (lagSeconds > opts.maxLagSeconds && !opts.force) {
         throw new PgferryError(
@@ -227,7 +237,7 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     step('writers stopped');
     log.info({ sessionsEnded: freeze.sessionsEnded }, 'no write in flight on the source');
     // No schema change commits now either: the tables to verify are listed while the log drains.
-    const listing = verifiedTables(opts.source, opts.filter);
+    const listing = replicatedTables(opts);
     listing.catch(() => {});
 
     const drained = await drain(replayer, control, opts.signal, drainWidth);

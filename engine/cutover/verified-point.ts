@@ -17,7 +17,7 @@ import { PgferryError } from '../../lib/errors.js';
 import type { CountLedger } from '../replay/count-ledger.js';
 import { displayName, type TableInfo } from '../shared/catalog.js';
 import { connect } from '../shared/db.js';
-import { type TableVerdict, type VerifyReport, verify } from '../verify/verify.js';
+import { type TableVerdict, type VerifyReport, verifiedTables, verify } from '../verify/verify.js';
 import type { CutoverOptions } from './cutover.js';
 
 export interface VerifiedPoint {
@@ -52,6 +52,7 @@ export async function takeVerifiedPoint(opts: CutoverOptions): Promise<VerifiedP
       source: opts.source,
       target: opts.target,
       filter: opts.filter,
+      tables: await replicatedTables(opts),
       checksums: false,
       jobs: opts.jobs,
       sourceSnapshot: id,
@@ -87,4 +88,14 @@ export function provenByLedger(point: VerifiedPoint, t: TableInfo): TableVerdict
     targetRows: at + d.target,
     note: 'counted at the verified point, changes since from the replayed batches',
   };
+}
+
+/**
+ * The tables the cutover verifies: those of the source matching the run's filter that the run
+ * replicates. A table created on the source during the run and never added (status lists it),
+ * or removed from the run, is not on the target as the source has it.
+ */
+export async function replicatedTables(opts: CutoverOptions): Promise<TableInfo[]> {
+  const replicated = new Set(opts.store.captures().map((c) => c.oid));
+  return (await verifiedTables(opts.source, opts.filter)).filter((t) => replicated.has(t.oid));
 }

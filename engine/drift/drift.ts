@@ -23,6 +23,7 @@ import {
   type TablePair,
 } from './compare.js';
 import type { DriftMode } from './modes.js';
+import { NEW_TABLES_EVERY, recordNewTables } from './new-tables.js';
 import { sourceShapes, type TableShape, targetShapes } from './shape.js';
 
 /** The pause reason of a drift pause. */
@@ -91,6 +92,7 @@ export class DriftWatch {
   private dst: pg.Client | null = null;
   private lastCheck = 0;
   private lastSignature: string | null = null;
+  private checks = 0;
 
   constructor(private readonly opts: DriftOptions) {}
 
@@ -156,6 +158,8 @@ export class DriftWatch {
     for (const oid of left) this.leave(captures.find((c) => c.oid === oid)!);
     const accepted = this.record(differences);
     this.opts.onCheck?.(new Set(differences.map((d) => d.table)).size);
+    if (this.checks++ % NEW_TABLES_EVERY === 0)
+      await recordNewTables((await this.sessions()).src, this.opts.store);
     return { differences, accepted, shapes, left, applied };
   }
 

@@ -4,11 +4,13 @@
 // its own Replayer. `--cutover-when-synced` cuts over once the lag is small, and completes an
 // interrupted cutover before anything else.
 import { isPgferryError, PgferryError } from '../../lib/errors.js';
+import { sleep } from '../../lib/sleep.js';
 import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from '../cutover/cutover.js';
 import { interruptedCutover } from '../cutover/freeze-record.js';
 import { DriftWatch } from '../drift/drift.js';
 import type { RunContext } from '../run/context.js';
 import { buildUniqueConstraints } from '../schema/index-phase.js';
+import { TableRequests } from '../tables/requests.js';
 import { Replayer, type ReplayStats } from './replay.js';
 
 export interface ReplicateOutcome {
@@ -140,6 +142,9 @@ async function replicateUntilDone(
 ): Promise<ReplayStats> {
   const { store, opts } = run;
   opts.control?.attachReplayer(replayer);
+  // Tables joining or leaving (pgferry tables add|remove) are worked on beside the replay.
+  const requests = new TableRequests(run, replayer);
+  requests.start();
   try {
     for (;;) {
       const stats = await replayer.run();
@@ -153,7 +158,14 @@ async function replicateUntilDone(
         continue;
       }
       const request = opts.control?.takeCutover();
-      if (!request) return stats;
+      if (!request) {
+        // Synced is not done while a table is still joining or leaving.
+        if (replayerSynced(opts.mode) && requests.busy() && !opts.signal.aborted) {
+          await sleep(200, opts.signal).catch(() => {});
+          continue;
+        }
+        return stats;
+      }
       if (opts.signal.aborted) {
         request.reject(new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before the cutover started'));
         return stats;
@@ -173,6 +185,10 @@ async function replicateUntilDone(
       }
     }
   } finally {
+    replayer.endMembership();
+    await requests.stop();
     opts.control?.attachReplayer(null);
   }
 }
+
+const replayerSynced = (mode: string) => mode === 'exit-when-synced' || mode === 'cutover-when-synced';

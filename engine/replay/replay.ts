@@ -1,10 +1,8 @@
 // Replay: the captured changes applied to the target in bulk, table by table, tables in parallel.
-// This module is the replay loop and its scheduling (rounds of batches, `jobs` at a time, paused
-// and stopped between batches); one table's batch is table-batch.ts, its retries batch-retry.ts,
-// the slicing of big backlogs slices.ts, the pooled sessions sessions.ts, backlog and rate
-// backlog.ts. engine/replay/ reads changes only through the change source interface
-// (engine/capture/change-source.ts) and writes through sinks/batch-applier.ts; besides those it
-// imports engine/shared/, checkpoints/ and lib/.
+// This module is the loop (rounds of batches, `jobs` at a time, paused and stopped between
+// batches, tables joining and leaving between rounds: membership.ts); one table's batch is
+// table-batch.ts. engine/replay/ reads changes only through the ChangeSource interface and writes
+// through sinks/batch-applier.ts; besides those it imports engine/shared/, checkpoints/, lib/.
 //
 // A batch is the set of changes visible in one REPEATABLE READ snapshot of the source (bounded
 // by --batch-size, oldest first), never "ids greater than the last one seen": a transaction that
@@ -25,6 +23,7 @@ import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';
 import { type BatchRetryContext, retriedTableBatch } from './batch-retry.js';
 import { CountLedger } from './count-ledger.js';
+import { Membership, toReplayTable } from './membership.js';
 import { type ReplayOptions, type ReplayStats, ROUND_INTERVAL_MS, TABLE_BACKLOGS } from './options.js';
 import { SessionPool } from './sessions.js';
 import { DEFAULT_MIN_SLICE, planSlices, planUnits, type Unit } from './slices.js';
@@ -38,17 +37,6 @@ export {
   TABLE_BACKLOGS,
 } from './options.js';
 
-const toReplayTable = (c: CaptureRecord): ApplyTable => ({
-  schema: c.schema,
-  name: c.name,
-  oid: c.oid,
-  key: JSON.parse(c.keyColumns) as { name: string; type: string }[],
-  columns: JSON.parse(c.columns) as string[],
-  format: c.copyFormat,
-  keyFormat: c.keyFormat,
-  partitioned: c.partitioned === 1,
-});
-
 export class Replayer {
   /** The replayed tables and what they are written with, kept true to both sides' schemas. */
   private readonly shapes: TableShapes;
@@ -61,6 +49,7 @@ export class Replayer {
   private readonly unsliceable = new Set<ApplyTable>();
   private stopping = false;
   private lastBatchAt: string | null;
+  private readonly members = new Membership();
 
   constructor(private readonly opts: ReplayOptions) {
     const captures = opts.store.captures();
@@ -123,6 +112,25 @@ export class Replayer {
 
   async close(): Promise<void> {
     await Promise.all([this.sessions.close(), this.opts.drift?.close()]);
+  }
+
+  /**
+   * A table that joined the run (its capture installed and recorded, its copy done): replayed
+   * from the loop's next round on, starting with one whole batch; resolves with that batch's
+   * changes. The loop must be running (or run again) for it to settle.
+   */
+  admit(c: CaptureRecord): Promise<number> {
+    return this.members.admit(c);
+  }
+
+  /** A table leaving the run: resolves once no batch reads it any more (its log may then go). */
+  dismiss(oid: number): Promise<void> {
+    return this.members.dismiss(oid);
+  }
+
+  /** The replicate phase ends: tables still waiting to join or leave hear it. */
+  endMembership(): void {
+    this.members.cancel();
   }
 
   /** Backlog (pending changes) and lag (age of the oldest one) per table, in one query. */
@@ -261,6 +269,7 @@ export class Replayer {
     let wasPaused = false;
     try {
       while (!opts.signal.aborted && !this.stopping) {
+        this.members.letGo(this.shapes, this.changes, this.unsliceable);
         if (opts.drift?.due()) await this.shapes.check();
         const { total, lagSeconds, pending, changes } = await this.backlog(control);
         stats = {
@@ -293,6 +302,13 @@ export class Replayer {
         }
         if (wasPaused) opts.log.info('replay resumed');
         wasPaused = false;
+        if (this.members.hasArrivals()) {
+          const joined = await this.members.welcome(this.shapes, this.changes, {
+            paused: () => this.paused(),
+            wholeBatch: (tables) => this.round(tables, true),
+          });
+          if (joined) continue;
+        }
         const closeEnough =
           opts.syncedLagSeconds !== undefined && rounds > 0 && lagSeconds <= opts.syncedLagSeconds;
         if (opts.untilSynced && (pending.length === 0 || closeEnough)) return stats;

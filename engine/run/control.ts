@@ -2,12 +2,18 @@
 // while the run holds it, pause and resume, and cutover requests that the replication loop takes
 // over between batches, so the cutover runs with the daemon's own Replayer and never beside it.
 import fs from 'node:fs';
-import { CheckpointStore, type Phase } from '../../checkpoints/store.js';
+import {
+  CheckpointStore,
+  type Phase,
+  type TableAction,
+  type TableRequestRecord,
+} from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
 import type { SnapshotPool } from '../copy/snapshot.js';
 import type { CutoverResult, CutoverSettings } from '../cutover/cutover.js';
 import { acceptDrift, DRIFT_PAUSE } from '../drift/drift.js';
 import type { Replayer } from '../replay/replay.js';
+import { checkTablesRequest } from '../tables/record.js';
 
 export interface CutoverRequest {
   settings: CutoverSettings;
@@ -138,6 +144,26 @@ export class RunControl {
       store.event('info', store.phase(), 'replay resumed');
     }
     return { phase: store.reportedPhase() ?? 'preflight', pauseReason: null };
+  }
+
+  /**
+   * Records a request for tables to join or leave the run (`pgferry tables`): the replicate
+   * phase takes it up beside the replay; its progress is in status.
+   */
+  requestTables(action: TableAction, pattern: string): TableRequestRecord {
+    const store = this.store;
+    if (!store) {
+      throw new PgferryError(
+        'PGFERRY_API_CONFLICT',
+        `tables ${action} needs a running migration (phase ${this.phase()})`,
+        {
+          side: 'state',
+        },
+      );
+    }
+    const request = checkTablesRequest(store, action, pattern);
+    store.event('info', store.phase(), `tables ${action} ${pattern} requested (request ${request.id})`);
+    return request;
   }
 
   /** Asks the replication loop to stop between batches and run the cutover; settles with its outcome. */

@@ -156,6 +156,8 @@ export interface DumpOptions {
   snapshot?: string;
   /** Source tables not selected by the filter: left out of the dump. */
   excludedTables: Pick<TableInfo, 'schema' | 'name'>[];
+  /** Only these tables (a table joining a running migration), with what belongs to them. */
+  tables?: Pick<TableInfo, 'schema' | 'name'>[];
 }
 
 export async function dumpSection(section: 'pre-data' | 'post-data', opts: DumpOptions): Promise<string> {
@@ -172,6 +174,7 @@ export async function dumpSection(section: 'pre-data' | 'post-data', opts: DumpO
     '--lock-wait-timeout=30000',
     `--exclude-schema=${quotePattern(PGFERRY_SCHEMA)}`,
     ...opts.excludedTables.map((t) => `--exclude-table=${exactPattern(t.schema, t.name)}`),
+    ...(opts.tables ?? []).map((t) => `--table=${exactPattern(t.schema, t.name)}`),
   ];
   if (opts.snapshot) args.push(`--snapshot=${opts.snapshot}`);
   const res = await runAgainst(opts.pgDump, opts.source, args);

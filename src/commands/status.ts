@@ -1,8 +1,14 @@
-import { CheckpointStore, type EventRecord, type Phase } from '../../checkpoints/store.js';
+import {
+  CheckpointStore,
+  type EventRecord,
+  type Phase,
+  type TableRequestRecord,
+} from '../../checkpoints/store.js';
 import { COPY_RATE_META, type CopyRate } from '../../engine/copy/progress.js';
 import type { FreezeMethod } from '../../engine/cutover/freeze.js';
 import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../engine/cutover/freeze-record.js';
 import { type DriftReport, driftReport } from '../../engine/drift/drift.js';
+import { type NewTable, newTables } from '../../engine/drift/new-tables.js';
 import type { ReplayStats } from '../../engine/replay/replay.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
 import { statePath } from '../config.js';
@@ -62,6 +68,10 @@ export interface StatusReport {
   outage: Outages | null;
   /** The replicated tables whose shape differs between the sides (schema drift), or null when they match. */
   drift: DriftReport | null;
+  /** Tables on the source that the run's patterns take in and that it does not replicate (created since it started). */
+  newTables: NewTable[];
+  /** The operator's newest requests for tables to join or leave the run (pgferry tables add|remove), oldest first. */
+  tableRequests: TableRequestRecord[];
   interruptedCutover: {
     freeze: FreezeMethod;
     since: string;
@@ -124,6 +134,8 @@ export function statusOf(store: CheckpointStore): StatusReport {
     cutoverDowntimeSeconds: downtime === null ? null : Number(downtime),
     outage: readOutages(store),
     drift: driftReport(store),
+    newTables: newTables(store),
+    tableRequests: store.tableRequests({ limit: 10 }),
     interruptedCutover: interrupted(store),
   };
 }
@@ -180,6 +192,18 @@ export async function statusCommand(flags: Flags): Promise<void> {
       `drift   ${report.drift.accepted ? 'accepted by the operator, replay goes on' : 'replay paused until the target matches'} (since ${report.drift.since})`,
     );
     for (const d of report.drift.differences) out.push(`        ${d.message}`);
+  }
+  for (const t of report.newTables) {
+    out.push(
+      `new     ${t.table} created on the source (seen ${t.seenAt}), not replicated: pgferry tables add ${t.table}`,
+    );
+  }
+  for (const r of report.tableRequests.filter(
+    (x) => x.state !== 'done' || Date.now() - Date.parse(x.updatedAt) < 3_600_000,
+  )) {
+    const what =
+      r.state === 'failed' ? `failed: ${r.error?.message}` : `${r.state}${r.step ? `: ${r.step}` : ''}`;
+    out.push(`tables  ${r.action} ${r.pattern} (request ${r.id}) ${what}`);
   }
   out.push(
     `copy    ${report.copy.percent}% of chunks · ${int(report.copy.rows)} rows · ${bytes(report.copy.bytes)} · chunks ${report.copy.chunksDone}/${report.copy.chunksTotal}`,

@@ -10,8 +10,9 @@ import {
   ResumeAnswer,
   Status,
   Tables,
+  TablesRequestAnswer,
 } from './api-schemas.js';
-import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
+import { CutoverBody, PauseBody, ResumeBody, TablesBody, VerifyBody } from './request-bodies.js';
 
 export interface ApiResponse {
   description: string;
@@ -160,6 +161,16 @@ export const API_ROUTES = [
     token: true,
     body: CutoverBody,
     responses: { '202': accepted, ...controlErrors },
+  },
+  {
+    method: 'POST',
+    url: '/tables',
+    operationId: 'requestTables',
+    summary:
+      'Ask the running migration to take a table in (add: capture, copy, then replay, beside the other tables) or to stop replicating one (remove); answers 202 with the request, whose progress is in /status (tableRequests)',
+    token: true,
+    body: TablesBody,
+    responses: { '202': { description: 'request recorded', schema: TablesRequestAnswer }, ...controlErrors },
   },
   {
     method: 'POST',

@@ -4,11 +4,12 @@
 
 import { z } from 'zod';
 import { PHASES } from '../../checkpoints/store.js';
+import { REQUEST_STATES, TABLE_ACTIONS } from '../../checkpoints/table-requests.js';
 import { FREEZE_METHODS } from '../../engine/cutover/freeze.js';
 import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
 import { DRIFT_KINDS } from '../../engine/drift/compare.js';
 import { SIDES } from '../../lib/errors.js';
-import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
+import { CutoverBody, PauseBody, ResumeBody, TablesBody, VerifyBody } from './request-bodies.js';
 
 const dateTime = () => z.string().meta({ format: 'date-time' });
 const count = () => z.number().int().nonnegative();
@@ -141,6 +142,23 @@ export const TableProgress = z.object({
 
 const nullableNumber = () => z.number().nullable();
 
+export const TableRequest = z
+  .object({
+    id: count(),
+    action: z.enum(TABLE_ACTIONS),
+    pattern: z.string(),
+    state: z.enum(REQUEST_STATES),
+    tables: z.array(z.string()).meta({ description: 'The tables it concerns, once matched' }),
+    step: z.string().nullable().meta({ description: 'What it is doing, or what it did once done' }),
+    detail: z.record(z.string(), z.unknown()),
+    error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).nullable(),
+    requestedAt: dateTime(),
+    updatedAt: dateTime(),
+  })
+  .meta({ description: 'A table joining (add) or leaving (remove) the running migration' });
+
+export const TablesRequestAnswer = z.object({ ok: z.literal(true), request: TableRequest });
+
 export const Status = z.object({
   state: z.string().nullable().meta({ description: 'The state file; null before it exists' }),
   phase: z.enum(PHASES),
@@ -222,6 +240,16 @@ export const Status = z.object({
       description:
         'Schema drift: the replicated tables whose shape differs between the sides, each difference with both sides; replay is paused (pauseReason "drift") until the target matches, unless accepted by a resume',
     }),
+  newTables: z
+    .array(z.object({ table: z.string(), seenAt: dateTime() }))
+    .optional()
+    .meta({
+      description:
+        "Tables on the source that the run's patterns take in and that it does not replicate (created since the run started): `pgferry tables add` or POST /tables adds one",
+    }),
+  tableRequests: z.array(TableRequest).optional().meta({
+    description: 'The newest requests for tables to join or leave the run, oldest first',
+  }),
   outage: z.object({ source: Outage.nullable(), target: Outage.nullable() }).nullable().meta({
     description:
       'While a server is unreachable and pgferry retries it (--retry-for): per side, since when, the attempts so far and the last error; null when both answer',
@@ -272,6 +300,9 @@ export const API_SCHEMAS = {
   VerifyReport,
   PauseAnswer,
   ResumeAnswer,
+  TableRequest,
+  TablesRequestAnswer,
+  TablesBody,
   PauseBody,
   ResumeBody,
   CutoverBody,

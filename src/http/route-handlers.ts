@@ -21,10 +21,11 @@ import type {
   ResumeAnswer,
   Status,
   Tables,
+  TablesRequestAnswer,
 } from './api-schemas.js';
 import { openApiDocument } from './openapi.js';
 import type { Operations, OperationView } from './operations.js';
-import { CutoverBody, PauseBody, ResumeBody, VerifyBody } from './request-bodies.js';
+import { CutoverBody, PauseBody, ResumeBody, TablesBody, VerifyBody } from './request-bodies.js';
 import type { ApiServerOptions } from './server.js';
 import { statusPageCsp, statusPageHtml } from './status-page.js';
 
@@ -98,6 +99,8 @@ export function routeHandlers(
         cutoverDowntimeSeconds: null,
         outage: null,
         interruptedCutover: null,
+        newTables: [],
+        tableRequests: [],
         operations: ops,
       };
     }
@@ -160,6 +163,13 @@ export function routeHandlers(
       const result = control.pause(body.reason ?? 'paused through the API');
       log.warn({ reason: result.pauseReason, from: req.ip }, 'API: replay paused');
       return { ok: true, ...result };
+    },
+    requestTables: async (req, reply) => {
+      const body = parseBody(TablesBody, req.body);
+      const request = control.requestTables(body.action, body.pattern);
+      log.info({ action: body.action, pattern: body.pattern, from: req.ip }, 'API: tables request recorded');
+      const answer: z.input<typeof TablesRequestAnswer> = { ok: true, request };
+      return reply.code(202).send(answer);
     },
     resume: async (req): Promise<z.input<typeof ResumeAnswer>> => {
       parseBody(ResumeBody, req.body);

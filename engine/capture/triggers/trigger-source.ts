@@ -13,6 +13,7 @@ import { prepared, q, simple } from '../../shared/db.js';
 import type {
   ChangeBatch,
   ChangeSource,
+  InstalledTable,
   InstallOptions,
   ReadOptions,
   Slice,
@@ -29,7 +30,15 @@ import {
   missingCapture,
   registerRun,
 } from '../registry.js';
-import { type CapturedTable, installCapture, LOG_AT, LOG_OP, LOG_REL, LOG_SEQ } from './triggers.js';
+import {
+  type CapturedTable,
+  installCapture,
+  LOG_AT,
+  LOG_OP,
+  LOG_REL,
+  LOG_SEQ,
+  uninstallCapture,
+} from './triggers.js';
 
 /** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
 interface TriggerBatch extends ChangeBatch {
@@ -98,6 +107,19 @@ export class TriggerSource implements ChangeSource {
     const c = await installCapture(client, this.run(), table, partitions, opts);
     this.logs.set(c.oid, c.logTable);
     return c;
+  }
+
+  async uninstall(client: pg.Client, table: InstalledTable, opts: InstallOptions): Promise<void> {
+    this.logs.delete(table.oid);
+    await uninstallCapture(client, { ...table, runId: this.run() }, opts);
+  }
+
+  follow(table: InstalledTable): void {
+    this.logs.set(table.oid, table.logTable);
+  }
+
+  unfollow(oid: number): void {
+    this.logs.delete(oid);
   }
 
   /** Log rows and the age of the oldest per table, in one query. */

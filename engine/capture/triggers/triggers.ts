@@ -41,7 +41,7 @@ export interface CapturedTable {
 }
 
 export const logTableName = (runId: string, oid: number) => `log_${runId}_${oid}`;
-const fn = (c: CapturedTable, what: 'row' | 'truncate') =>
+const fn = (c: Pick<CapturedTable, 'runId' | 'oid'>, what: 'row' | 'truncate') =>
   qualified(PGFERRY_SCHEMA, `capture_${what}_${c.runId}_${c.oid}`);
 
 /** Tables whose changes are captured: ordinary tables and partitioned roots, never partitions. */
@@ -123,12 +123,7 @@ END
 const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) =>
   `CREATE TRIGGER ${quoteIdent(triggerTruncate(c.runId))} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c, 'truncate')}()`;
 
-/**
- * Installs capture on one table in one transaction. CREATE TRIGGER takes a SHARE ROW EXCLUSIVE
- * lock, which queues behind any long holder (an anti-wraparound VACUUM, a long transaction) and
- * then blocks the application behind it: each attempt runs under a short lock_timeout and is
- * retried with backoff; a table that stays locked is reported by name.
- */
+/** Installs capture on one table in one transaction (CREATE TRIGGER under short lock waits). */
 export async function installCapture(
   client: pg.Client,
   runId: string,
@@ -137,28 +132,71 @@ export async function installCapture(
   opts: InstallOptions,
 ): Promise<CapturedTable> {
   const c = describeCapture(runId, table);
-  const deadline = Date.now() + (opts.lockWaitMs ?? 120_000);
   const statements = [
     ...captureDdl(c),
     truncateTrigger(c, c),
     ...partitions.map((p) => truncateTrigger(c, p)),
     `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (run_id, relid, schema_name, table_name, log_table) VALUES (${quoteLiteral(runId)}, ${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
   ];
+  await underShortLocks(client, displayName(table), opts, 'installing capture', async () => {
+    for (const sql of statements) await client.query(sql);
+  });
+  return c;
+}
+
+/**
+ * Removes one table's capture (a table leaving the run): its triggers (the row trigger's clones on
+ * partitions go with it), functions, log table and registry row, in one transaction under the
+ * same short lock waits as the install. Idempotent; a table dropped meanwhile is fine.
+ */
+export async function uninstallCapture(
+  client: pg.Client,
+  c: Pick<CapturedTable, 'runId' | 'schema' | 'name' | 'oid' | 'logTable'>,
+  opts: InstallOptions,
+): Promise<void> {
+  const fns = [fn(c, 'row'), fn(c, 'truncate')];
+  await underShortLocks(client, `${c.schema}.${c.name}`, opts, 'removing capture', async () => {
+    const { rows } = await client.query<{ sql: string }>(
+      `SELECT format('DROP TRIGGER %I ON %s', tgname, tgrelid::regclass) AS sql FROM pg_trigger
+        WHERE tgparentid = 0 AND tgfoid IN (SELECT to_regprocedure(f || '()') FROM unnest($1::text[]) f)`,
+      [fns],
+    );
+    for (const r of rows) await client.query(r.sql);
+    await client.query(`DROP FUNCTION IF EXISTS ${fns.map((f) => `${f}()`).join(', ')}`);
+    await client.query(`DROP TABLE IF EXISTS ${qualified(PGFERRY_SCHEMA, c.logTable)}`);
+    await client.query(
+      `DELETE FROM ${qualified(PGFERRY_SCHEMA, 'captured')} WHERE run_id = $1 AND relid = $2`,
+      [c.runId, c.oid],
+    );
+  });
+}
+
+/**
+ * Runs `body` in one transaction whose locks are waited for under a short lock_timeout, retried
+ * with backoff: CREATE and DROP TRIGGER take locks that queue behind any long holder (an
+ * anti-wraparound VACUUM, a long transaction) and would then block the application behind them.
+ * A table that stays locked is reported by name.
+ */
+async function underShortLocks(
+  client: pg.Client,
+  table: string,
+  opts: InstallOptions,
+  what: string,
+  body: () => Promise<void>,
+): Promise<void> {
+  const deadline = Date.now() + (opts.lockWaitMs ?? 120_000);
   for (let attempt = 1; ; attempt++) {
     try {
       await client.query('BEGIN');
       await client.query(`SET LOCAL lock_timeout = '${opts.lockTimeoutMs ?? 2000}ms'`);
-      for (const sql of statements) await client.query(sql);
+      await body();
       await client.query('COMMIT');
-      return c;
+      return;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
-      const e = dbError('source', err, displayName(table));
+      const e = dbError('source', err, table);
       if (classify(e) === 'retry' && Date.now() < deadline && !opts.signal.aborted) {
-        opts.log.warn(
-          { table: displayName(table), attempt, err: e.message },
-          'table is locked: retrying the capture install',
-        );
+        opts.log.warn({ table, attempt, err: e.message }, `table is locked: retrying (${what})`);
         const backoff = Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random());
         await sleep(Math.max(0, Math.min(backoff, deadline - Date.now())), opts.signal);
         continue;
@@ -166,8 +204,8 @@ export async function installCapture(
       if (e.sqlstate === '55P03') {
         throw new PgferryError(
           'PGFERRY_CAPTURE_LOCKED',
-          `${displayName(table)} stayed locked for ${Math.round((opts.lockWaitMs ?? 120_000) / 1000)}s (${attempt} attempts) while installing capture`,
-          { side: 'source', object: displayName(table), sqlstate: e.sqlstate, cause: err },
+          `${table} stayed locked for ${Math.round((opts.lockWaitMs ?? 120_000) / 1000)}s (${attempt} attempts) while ${what}`,
+          { side: 'source', object: table, sqlstate: e.sqlstate, cause: err },
         );
       }
       throw e;
