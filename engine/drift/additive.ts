@@ -1,8 +1,14 @@
 // The changes pgferry applies to the target itself: a partition new on the source (always: its
 // rows cannot be applied without it) and, with --drift additive, a column new on the source that
 // every existing row reads alike on both sides once added (compare.ts additiveColumn).
+import type pg from 'pg';
+import type { CaptureRecord } from '../../checkpoints/store.js';
+import { PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../lib/sql.js';
-import type { ColumnShape, PartitionShape } from './shape.js';
+import { capturePartition } from '../capture/triggers/triggers.js';
+import type { Difference, TablePair } from './compare.js';
+import type { DriftMode } from './modes.js';
+import type { ColumnShape, PartitionShape, TableShape } from './shape.js';
 
 /**
  * ALTER TABLE … ADD COLUMN as the source has it. A column added there with a default that rows
@@ -28,3 +34,75 @@ export const createPartitionDdl = (p: PartitionShape): string =>
   `CREATE TABLE ${qualified(p.schema, p.table)} PARTITION OF ${qualified(p.parentSchema, p.parentTable)} ${p.bound}${
     p.partitionKey ? ` PARTITION BY ${p.partitionKey}` : ''
   }`;
+
+export interface ApplyContext {
+  src: pg.Client;
+  dst: pg.Client;
+  runId: string;
+  mode: DriftMode;
+  note: (level: 'info' | 'warn', message: string) => void;
+}
+
+/** Applies new partitions (always) and additive columns (--drift additive); true when it changed anything. */
+export async function applyOwn(
+  ctx: ApplyContext,
+  captures: CaptureRecord[],
+  pairs: TablePair[],
+  diffs: Difference[],
+): Promise<boolean> {
+  const { dst, src } = ctx;
+  let changed = false;
+  for (const p of pairs) {
+    if (!p.source || !p.target) continue;
+    const source: TableShape = p.source;
+    const mine = diffs.filter((d) => d.table === `${source.schema}.${source.name}` && d.additive);
+    for (const d of mine) {
+      if (d.kind === 'partition-missing-on-target') {
+        const part = source.partitions.find((x) => x.name === d.partition)!;
+        await onTarget(dst, [createPartitionDdl(part)], d);
+        const c = captures.find((x) => x.oid === p.oid)!;
+        const logged = await capturePartition(
+          src,
+          {
+            runId: ctx.runId,
+            schema: c.schema,
+            name: c.name,
+            oid: c.oid,
+            logTable: c.logTable,
+            key: JSON.parse(c.keyColumns) as { name: string; type: string }[],
+            partitioned: true,
+          },
+          { schema: part.schema, name: part.table },
+        );
+        ctx.note(
+          'info',
+          `${d.message}: created on the target${logged ? `, its ${logged} existing rows queued for replay` : ''}`,
+        );
+        changed = true;
+      } else if (d.kind === 'column-missing-on-target' && ctx.mode === 'additive') {
+        const col = source.columns.find((x) => x.name === d.column)!;
+        await onTarget(dst, addColumnDdl({ schema: source.schema, name: source.name }, col), d);
+        ctx.note('info', `${d.message}: added to the target (--drift additive)`);
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+async function onTarget(dst: pg.Client, statements: string[], d: Difference): Promise<void> {
+  try {
+    await dst.query(['BEGIN', ...statements, 'COMMIT'].join(';\n'));
+  } catch (err) {
+    await dst.query('ROLLBACK').catch(() => {});
+    throw new PgferryError(
+      'PGFERRY_SCHEMA_DRIFT',
+      `${d.message}: pgferry could not apply it to the target: ${(err as Error).message}`,
+      {
+        side: 'target',
+        object: d.table,
+        cause: err,
+      },
+    );
+  }
+}

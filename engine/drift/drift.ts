@@ -1,19 +1,20 @@
 // Schema drift: the replicated tables' shapes on both sides compared on a short interval, when a
 // replay batch finds its table's columns changed, and when an apply error looks like a shape
-// mismatch. Heroku grants no event triggers, so drift is found by polling the catalogs (two
-// queries per check, one per side). On drift, replay pauses (pauseReason `drift`, the diff in the
+// mismatch. Heroku grants no event triggers, so drift is found by polling the catalogs: each
+// check reads a digest of the tables' catalog rows on both sides (shape.ts shapeDigest), and only
+// when one moved (or a minute passed) the shapes themselves. On drift, replay pauses (pauseReason `drift`, the diff in the
 // store's meta `drift`) while capture goes on; it resumes by itself once the target matches, or
 // when the operator resumes, which accepts the differences seen then (meta `drift_accepted`)
 // until they change. Partitions new on the source are created on the target at once, and with
-// `--drift additive` so are columns that cannot change a row (additive.ts).
+// `--drift additive` so are columns that cannot change a row (additive.ts) and new indexes
+// (indexes.ts, in the background).
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
-import { isPgferryError, PgferryError, stateOf } from '../../lib/errors.js';
-import { capturePartition } from '../capture/triggers/triggers.js';
+import { isPgferryError, stateOf } from '../../lib/errors.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
-import { addColumnDdl, createPartitionDdl } from './additive.js';
+import { applyOwn as applyAdditive } from './additive.js';
 import {
   compareTable,
   type Difference,
@@ -22,15 +23,19 @@ import {
   replayShape,
   type TablePair,
 } from './compare.js';
+import { IndexBuilder } from './indexes.js';
 import type { DriftMode } from './modes.js';
 import { NEW_TABLES_EVERY, recordNewTables } from './new-tables.js';
-import { sourceShapes, type TableShape, targetShapes } from './shape.js';
+import { shapeDigest, sourceShapes, targetShapes } from './shape.js';
 
 /** The pause reason of a drift pause. */
 export const DRIFT_PAUSE = 'drift';
 
 /** How often replay compares both sides' catalogs. */
 export const DRIFT_INTERVAL_MS = 2_000;
+
+/** A full comparison at least this often, whatever the digests say (a safety net). */
+const FULL_CHECK_MS = 60_000;
 
 /** Meta keys: the current differences (JSON DriftReport), and the ones an operator's resume accepted. */
 export const DRIFT_META = 'drift';
@@ -93,11 +98,26 @@ export class DriftWatch {
   private lastCheck = 0;
   private lastSignature: string | null = null;
   private checks = 0;
+  private readonly indexes: IndexBuilder;
+  /** The catalog digest of both sides at the last full check, and that check's outcome. */
+  private last: { digest: string; outcome: DriftOutcome; at: number } | null = null;
+  /** How long the source's digest took last time (the interval grows with it). */
+  private digestMs = 0;
 
-  constructor(private readonly opts: DriftOptions) {}
+  constructor(private readonly opts: DriftOptions) {
+    this.indexes = new IndexBuilder({
+      target: opts.target,
+      log: opts.log,
+      note: (level, message) => this.note(level, message),
+    });
+  }
 
+  /**
+   * Every 2 s; with thousands of tables, longer, so that the periodic digest costs the source at
+   * most 1% of a core (each batch's own columns guard keeps replay safe between checks).
+   */
   intervalMs(): number {
-    return this.opts.intervalMs ?? DRIFT_INTERVAL_MS;
+    return Math.max(this.opts.intervalMs ?? DRIFT_INTERVAL_MS, Math.round(this.digestMs * 100));
   }
 
   /** A periodic check is due. */
@@ -114,7 +134,7 @@ export class DriftWatch {
   async close(): Promise<void> {
     const open = [this.src, this.dst];
     this.src = this.dst = null;
-    await Promise.all(open.map((c) => c?.end().catch(() => {})));
+    await Promise.all([...open.map((c) => c?.end().catch(() => {})), this.indexes.close()]);
   }
 
   /**
@@ -136,6 +156,43 @@ export class DriftWatch {
   private async checkOnce(): Promise<DriftOutcome> {
     const { store } = this.opts;
     const captures = store.captures();
+    const digest = await this.digest(captures);
+    const last = this.last;
+    if (last && last.digest === digest && Date.now() - last.at < FULL_CHECK_MS) {
+      // Nothing changed in either catalog: the last outcome stands (an operator's resume may
+      // have accepted its differences since).
+      const accepted = this.record(last.outcome.differences);
+      await this.sideChecks(null);
+      return { ...last.outcome, accepted, left: [], applied: false };
+    }
+    const outcome = await this.fullCheck(captures);
+    this.last = { digest, outcome, at: Date.now() };
+    return outcome;
+  }
+
+  /** Both sides' catalog digests of the captured tables (shape.ts shapeDigest), with the list itself. */
+  private async digest(captures: CaptureRecord[]): Promise<string> {
+    const { src, dst } = await this.sessions();
+    const t0 = performance.now();
+    const source = await shapeDigest(
+      src,
+      'source',
+      captures.map((c) => c.oid),
+    );
+    this.digestMs = performance.now() - t0;
+    const target = await shapeDigest(dst, 'target', captures);
+    return `${captures.map((c) => `${c.oid}:${c.schema}.${c.name}`).join(',')}|${source}|${target}`;
+  }
+
+  /** What every check does besides the shapes: indexes (--drift additive), and now and then new tables. */
+  private async sideChecks(pairs: TablePair[] | null): Promise<void> {
+    if (pairs && this.opts.mode === 'additive' && this.opts.store.getMeta('unique_built'))
+      await this.checkIndexes(pairs);
+    if (this.checks++ % NEW_TABLES_EVERY === 0)
+      await recordNewTables((await this.sessions()).src, this.opts.store);
+  }
+
+  private async fullCheck(captures: CaptureRecord[]): Promise<DriftOutcome> {
     let pairs = await this.pairs(captures);
     let differences = pairs.flatMap(compareTable);
     const applied = await this.applyOwn(captures, pairs, differences);
@@ -158,8 +215,7 @@ export class DriftWatch {
     for (const oid of left) this.leave(captures.find((c) => c.oid === oid)!);
     const accepted = this.record(differences);
     this.opts.onCheck?.(new Set(differences.map((d) => d.table)).size);
-    if (this.checks++ % NEW_TABLES_EVERY === 0)
-      await recordNewTables((await this.sessions()).src, this.opts.store);
+    await this.sideChecks(pairs);
     return { differences, accepted, shapes, left, applied };
   }
 
@@ -192,61 +248,32 @@ export class DriftWatch {
     pairs: TablePair[],
     diffs: Difference[],
   ): Promise<boolean> {
-    const { dst, src } = await this.sessions();
-    let changed = false;
-    for (const p of pairs) {
-      if (!p.source || !p.target) continue;
-      const source: TableShape = p.source;
-      const mine = diffs.filter((d) => d.table === `${source.schema}.${source.name}` && d.additive);
-      for (const d of mine) {
-        if (d.kind === 'partition-missing-on-target') {
-          const part = source.partitions.find((x) => x.name === d.partition)!;
-          await this.onTarget(dst, [createPartitionDdl(part)], d);
-          const c = captures.find((x) => x.oid === p.oid)!;
-          const logged = await capturePartition(
-            src,
-            {
-              runId: this.opts.store.runId()!,
-              schema: c.schema,
-              name: c.name,
-              oid: c.oid,
-              logTable: c.logTable,
-              key: JSON.parse(c.keyColumns) as { name: string; type: string }[],
-              partitioned: true,
-            },
-            { schema: part.schema, name: part.table },
-          );
-          this.note(
-            'info',
-            `${d.message}: created on the target${logged ? `, its ${logged} existing rows queued for replay` : ''}`,
-          );
-          changed = true;
-        } else if (d.kind === 'column-missing-on-target' && this.opts.mode === 'additive') {
-          const col = source.columns.find((x) => x.name === d.column)!;
-          await this.onTarget(dst, addColumnDdl({ schema: source.schema, name: source.name }, col), d);
-          this.note('info', `${d.message}: added to the target (--drift additive)`);
-          changed = true;
-        }
-      }
-    }
-    return changed;
+    const { src, dst } = await this.sessions();
+    return applyAdditive(
+      {
+        src,
+        dst,
+        runId: this.opts.store.runId()!,
+        mode: this.opts.mode,
+        note: (level, message) => this.note(level, message),
+      },
+      captures,
+      pairs,
+      diffs,
+    );
   }
 
-  private async onTarget(dst: pg.Client, statements: string[], d: Difference): Promise<void> {
-    try {
-      await dst.query(['BEGIN', ...statements, 'COMMIT'].join(';\n'));
-    } catch (err) {
-      await dst.query('ROLLBACK').catch(() => {});
-      throw new PgferryError(
-        'PGFERRY_SCHEMA_DRIFT',
-        `${d.message}: pgferry could not apply it to the target: ${(err as Error).message}`,
-        {
-          side: 'target',
-          object: d.table,
-          cause: err,
-        },
-      );
-    }
+  /** --drift additive: indexes new on the source are built on the target, in the background. */
+  private async checkIndexes(pairs: TablePair[]): Promise<void> {
+    const { src, dst } = await this.sessions();
+    const both = pairs.flatMap((p) => (p.source && p.target ? [p.source] : []));
+    const pending = new Set(
+      this.opts.store
+        .schemaObjects()
+        .filter((o) => o.status === 'pending')
+        .map((o) => o.name),
+    );
+    await this.indexes.check(src, dst, both, pending);
   }
 
   /** A table dropped on both sides: its replay ends (its log stays until `pgferry cleanup`). */

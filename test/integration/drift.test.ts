@@ -4,7 +4,7 @@
 // on; the same change on the target resumes it, and what was written meanwhile arrives in the new
 // shape: ADD COLUMN, DROP COLUMN, a type change, a column rename, a table rename, a dropped table.
 // A new partition never pauses. With --drift additive, a new nullable column and a new defaulted
-// one are added to the target by pgferry, without a pause. Every case ends with both sides equal.
+// one are added to the target by pgferry, without a pause, and so are new indexes. Every case ends with both sides equal.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -265,7 +265,7 @@ describe('schema drift', () => {
     await expectEqual('app');
   }, 300_000);
 
-  it('--drift additive adds new nullable and defaulted columns to the target without pausing', async () => {
+  it('--drift additive adds new nullable and defaulted columns and new indexes to the target without pausing', async () => {
     const { status } = await startDaemon('additive', ['--drift', 'additive']);
     const writer = startWriter(source.url({ db: 'additive' }));
     let sawPause = false;
@@ -297,6 +297,34 @@ describe('schema drift', () => {
         30_000,
         100,
       );
+      // New indexes and a unique constraint, on an ordinary and on a partitioned table.
+      await source.query(
+        `CREATE INDEX items_note ON items (note);
+         ALTER TABLE items ADD CONSTRAINT items_born_id UNIQUE (born, id);
+         CREATE INDEX events_v ON events (v);`,
+        [],
+        'additive',
+      );
+      await waitFor(
+        'indexes on the target',
+        async () => {
+          const r = await target.query(
+            `SELECT string_agg(indexname, ' ' ORDER BY indexname) AS names FROM pg_indexes
+              WHERE indexname IN ('items_note', 'items_born_id', 'events_v', 'events_eu_v_idx')`,
+            [],
+            'additive',
+          );
+          return r[0]?.names === 'events_eu_v_idx events_v items_born_id items_note';
+        },
+        30_000,
+        200,
+      );
+      const [con] = await target.query(
+        `SELECT contype FROM pg_constraint WHERE conname = 'items_born_id'`,
+        [],
+        'additive',
+      );
+      expect(con?.contype).toBe('u');
       await new Promise((r) => setTimeout(r, 1500));
     } finally {
       clearInterval(watch);

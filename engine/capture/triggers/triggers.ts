@@ -138,7 +138,7 @@ export async function installCapture(
     ...partitions.map((p) => truncateTrigger(c, p)),
     `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (run_id, relid, schema_name, table_name, log_table) VALUES (${quoteLiteral(runId)}, ${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
   ];
-  await underShortLocks(client, displayName(table), opts, 'installing capture', async () => {
+  await underShortLocks(client, displayName(table), opts, 'install', async () => {
     for (const sql of statements) await client.query(sql);
   });
   return c;
@@ -155,7 +155,7 @@ export async function uninstallCapture(
   opts: InstallOptions,
 ): Promise<void> {
   const fns = [fn(c, 'row'), fn(c, 'truncate')];
-  await underShortLocks(client, `${c.schema}.${c.name}`, opts, 'removing capture', async () => {
+  await underShortLocks(client, `${c.schema}.${c.name}`, opts, 'removal', async () => {
     const { rows } = await client.query<{ sql: string }>(
       `SELECT format('DROP TRIGGER %I ON %s', tgname, tgrelid::regclass) AS sql FROM pg_trigger
         WHERE tgparentid = 0 AND tgfoid IN (SELECT to_regprocedure(f || '()') FROM unnest($1::text[]) f)`,
@@ -181,7 +181,7 @@ async function underShortLocks(
   client: pg.Client,
   table: string,
   opts: InstallOptions,
-  what: string,
+  what: 'install' | 'removal',
   body: () => Promise<void>,
 ): Promise<void> {
   const deadline = Date.now() + (opts.lockWaitMs ?? 120_000);
@@ -196,7 +196,7 @@ async function underShortLocks(
       await client.query('ROLLBACK').catch(() => {});
       const e = dbError('source', err, table);
       if (classify(e) === 'retry' && Date.now() < deadline && !opts.signal.aborted) {
-        opts.log.warn({ table, attempt, err: e.message }, `table is locked: retrying (${what})`);
+        opts.log.warn({ table, attempt, err: e.message }, `table is locked: retrying the capture ${what}`);
         const backoff = Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random());
         await sleep(Math.max(0, Math.min(backoff, deadline - Date.now())), opts.signal);
         continue;
@@ -204,7 +204,7 @@ async function underShortLocks(
       if (e.sqlstate === '55P03') {
         throw new PgferryError(
           'PGFERRY_CAPTURE_LOCKED',
-          `${table} stayed locked for ${Math.round((opts.lockWaitMs ?? 120_000) / 1000)}s (${attempt} attempts) while ${what}`,
+          `${table} stayed locked for ${Math.round((opts.lockWaitMs ?? 120_000) / 1000)}s (${attempt} attempts) while ${what === 'install' ? 'installing' : 'removing'} capture`,
           { side: 'source', object: table, sqlstate: e.sqlstate, cause: err },
         );
       }
