@@ -41,6 +41,8 @@ const OTHER_TOOLS: Record<string, string> = {
   '--quick': 'npm run bench',
   '--rounds': 'npm run bench:copy',
   '--backlog': 'npm run bench:replay',
+  '--tables': 'npm run bench:drift-cost',
+  '--samples': 'npm run bench:drift-cost',
   '--split-tables-larger-than': 'pgcopydb',
   '--table-jobs': 'pgcopydb',
   '--index-jobs': 'pgcopydb',
