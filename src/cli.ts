@@ -7,6 +7,7 @@ import { cleanupCommand } from './commands/cleanup.js';
 import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { demoCommand } from './commands/demo.js';
+import { DUMP_RESTORE_HELP, dumpRestoreCommand } from './commands/dump-restore.js';
 import { migrateCommand } from './commands/migrate.js';
 import { preflightCommand } from './commands/preflight.js';
 import { statusCommand } from './commands/status.js';
@@ -281,14 +282,21 @@ export function buildProgram(): Command {
     .action(verifyCommand);
   program
     .command('dump-restore')
-    .description(
-      'pg_dump -Fd -j / pg_restore -j with preflight checks, for small databases (not implemented yet)',
-    )
+    .description('pg_dump and pg_restore with preflight checks, progress and resume, for small databases')
     .addOption(sourceOpt())
     .addOption(targetOpt())
-    .option('--jobs <n>', 'parallel dump and restore jobs')
-    .option('--workdir <dir>', 'where the dump is written')
-    .action(() => notImplemented('pgferry dump-restore', 'dump-restore mode'));
+    .addOption(includeOpt())
+    .addOption(excludeOpt())
+    .option('--jobs <n>', 'tables dumped and restored at once (default 4, or PGFERRY_JOBS)')
+    .option('--workdir <dir>', 'where the dump is kept: running the command again with it resumes')
+    .option('--stream', 'pipe pg_dump -Fc into pg_restore, no directory (small databases; not resumable)')
+    .option(
+      '--adapt-extensions',
+      "create an extension the target offers only at another version at the target's",
+    )
+    .option('--json', 'print the outcome (tables, bytes, sequences, extensions, the verification) as JSON')
+    .addHelpText('after', DUMP_RESTORE_HELP)
+    .action(dumpRestoreCommand);
   program
     .command('walg')
     .description('restore a physical copy from a WAL-G archive and follow it (not implemented yet)')

@@ -130,17 +130,33 @@ export async function runAgainst(
   tool: PgTool,
   conn: ConnInfo,
   args: string[],
-  opts: { input?: string; pgoptions?: string } = {},
+  opts: {
+    input?: string;
+    pgoptions?: string;
+    /** Files the program reads (a pg_restore list): written for it, `$name` in args replaced by the path. */
+    files?: Record<string, string>;
+    /** The program does not connect (pg_restore --list): no --dbname. */
+    noDatabase?: boolean;
+  } = {},
 ) {
   const { dbname, password } = conn.libpq();
   const env: Record<string, string> = { PGAPPNAME: 'pgferry', PGCONNECT_TIMEOUT: '15' };
   if (opts.pgoptions) env.PGOPTIONS = opts.pgoptions;
-  const pass = password === undefined ? null : passfile(password);
+  const pass = password === undefined || opts.noDatabase ? null : passfile(password);
   if (pass) env.PGPASSFILE = pass.path;
+  const dir = opts.files ? fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-args-')) : null;
   try {
-    return await run(tool.path, [...args, `--dbname=${dbname}`], { env, input: opts.input });
+    const paths: Record<string, string> = {};
+    for (const [name, text] of Object.entries(opts.files ?? {})) {
+      paths[name] = path.join(dir!, name);
+      fs.writeFileSync(paths[name], text, { mode: 0o600 });
+    }
+    const argv = args.map((a) => a.replace(/\$(\w+)/g, (m, name: string) => paths[name] ?? m));
+    if (!opts.noDatabase) argv.push(`--dbname=${dbname}`);
+    return await run(tool.path, argv, { env, input: opts.input });
   } finally {
     pass?.remove();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -157,4 +173,56 @@ export function lostConnection(tool: PgTool, res: { code: number; stderr: string
   if (res.code === 0) return false;
   if (path.basename(tool.path) === 'psql' && res.code === 2) return true;
   return LOST.test(res.stderr) && !/password authentication failed|no pg_hba\.conf entry/i.test(res.stderr);
+}
+
+export interface PipeEnd {
+  tool: PgTool;
+  conn: ConnInfo;
+  args: string[];
+}
+
+/**
+ * Runs `from` (pg_dump) with its standard output piped into `to` (pg_restore), each against its
+ * own server with its own password file, nothing on disk in between. If one ends in failure the
+ * other is stopped. `onBytes` hears the bytes passing (progress).
+ */
+export async function pipeTools(
+  from: PipeEnd,
+  to: PipeEnd,
+  onBytes?: (total: number) => void,
+): Promise<{ from: { code: number; stderr: string }; to: { code: number; stderr: string } }> {
+  const ends = [from, to].map((e) => {
+    const { dbname, password } = e.conn.libpq();
+    const pass = password === undefined ? null : passfile(password);
+    const env: Record<string, string> = { PGAPPNAME: 'pgferry', PGCONNECT_TIMEOUT: '15' };
+    if (pass) env.PGPASSFILE = pass.path;
+    return { argv: [...e.args, `--dbname=${dbname}`], env, pass, tool: e.tool };
+  });
+  const [a, b] = ends as [(typeof ends)[number], (typeof ends)[number]];
+  try {
+    const producer = spawn(a.tool.path, a.argv, { env: childEnv(a.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const consumer = spawn(b.tool.path, b.argv, { env: childEnv(b.env), stdio: ['pipe', 'ignore', 'pipe'] });
+    let bytes = 0;
+    producer.stdout.on('data', (d: Buffer) => {
+      bytes += d.length;
+      onBytes?.(bytes);
+    });
+    producer.stdout.pipe(consumer.stdin);
+    consumer.stdin.on('error', () => {}); // the consumer gone: its exit code says why
+    const ended = (child: ReturnType<typeof spawn>, other: ReturnType<typeof spawn>) => {
+      const err: Buffer[] = [];
+      child.stderr!.on('data', (d: Buffer) => err.push(d));
+      return new Promise<{ code: number; stderr: string }>((resolve) => {
+        child.on('error', (e) => resolve({ code: 1, stderr: e.message }));
+        child.on('close', (code) => {
+          if (code !== 0) other.kill('SIGTERM');
+          resolve({ code: code ?? 1, stderr: Buffer.concat(err).toString('utf8') });
+        });
+      });
+    };
+    const [f, t] = await Promise.all([ended(producer, consumer), ended(consumer, producer)]);
+    return { from: f, to: t };
+  } finally {
+    for (const e of ends) e.pass?.remove();
+  }
 }

@@ -92,7 +92,7 @@ describe('usage', () => {
     const url = 'postgresql://a:b@127.0.0.1/db';
     for (const args of [
       ['migrate', '--capture', 'logical', '--source', url, '--target', url],
-      ['dump-restore', '--source', url, '--target', url],
+      ['walg', 'restore', '--pgdata', '/tmp/nowhere'],
     ]) {
       const res = await runCli(args);
       expect(res.code, args.join(' ')).toBe(2);

@@ -52,6 +52,9 @@ const OTHER_TOOLS: Record<string, string> = {
   '--exclude-schema': 'pg_dump',
   '--exit-on-error': 'pg_restore',
   '--dir': 'pgcopydb',
+  '--data-only': 'pg_dump / pg_restore',
+  '--table': 'pg_dump',
+  '--list': 'pg_restore',
 };
 
 interface Cmd {
