@@ -82,7 +82,9 @@ export async function streamDump(opts: StreamOptions): Promise<void> {
   }
   const expected = (command: string) =>
     /^COMMENT ON EXTENSION /.test(command) ||
-    opts.extensionSchemas.some((s) => command === `CREATE SCHEMA ${s};` || command === `CREATE SCHEMA ${quoteIdent(s)};`);
+    opts.extensionSchemas.some(
+      (s) => command === `CREATE SCHEMA ${s};` || command === `CREATE SCHEMA ${quoteIdent(s)};`,
+    );
   const errors = restoreErrors(res.to.stderr);
   const unexpected = errors.filter((e) => !expected(e.command));
   if (unexpected.length > 0 || (res.to.code !== 0 && errors.length === 0)) {
