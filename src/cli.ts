@@ -11,7 +11,7 @@ import { DUMP_RESTORE_HELP, dumpRestoreCommand } from './commands/dump-restore.j
 import { migrateCommand } from './commands/migrate.js';
 import { preflightCommand } from './commands/preflight.js';
 import { statusCommand } from './commands/status.js';
-import { TABLES_ACTIONS, TABLES_HELP, tablesCommand } from './commands/tables.js';
+import { TABLES_HELP, tablesCommand } from './commands/tables.js';
 import { verifyCommand } from './commands/verify.js';
 
 const require = createRequire(import.meta.url);
@@ -231,14 +231,7 @@ export function buildProgram(): Command {
     .option('--no-wait', 'record the request and return (`pgferry status` shows its progress)')
     .option('--json', 'print the request (id, state, step, tables, error) as JSON')
     .addHelpText('after', TABLES_HELP)
-    .action(async (action: string, pattern: string, flags: Record<string, unknown>) => {
-      if (!(TABLES_ACTIONS as readonly string[]).includes(action)) {
-        throw new PgferryError('PGFERRY_CONFIG_INVALID', `tables "${action}" must be add or remove`, {
-          side: 'config',
-        });
-      }
-      await tablesCommand(action as (typeof TABLES_ACTIONS)[number], pattern, flags);
-    });
+    .action(tablesCommand);
 
   program
     .command('cleanup')
@@ -295,6 +288,10 @@ export function buildProgram(): Command {
       "create an extension the target offers only at another version at the target's",
     )
     .option('--json', 'print the outcome (tables, bytes, sequences, extensions, the verification) as JSON')
+    .option(
+      '--http <host:port>',
+      'serve progress at /status and Prometheus metrics at /metrics (or PGFERRY_HTTP)',
+    )
     .addHelpText('after', DUMP_RESTORE_HELP)
     .action(dumpRestoreCommand);
   program

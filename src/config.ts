@@ -148,7 +148,7 @@ function parseDrift(text: string): DriftMode {
   return text as DriftMode;
 }
 
-function parseHttp(text: string): HttpAddress {
+export function parseHttp(text: string): HttpAddress {
   const addr = parseHttpAddress(text);
   if (!addr) {
     throw new PgferryError(

@@ -1,8 +1,9 @@
 // On a terminal: live progress bars for the copy (overall and the tables being copied: rows,
-// bytes, rate, ETA) and one live line for replay (lag, backlog, rate). Log lines are printed above
+// bytes, rate, ETA), one live line for replay (lag, backlog, rate), and dump-restore's phases. Log lines are printed above
 // the bars. Off a terminal nothing here runs: the JSON log lines carry the same figures.
 import cliProgress from 'cli-progress';
 import type { ProgressSnapshot } from '../engine/copy/progress.js';
+import type { ProgressEvent } from '../engine/dump-restore/progress.js';
 import type { ReplayStats } from '../engine/replay/replay.js';
 import { bytes, duration, int } from './format.js';
 
@@ -13,6 +14,8 @@ export class ProgressView {
   private overall: cliProgress.SingleBar | undefined;
   private readonly tables = new Map<string, cliProgress.SingleBar>();
   private replayBar: cliProgress.SingleBar | undefined;
+  private phaseBar: cliProgress.SingleBar | undefined;
+  private phaseName = '';
 
   constructor(stream: NodeJS.WriteStream = process.stderr) {
     this.multi = new cliProgress.MultiBar(
@@ -67,6 +70,25 @@ export class ProgressView {
     const fill = r.backlog === 0 ? 100 : Math.max(0, Math.min(99, 100 - Math.log10(r.backlog + 1) * 20));
     this.replayBar ??= this.multi.create(100, 0, { name: 'replicating'.padEnd(28), detail });
     this.replayBar.update(Math.round(fill), { detail });
+  }
+
+  /** `pgferry dump-restore`: one bar per phase, by bytes (by tables where bytes are not known). */
+  dumpRestore(e: ProgressEvent): void {
+    if (this.phaseBar && this.phaseName !== e.phase) {
+      this.phaseBar.update(100);
+      this.phaseBar.stop();
+      this.phaseBar = undefined;
+    }
+    this.phaseName = e.phase;
+    if (e.phase === 'done') return;
+    const percent =
+      e.bytesTotal > 0 ? (e.bytesDone / e.bytesTotal) * 100 : e.total > 0 ? (e.done / e.total) * 100 : 0;
+    const detail =
+      e.total > 0
+        ? `${e.done}/${e.total} tables · ${bytes(e.bytesDone)} of ${bytes(e.bytesTotal)} · ETA ${duration(e.etaSeconds)}`
+        : `${duration(e.elapsedSeconds)}`;
+    this.phaseBar ??= this.multi.create(100, 0, { name: e.phase.padEnd(12), detail });
+    this.phaseBar.update(Math.floor(percent), { detail });
   }
 
   stop(): void {

@@ -9,7 +9,7 @@
 
 import PQueue from 'p-queue';
 import type pg from 'pg';
-import { crashPoint } from '../../lib/crash-point.js';
+import { crashPoint, delayPoint } from '../../lib/crash-point.js';
 import { PgferryError, redact } from '../../lib/errors.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import type { ConnInfo } from '../shared/conn-info.js';
@@ -160,6 +160,7 @@ async function restoreData(workdir: Workdir, opts: RestoreOptions): Promise<void
         });
         opts.progress.done(t.name, t.bytes);
         crashPoint('dump-restore:table-restored');
+        await delayPoint('dump-restore:table-restored');
       } catch (err) {
         failure ??= err;
       }

@@ -4,9 +4,12 @@
 import { dumpRestore } from '../../engine/dump-restore/dump-restore.js';
 import type { ProgressEvent } from '../../engine/dump-restore/progress.js';
 import { PgferryError } from '../../lib/errors.js';
-import { parseJobs, sourceConn, targetConn } from '../config.js';
+import { parseHttp, parseJobs, sourceConn, targetConn } from '../config.js';
+import { DumpRestoreMetrics } from '../dump-restore-metrics.js';
 import { bytes, duration, int } from '../format.js';
+import { startProgressServer } from '../http/progress-server.js';
 import { createLogger } from '../logger.js';
+import { ProgressView } from '../progress-view.js';
 
 interface Flags {
   source?: string;
@@ -18,6 +21,7 @@ interface Flags {
   stream?: boolean;
   adaptExtensions?: boolean;
   json?: boolean;
+  http?: string;
 }
 
 export const DUMP_RESTORE_HELP =
@@ -48,7 +52,16 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
       },
     );
   }
-  const log = createLogger();
+  // A bar per phase on a terminal (PGFERRY_PROGRESS=off turns it off); JSON log lines elsewhere.
+  const view =
+    process.stderr.isTTY && process.env.PGFERRY_PROGRESS !== 'off'
+      ? new ProgressView(process.stderr)
+      : undefined;
+  const log = createLogger(view ? { write: (line) => view.log(line) } : {});
+  const httpText = flags.http ?? process.env.PGFERRY_HTTP;
+  const metrics = httpText ? new DumpRestoreMetrics() : undefined;
+  const server = metrics ? await startProgressServer(parseHttp(httpText!), metrics) : undefined;
+  if (server) log.info({ port: server.port }, 'progress and metrics at /status and /metrics');
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once('SIGINT', stop);
@@ -56,6 +69,8 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
   let lastLine = 0;
   let lastPhase = '';
   const onProgress = (e: ProgressEvent) => {
+    metrics?.update(e);
+    view?.dumpRestore(e);
     const now = Date.now();
     const phaseEnd = e.total > 0 && e.done === e.total;
     if (e.phase === lastPhase && !phaseEnd && now - lastLine < LINE_MS) return;
@@ -65,7 +80,7 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
       e.total > 0
         ? ` · ${e.done}/${e.total} tables · ${bytes(e.bytesDone)} of ${bytes(e.bytesTotal)}${e.etaSeconds !== null && !phaseEnd ? ` · ETA ${duration(e.etaSeconds)}` : ''}`
         : '';
-    log.info({ ...e }, `${e.phase}${counts}`);
+    if (!view) log.info({ ...e }, `${e.phase}${counts}`);
   };
   try {
     const result = await dumpRestore({
@@ -109,6 +124,8 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
     }
     process.exitCode = v.equal ? 0 : 1;
   } finally {
+    view?.stop();
+    await server?.close();
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }

@@ -29,7 +29,16 @@ export const TABLES_HELP =
   'Exit status: 0 done (or recorded, without a running migrate or with --no-wait), 1 refused or failed.\n' +
   'The same through the API: POST /tables {"action": "add", "pattern": "..."}.';
 
-export async function tablesCommand(action: TableAction, pattern: string, flags: Flags): Promise<void> {
+export async function tablesCommand(action: string, pattern: string, flags: Flags): Promise<void> {
+  if (!(TABLES_ACTIONS as readonly string[]).includes(action)) {
+    throw new PgferryError('PGFERRY_CONFIG_INVALID', `tables "${action}" must be add or remove`, {
+      side: 'config',
+    });
+  }
+  await tablesRequest(action as TableAction, pattern, flags);
+}
+
+async function tablesRequest(action: TableAction, pattern: string, flags: Flags): Promise<void> {
   const file = statePath(flags.state);
   const store = CheckpointStore.open(file, { create: false });
   try {

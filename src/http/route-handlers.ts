@@ -71,6 +71,18 @@ function withoutKeys(op: OperationView): OperationView {
 
 type StatusAnswer = z.input<typeof Status>;
 
+/**
+ * Errors name a server as `user@host:port/db` (in events, problems, an outage's last error): the
+ * answer anyone who reaches the port reads keeps the host and drops the login.
+ */
+function withoutLogins(answer: StatusAnswer, users: string[]): StatusAnswer {
+  let text = JSON.stringify(answer);
+  for (const user of new Set(users.filter(Boolean))) {
+    text = text.split(`${JSON.stringify(user).slice(1, -1)}@`).join('');
+  }
+  return JSON.parse(text) as StatusAnswer;
+}
+
 /** The handlers of every route, bound to the run's control and the server's operations. */
 export function routeHandlers(
   opts: Omit<ApiServerOptions, 'host' | 'port'>,
@@ -106,17 +118,20 @@ export function routeHandlers(
     }
     // The servers by address only: /status is open to anyone who reaches the port.
     const server = ({ user: _, ...s }: ServerIdentity) => s;
-    return {
-      ...report,
-      phase: report.phase ?? 'preflight',
-      setup: report.setup && {
-        ...report.setup,
-        source: server(report.setup.source),
-        target: server(report.setup.target),
+    return withoutLogins(
+      {
+        ...report,
+        phase: report.phase ?? 'preflight',
+        setup: report.setup && {
+          ...report.setup,
+          source: server(report.setup.source),
+          target: server(report.setup.target),
+        },
+        changesPerSec: report.replay?.changesPerSec ?? null,
+        operations: ops,
       },
-      changesPerSec: report.replay?.changesPerSec ?? null,
-      operations: ops,
-    };
+      report.setup ? [report.setup.source.user, report.setup.target.user] : [],
+    );
   };
 
   // Concurrent probes share one check: bounded connections to production.

@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
-import { type Cluster, startCluster } from '../support/cluster.js';
+import { runCli, startCli } from '../support/cli.js';
+import { type Cluster, freePort, startCluster } from '../support/cluster.js';
 import { tableHashes } from '../support/row-hash.js';
+import { waitFor } from '../support/wait.js';
 
 let source: Cluster;
 let target: Cluster;
@@ -64,8 +65,10 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-dump-restore-'));
   await source.query('CREATE DATABASE app');
   await source.query(SCHEMA, [], 'app');
-  for (const db of ['whole', 'killed', 'streamed']) await target.query(`CREATE DATABASE ${db}`);
+  for (const db of ['whole', 'killed', 'streamed', 'watched', 'dumpkill'])
+    await target.query(`CREATE DATABASE ${db}`);
   await newer.query('CREATE DATABASE app');
+  await newer.query('CREATE DATABASE ext');
 }, 180_000);
 
 afterAll(async () => {
@@ -155,5 +158,82 @@ describe('pgferry dump-restore', () => {
       'app',
     );
     expect(tables[0]!.n).toBe(0);
+  }, 120_000);
+
+  it('resumes a dump killed halfway in a new snapshot, says so, and ends equal', async () => {
+    const workdir = path.join(dir, 'dumpkill');
+    const first = await runCli(args('dumpkill', ['--workdir', workdir]), {
+      PGFERRY_TEST_CRASH_AT: 'dump-restore:table-dumped',
+    });
+    expect(first.signal).toBe('SIGKILL');
+    const record = JSON.parse(fs.readFileSync(path.join(workdir, 'pgferry-dump.json'), 'utf8'));
+    expect(record.tables.filter((t: { dumped: boolean }) => t.dumped).length).toBeGreaterThanOrEqual(1);
+    expect(record.tables.filter((t: { dumped: boolean }) => !t.dumped).length).toBeGreaterThanOrEqual(1);
+    const again = await runCli(args('dumpkill', ['--workdir', workdir, '--json']));
+    expect(again.code, again.stderr.slice(-3000)).toBe(0);
+    expect(again.stderr).toMatch(
+      /resuming the dump in a new snapshot: \d+ table\(s\) were dumped in an earlier one/,
+    );
+    expect(JSON.parse(again.stdout)).toMatchObject({ ok: true, resumed: true, snapshots: 2 });
+    await expectEqual('dumpkill');
+  }, 180_000);
+
+  it('serves progress and metrics with --http while it runs', async () => {
+    const port = await freePort();
+    const run = startCli(
+      args('watched', ['--workdir', path.join(dir, 'watched'), '--http', `127.0.0.1:${port}`]),
+      {
+        PGFERRY_TEST_DELAY_AT: 'dump-restore:table-restored=1500',
+      },
+    );
+    const seen = await waitFor(
+      'restore metrics',
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => null))?.text();
+        return (
+          text?.includes('pgferry_dump_restore_phase{phase="restore"} 1') &&
+          /pgferry_dump_restore_tables_done [1-9]/.test(text) &&
+          text
+        );
+      },
+      60_000,
+      100,
+    );
+    expect(seen).toMatch(/pgferry_dump_restore_tables_total 5/);
+    const status = await (await fetch(`http://127.0.0.1:${port}/status`)).json();
+    expect(status).toMatchObject({ phase: 'restore', total: 5 });
+    const end = await run.done;
+    expect(end.code, end.stderr.slice(-2000)).toBe(0);
+    await expectEqual('watched');
+  }, 180_000);
+
+  it("creates each extension at the source's version, not the target's default", async () => {
+    await source.query('CREATE DATABASE ext');
+    await source.query('CREATE EXTENSION amcheck; CREATE TABLE t (id int PRIMARY KEY)', [], 'ext');
+    const [src] = await source.query(
+      `SELECT extversion FROM pg_extension WHERE extname = 'amcheck'`,
+      [],
+      'ext',
+    );
+    const [def] = await newer.query(
+      `SELECT default_version FROM pg_available_extensions WHERE name = 'amcheck'`,
+    );
+    expect(def!.default_version).not.toBe(src!.extversion);
+    const res = await runCli([
+      'dump-restore',
+      '--source',
+      source.url({ db: 'ext' }),
+      '--target',
+      newer.url({ db: 'ext' }),
+      '--workdir',
+      path.join(dir, 'ext'),
+    ]);
+    expect(res.code, res.stderr.slice(-2000)).toBe(0);
+    const [dst] = await newer.query(
+      `SELECT extversion FROM pg_extension WHERE extname = 'amcheck'`,
+      [],
+      'ext',
+    );
+    expect(dst!.extversion).toBe(src!.extversion);
   }, 120_000);
 });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../../lib/error-codes.js';
+import { DumpRestoreMetrics } from '../../src/dump-restore-metrics.js';
 import { Metrics } from '../../src/metrics.js';
 
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
@@ -145,7 +146,10 @@ describe('the documents', () => {
   it('name only metrics that pgferry exposes', async () => {
     const metrics = new Metrics(() => ({ phase: 'copy', downtimeSeconds: null }));
     const names = new Set<string>();
-    for (const m of await metrics.registry.getMetricsAsJSON()) {
+    for (const m of [
+      ...(await metrics.registry.getMetricsAsJSON()),
+      ...(await new DumpRestoreMetrics().registry.getMetricsAsJSON()),
+    ]) {
       names.add(m.name);
       for (const s of ['_bucket', '_sum', '_count']) names.add(`${m.name}${s}`);
     }
