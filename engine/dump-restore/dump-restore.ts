@@ -67,6 +67,7 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
   const progress = new Progress(opts.onProgress);
   const src = await connect(opts.source, 'control');
   let dst: pg.Client | undefined;
+  let unlock: (() => void) | undefined;
   try {
     dst = await connect(opts.target, 'control');
     const [sourceId, targetId] = await Promise.all([
@@ -74,22 +75,24 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
       readIdentity(dst, opts.target),
     ]);
     refuseSameDatabase(sourceId, targetId);
-    const opened = opts.workdir ? Workdir.open(opts.workdir, markOf(sourceId)) : null;
-    const workdir = opened?.workdir ?? null;
+    const before = opts.workdir ? Workdir.existing(opts.workdir, markOf(sourceId)) : null;
     // The target of a resumed restore is the one it started with, and may hold what it restored.
-    const resumingTarget = workdir?.record.target
-      ? sameServer(workdir.record.target, markOf(targetId))
-      : false;
-    if (workdir?.record.target && !resumingTarget) {
+    const resumingTarget = before?.record.target ? sameServer(before.record.target, markOf(targetId)) : false;
+    if (before?.record.target && !resumingTarget) {
       throw new PgferryError(
         'PGFERRY_STATE_MISMATCH',
-        `${workdir.dir} was being restored into database ${workdir.record.target.databaseName} of another server than --target`,
+        `${before.dir} was being restored into database ${before.record.target.databaseName} of another server than --target`,
         { side: 'state', hint: 'Use the same --target, or a new --workdir for this one.' },
       );
     }
     progress.start('preflight');
     const report = await dumpRestorePreflight({ ...opts, src, dst, targetMayHoldRestore: resumingTarget });
+    for (const w of report.warnings) opts.log('warn', `${w.message} (${w.fix})`, { code: w.code });
     const { selected, excluded } = await splitTables(src, opts.filter);
+    // Made (or taken) only once preflight passed: a refused run leaves no directory behind.
+    const opened = opts.workdir ? Workdir.open(opts.workdir, markOf(sourceId)) : null;
+    const workdir = opened?.workdir ?? null;
+    unlock = workdir?.lock();
     let adapted: DumpRestoreResult['adaptedExtensions'] = workdir?.record.adaptedExtensions ?? [];
     if (!workdir?.record.preDataRestored) {
       adapted = await createExtensions(dst, report.extensions);
@@ -177,6 +180,7 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
       verify: report2,
     };
   } finally {
+    unlock?.();
     await Promise.all([src.end().catch(() => {}), dst?.end().catch(() => {})]);
   }
 }

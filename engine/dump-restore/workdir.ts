@@ -60,8 +60,8 @@ export class Workdir {
     return path.join(this.dir, ...parts);
   }
 
-  /** Opens the directory's record, or starts one for this source; refuses a directory of another source. */
-  static open(dir: string, source: ServerMark): { workdir: Workdir; resumed: boolean } {
+  /** The directory's record, if it has one (of this source: another's is refused); writes nothing. */
+  static existing(dir: string, source: ServerMark): Workdir | null {
     const file = path.join(dir, RECORD_FILE);
     if (fs.existsSync(file)) {
       let record: DumpRecord;
@@ -80,7 +80,7 @@ export class Workdir {
           { side: 'state', hint: 'Use another --workdir for this source, or remove this one.' },
         );
       }
-      return { workdir: new Workdir(dir, record), resumed: true };
+      return new Workdir(dir, record);
     }
     if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
       throw new PgferryError(
@@ -92,6 +92,13 @@ export class Workdir {
         },
       );
     }
+    return null;
+  }
+
+  /** Opens the directory's record, or starts one for this source (after preflight: a refused run leaves nothing). */
+  static open(dir: string, source: ServerMark): { workdir: Workdir; resumed: boolean } {
+    const found = Workdir.existing(dir, source);
+    if (found) return { workdir: found, resumed: true };
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const workdir = new Workdir(dir, {
       version: 1,
@@ -122,9 +129,45 @@ export class Workdir {
     change(this.record);
     this.save();
   }
+
+  /**
+   * One process per directory: a second `dump-restore` on it is refused while the first lives
+   * (the lock file names its pid); a lock left by a process that died is taken over.
+   */
+  lock(): () => void {
+    const file = this.path('pgferry-dump.lock');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        fs.writeFileSync(file, String(process.pid), { flag: 'wx', mode: 0o600 });
+        return () => fs.rmSync(file, { force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number(fs.readFileSync(file, 'utf8'));
+        if (pid > 0 && alive(pid)) {
+          throw new PgferryError('PGFERRY_STATE_LOCKED', `${this.dir} is in use by pgferry process ${pid}`, {
+            side: 'state',
+            hint: 'Wait for it to finish or stop it; two runs must never share a work directory.',
+          });
+        }
+        fs.rmSync(file, { force: true });
+      }
+    }
+    throw new PgferryError('PGFERRY_STATE_LOCKED', `${this.dir} is being taken by another pgferry process`, {
+      side: 'state',
+    });
+  }
 }
 
 export const sameServer = (a: ServerMark, b: ServerMark): boolean =>
   a.databaseOid === b.databaseOid &&
   a.databaseName === b.databaseName &&
   (a.systemIdentifier === null || b.systemIdentifier === null || a.systemIdentifier === b.systemIdentifier);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -97,11 +97,14 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
     });
     const v = result.verify;
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ ok: v.equal, ...result, preflight: undefined }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ ok: v.equal, ...result, preflight: undefined, warnings: result.preflight.warnings }, null, 2)}\n`,
+      );
     } else {
       const lines = [
         `${result.resumed ? 'resumed and finished' : 'done'}: ${int(result.tables)} tables (${bytes(result.bytes)} on the source) in ${duration(result.seconds)}`,
         `sequences set: ${result.sequences} · materialized views refreshed: ${result.materializedViews}`,
+        ...result.preflight.warnings.map((w) => `warning: ${w.message} (${w.fix})`),
         ...result.adaptedExtensions.map(
           (a) => `extension ${a.name}: ${a.from} on the source, ${a.to} on the target`,
         ),

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serverBinDir } from '../../src/embedded/binaries.js';
 import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, freePort, startCluster } from '../support/cluster.js';
 import { tableHashes } from '../support/row-hash.js';
@@ -16,6 +17,20 @@ let source: Cluster;
 let target: Cluster;
 let newer: Cluster;
 let dir: string;
+/** Files of an extension made up for the version trap: 1.0 on PostgreSQL 15, only 2.0 on 17. */
+const fakeExtension: string[] = [];
+
+function installFakeExtension(version: 15 | 17, extVersion: string) {
+  const ext = path.join(serverBinDir(version), '..', 'share', 'postgresql', 'extension');
+  const files = {
+    'pgferry_fake.control': `default_version = '${extVersion}'\nrelocatable = true\ncomment = 'pgferry test extension'\n`,
+    [`pgferry_fake--${extVersion}.sql`]: `CREATE FUNCTION pgferry_fake_version() RETURNS text LANGUAGE sql AS $$ SELECT '${extVersion}' $$;\n`,
+  };
+  for (const [name, text] of Object.entries(files)) {
+    fs.writeFileSync(path.join(ext, name), text);
+    fakeExtension.push(path.join(ext, name));
+  }
+}
 
 const SCHEMA = `
 CREATE SCHEMA heroku_ext;
@@ -72,6 +87,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  for (const f of fakeExtension) fs.rmSync(f, { force: true });
   await Promise.all([source?.stop(), target?.stop(), newer?.stop()]);
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -202,6 +218,10 @@ describe('pgferry dump-restore', () => {
     expect(seen).toMatch(/pgferry_dump_restore_tables_total 5/);
     const status = await (await fetch(`http://127.0.0.1:${port}/status`)).json();
     expect(status).toMatchObject({ phase: 'restore', total: 5 });
+    // A second run on the same directory meanwhile is refused.
+    const second = await runCli(args('watched', ['--workdir', path.join(dir, 'watched')]));
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/PGFERRY_STATE_LOCKED.*in use by pgferry process \d+/);
     const end = await run.done;
     expect(end.code, end.stderr.slice(-2000)).toBe(0);
     await expectEqual('watched');
@@ -235,5 +255,36 @@ describe('pgferry dump-restore', () => {
       'ext',
     );
     expect(dst!.extversion).toBe(src!.extversion);
+  }, 120_000);
+
+  it('stops on an extension the target offers only at another version, and with --adapt-extensions says what changed', async () => {
+    installFakeExtension(15, '1.0');
+    installFakeExtension(17, '2.0');
+    await source.query('CREATE DATABASE fake');
+    await source.query('CREATE EXTENSION pgferry_fake; CREATE TABLE t (id int PRIMARY KEY)', [], 'fake');
+    await newer.query('CREATE DATABASE fake');
+    const run = (extra: string[]) =>
+      runCli([
+        'dump-restore',
+        '--source',
+        source.url({ db: 'fake' }),
+        '--target',
+        newer.url({ db: 'fake' }),
+        '--workdir',
+        path.join(dir, 'fake'),
+        ...extra,
+      ]);
+    const refused = await run([]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /extension pgferry_fake is 1\.0 on the source; the target offers 2\.0, not 1\.0 \(fix: run again with --adapt-extensions/,
+    );
+    const adapted = await run(['--adapt-extensions', '--json']);
+    expect(adapted.code, adapted.stderr.slice(-2000)).toBe(0);
+    expect(JSON.parse(adapted.stdout).adaptedExtensions).toEqual([
+      { name: 'pgferry_fake', from: '1.0', to: '2.0' },
+    ]);
+    const [v] = await newer.query('SELECT pgferry_fake_version() AS v', [], 'fake');
+    expect(v!.v).toBe('2.0');
   }, 120_000);
 });
