@@ -187,6 +187,13 @@ export const ERRORS = {
     summary: 'A table could not join or leave the running migration.',
     hint: 'The message names the table and the reason (no table matches, already in the run, a difference with the table on the target); fix it and run `pgferry tables add|remove` again. Whatever the request had done is undone.',
   },
+  PGFERRY_WALG_FAILED: {
+    exit: 1,
+    http: 502,
+    retryable: false,
+    summary: 'A WAL-G command failed (backup-fetch, or wal-fetch for the standby).',
+    hint: "The message has WAL-G's own last lines: check the backup name (`wal-g backup-list`) and the storage settings (WALG_* and the storage's credentials, in the environment or --env-file).",
+  },
   PGFERRY_CUTOVER_REFUSED: {
     exit: 1,
     http: 409,

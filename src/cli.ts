@@ -13,6 +13,7 @@ import { preflightCommand } from './commands/preflight.js';
 import { statusCommand } from './commands/status.js';
 import { TABLES_HELP, tablesCommand } from './commands/tables.js';
 import { verifyCommand } from './commands/verify.js';
+import { WALG_HELP, walgCommand } from './commands/walg.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -50,12 +51,6 @@ const stateOpt = () =>
     undefined,
     './pgferry-state.sqlite',
   );
-
-function notImplemented(what: string, issue: string): never {
-  throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', `${what} is not implemented yet (${issue})`, {
-    side: 'config',
-  });
-}
 
 export function buildProgram(): Command {
   const program = new Command('pgferry')
@@ -222,9 +217,7 @@ export function buildProgram(): Command {
 
   program
     .command('tables')
-    .description(
-      'tables joining or leaving a running migration: add copies one and starts replicating it, remove stops',
-    )
+    .description('add a table to a running migration (copied, then replicated), or remove one')
     .argument('<action>', 'add or remove')
     .argument('<pattern>', 'schema.table (* as a wildcard; without a dot, the table name in any schema)')
     .addOption(stateOpt())
@@ -281,7 +274,10 @@ export function buildProgram(): Command {
     .addOption(includeOpt())
     .addOption(excludeOpt())
     .option('--jobs <n>', 'tables dumped and restored at once (default 4, or PGFERRY_JOBS)')
-    .option('--workdir <dir>', 'where the dump is kept: running the command again with it resumes')
+    .option(
+      '--workdir <dir>',
+      'where the dump is kept; the same command again resumes (default ./pgferry-dump)',
+    )
     .option('--stream', 'pipe pg_dump -Fc into pg_restore, no directory (small databases; not resumable)')
     .option(
       '--adapt-extensions',
@@ -296,13 +292,19 @@ export function buildProgram(): Command {
     .action(dumpRestoreCommand);
   program
     .command('walg')
-    .description('restore a physical copy from a WAL-G archive and follow it (not implemented yet)')
+    .description('a physical copy restored from a WAL-G archive, kept in sync as a standby, then promoted')
     .argument('<action>', 'restore, status or promote')
     .option('--pgdata <dir>', 'data directory of the copy')
-    .option('--port <n>', 'port the copy listens on')
-    .option('--walg <path>', 'the wal-g program')
-    .option('--backup <name>', 'backup to restore (default LATEST)')
-    .action(() => notImplemented('pgferry walg', 'walg mode'));
+    .option('--port <n>', 'restore: port the copy listens on (default 5433)')
+    .option('--walg <path>', 'restore: the wal-g program (default: wal-g on PATH)')
+    .option('--backup <name>', 'restore: backup to restore (default LATEST)')
+    .option('--env-file <file>', "restore: KEY=VALUE lines of WAL-G's settings (storage prefix, credentials)")
+    .option('--user <role>', 'the role status and promote connect as over the socket (default postgres)')
+    .option('--source <url>', 'status: the primary, to tell how many bytes the copy is behind')
+    .option('--force', 'promote: even if the copy has not reached the end of the archive')
+    .option('--json', 'print the outcome as JSON')
+    .addHelpText('after', WALG_HELP)
+    .action(walgCommand);
   program
     .command('demo')
     .description('the main job end to end on embedded local PostgreSQL, no setup')

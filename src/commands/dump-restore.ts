@@ -1,6 +1,7 @@
 // `pgferry dump-restore`: the engine's dump-restore (engine/dump-restore/) with its progress as
 // lines on stderr (a table done, at most every few seconds, and each phase), its outcome as a
 // summary or JSON, and the verification's verdict as the exit status: 0 equal, 1 different.
+import path from 'node:path';
 import { dumpRestore } from '../../engine/dump-restore/dump-restore.js';
 import type { ProgressEvent } from '../../engine/dump-restore/progress.js';
 import { PgferryError } from '../../lib/errors.js';
@@ -32,6 +33,9 @@ export const DUMP_RESTORE_HELP =
   'table counted on both sides. Interrupted? Run the same command again: a finished dump is kept, a table\n' +
   'dumped or restored completely is not redone. Exit status: 0 equal, 1 different or problems found, 2 error.';
 
+/** Where the dump goes without --workdir or --stream: beside the default state file. */
+const DEFAULT_WORKDIR = 'pgferry-dump';
+
 /** Progress lines at most this often (a phase's start and end always). */
 const LINE_MS = 3_000;
 
@@ -41,16 +45,6 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
       side: 'config',
       hint: '--stream pipes pg_dump into pg_restore with no directory; --workdir keeps a resumable dump.',
     });
-  }
-  if (!flags.stream && !flags.workdir) {
-    throw new PgferryError(
-      'PGFERRY_CONFIG_MISSING',
-      'dump-restore needs --workdir DIR (resumable) or --stream',
-      {
-        side: 'config',
-        hint: 'Give a directory for the dump (run the same command again to resume), or --stream for a small database.',
-      },
-    );
   }
   // A bar per phase on a terminal (PGFERRY_PROGRESS=off turns it off); JSON log lines elsewhere.
   const view =
@@ -88,7 +82,7 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
       target: targetConn(flags.target),
       filter: { include: flags.include ?? [], exclude: flags.exclude ?? [] },
       jobs: parseJobs(flags.jobs ?? process.env.PGFERRY_JOBS ?? '4'),
-      workdir: flags.stream ? null : flags.workdir!,
+      workdir: flags.stream ? null : path.resolve(flags.workdir ?? DEFAULT_WORKDIR),
       stream: flags.stream ?? false,
       adaptExtensions: flags.adaptExtensions ?? false,
       signal: controller.signal,
