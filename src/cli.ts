@@ -301,6 +301,7 @@ export function buildProgram(): Command {
     .option('--env-file <file>', "restore: KEY=VALUE lines of WAL-G's settings (storage prefix, credentials)")
     .option('--user <role>', 'the role status and promote connect as over the socket (default postgres)')
     .option('--source <url>', 'status: the primary, to tell how many bytes the copy is behind')
+    .option('--http <host:port>', 'status: serve it at /status and /metrics (Prometheus) until stopped')
     .option('--force', 'promote: even if the copy has not reached the end of the archive')
     .option('--json', 'print the outcome as JSON')
     .addHelpText('after', WALG_HELP)

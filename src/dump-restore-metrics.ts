@@ -51,6 +51,10 @@ export class DumpRestoreMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  status(): ProgressEvent | { phase: 'preflight' } {
+    return this.last ?? { phase: 'preflight' };
+  }
+
   update(e: ProgressEvent): void {
     this.last = e;
     for (const p of DUMP_RESTORE_PHASES) this.phase.set({ phase: p }, p === e.phase ? 1 : 0);

@@ -1,14 +1,18 @@
 // `pgferry walg restore|status|promote --pgdata DIR`: engine/walg/ with its output. The WAL-G
-// environment is the process's variables WAL-G reads (WALG_*, WALE_*, AWS_*, GOOGLE_*, GCS_*,
-// AZURE_*, AZ_*, SWIFT_*, OS_*, SSH_*) plus those of --env-file; their values are never printed.
+// environment is pgferry's own (WAL-G reads a storage's settings under many names: WALG_*, AWS_*,
+// GOOGLE_*, AZURE_*, ...), without pgferry's settings and libpq's password, plus the lines of
+// --env-file; their values are never printed.
 import fs from 'node:fs';
 import path from 'node:path';
 import { q, withClient } from '../../engine/shared/db.js';
 import { parseEnvFile } from '../../engine/walg/standby.js';
 import { findWalg, promote, restore, status } from '../../engine/walg/walg.js';
 import { PgferryError } from '../../lib/errors.js';
-import { sourceConn } from '../config.js';
+import { parseHttp, sourceConn } from '../config.js';
+import type { HttpAddress } from '../http/address.js';
+import { startProgressServer } from '../http/progress-server.js';
 import { createLogger } from '../logger.js';
+import { WalgMetrics } from '../walg-metrics.js';
 
 interface Flags {
   pgdata?: string;
@@ -20,9 +24,11 @@ interface Flags {
   source?: string;
   force?: boolean;
   json?: boolean;
+  http?: string;
 }
 
-const WALG_VARS = /^(WALG_|WALE_|AWS_|GOOGLE_|GCS_|AZURE_|AZ_|SWIFT_|OS_|SSH_)/;
+/** Not WAL-G's: pgferry's own settings (URLs, the API token), libpq's password, npm's. */
+const NOT_WALG = /^(PGFERRY_|PGPASSWORD$|npm_)/;
 
 export const WALG_HELP =
   '\nrestore: wal-g backup-fetch DIR NAME (default LATEST), then the copy is set up as a standby whose\n' +
@@ -35,7 +41,7 @@ export const WALG_HELP =
 
 function walgEnv(flags: Flags): Record<string, string> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && WALG_VARS.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !NOT_WALG.test(k)) env[k] = v;
   if (flags.envFile) {
     if (!fs.existsSync(flags.envFile)) {
       throw new PgferryError('PGFERRY_CONFIG_INVALID', `--env-file ${flags.envFile} does not exist`, {
@@ -86,17 +92,23 @@ export async function walgCommand(action: string, flags: Flags): Promise<void> {
   }
   if (action === 'status') {
     const primary = flags.source ? sourceConn(flags.source) : undefined;
-    const s = await status(
-      pgdata,
-      primary &&
-        (() =>
-          withClient(
-            primary,
-            'control',
-            async (c) =>
-              (await q<{ l: string }>(c, 'source', 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l,
-          )),
-    );
+    const read = () =>
+      status(
+        pgdata,
+        primary &&
+          (() =>
+            withClient(
+              primary,
+              'control',
+              async (c) =>
+                (await q<{ l: string }>(c, 'source', 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l,
+            )),
+      );
+    if (flags.http) {
+      await serveStatus(parseHttp(flags.http), new WalgMetrics(read), say);
+      return;
+    }
+    const s = await read();
     print(
       s,
       [
@@ -113,4 +125,22 @@ export async function walgCommand(action: string, flags: Flags): Promise<void> {
     { ok: true, ...r },
     `promoted in ${r.seconds.toFixed(1)}s, end LSN ${r.endLsn}; it takes writes.\nNext: it is the source of the move to RDS: pgferry migrate --source <this copy's URL> --target <RDS URL> (or pgferry dump-restore).`,
   );
+}
+
+/** `walg status --http`: /status and /metrics read from the copy at each request, until a signal. */
+async function serveStatus(
+  addr: HttpAddress,
+  metrics: WalgMetrics,
+  say: (level: 'info' | 'warn', m: string) => void,
+) {
+  const server = await startProgressServer(addr, metrics);
+  say(
+    'info',
+    `the copy's status at /status and its metrics at /metrics on port ${server.port}; Ctrl-C stops`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await server.close();
 }

@@ -1,13 +1,21 @@
-// The read-only HTTP surface of `pgferry dump-restore --http`: GET /metrics (Prometheus), GET
-// /status (the last progress event as JSON) and GET /healthz. It controls nothing, so it needs no
+// The read-only HTTP surface of `pgferry dump-restore --http` and `walg status --http`: GET
+// /metrics (Prometheus), GET /status (JSON) and GET /healthz. It controls nothing, so it needs no
 // token; node's own server, since three routes need no framework.
 import http from 'node:http';
-import type { DumpRestoreMetrics } from '../dump-restore-metrics.js';
+import type { Registry } from 'prom-client';
 import type { HttpAddress } from './address.js';
+
+export interface ProgressSource {
+  registry: Registry;
+  /** What GET /status answers, read at each request. */
+  status: () => Promise<unknown> | unknown;
+  /** Brings the metrics up to date before a scrape. */
+  refresh?: () => Promise<void>;
+}
 
 export async function startProgressServer(
   addr: HttpAddress,
-  metrics: DumpRestoreMetrics,
+  metrics: ProgressSource,
 ): Promise<{ close: () => Promise<void>; port: number }> {
   const server = http.createServer((req, res) => {
     const send = (status: number, type: string, body: string) => {
@@ -18,13 +26,20 @@ export async function startProgressServer(
     if (req.method !== 'GET')
       return send(405, 'application/json', '{"error":{"code":"PGFERRY_API_NOT_FOUND","message":"GET only"}}');
     if (route === '/healthz') return send(200, 'application/json', '{"ok":true}');
-    if (route === '/status')
-      return send(200, 'application/json', JSON.stringify(metrics.last ?? { phase: 'preflight' }));
-    if (route === '/metrics') {
-      metrics.registry.metrics().then(
-        (text) => send(200, metrics.registry.contentType, text),
-        (err: Error) => send(500, 'text/plain', err.message),
+    if (route === '/status') {
+      Promise.resolve(metrics.status()).then(
+        (value) => send(200, 'application/json', JSON.stringify(value)),
+        (err: Error) => send(500, 'application/json', JSON.stringify({ error: { message: err.message } })),
       );
+      return;
+    }
+    if (route === '/metrics') {
+      Promise.resolve(metrics.refresh?.())
+        .then(() => metrics.registry.metrics())
+        .then(
+          (text) => send(200, metrics.registry.contentType, text),
+          (err: Error) => send(500, 'text/plain', err.message),
+        );
       return;
     }
     send(

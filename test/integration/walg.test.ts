@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverBinDir } from '../../src/embedded/binaries.js';
-import { runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
 import { type Cluster, freePort, SUPERUSER_PASSWORD, startCluster } from '../support/cluster.js';
 import { tableHashes } from '../support/row-hash.js';
 import { waitFor } from '../support/wait.js';
@@ -25,6 +25,17 @@ let archive: string;
 const standbys: string[] = [];
 
 const env = () => ({ WALG_FILE_PREFIX: archive, PGFERRY_PG_BIN: serverBinDir(15) });
+
+/** pg_basebackup of the installed client tools (the newest, as pgferry picks pg_dump). */
+function pgBasebackup(): string {
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).filter((v) => /^\d+$/.test(v)) : [];
+  const found = versions
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => path.join(root, v, 'bin', 'pg_basebackup'))
+    .find((f) => fs.existsSync(f));
+  return found ?? 'pg_basebackup';
+}
 
 function postgresIds() {
   if (process.getuid?.() !== 0) return {};
@@ -55,7 +66,7 @@ beforeAll(async () => {
   // The base backup, as WAL-G would keep it (its WAL comes from the archive).
   const url = new URL(primary.url());
   execFileSync(
-    '/usr/lib/postgresql/15/bin/pg_basebackup',
+    pgBasebackup(),
     [
       '-D',
       path.join(archive, 'basebackups_005', 'base_000000010000000000000003'),
@@ -117,6 +128,9 @@ describe('pgferry walg', () => {
     // The storage settings are kept owner-only, and never printed.
     expect(fs.statSync(path.join(pgdata, 'pgferry-walg.env')).mode & 0o077).toBe(0);
     expect(restored.stderr).not.toContain(archive);
+    const kept = fs.readFileSync(path.join(pgdata, 'pgferry-walg.env'), 'utf8');
+    expect(kept).toContain(`WALG_FILE_PREFIX='${archive}'`);
+    expect(kept).not.toMatch(/PGFERRY_|PGPASSWORD/);
     const copy = `postgresql://postgres:${SUPERUSER_PASSWORD}@127.0.0.1:${port}/app`;
     const count = async (url: string) => {
       const c = new pg.Client({ connectionString: url });
@@ -165,6 +179,25 @@ describe('pgferry walg', () => {
     expect(refused.stderr).toMatch(/not reached the end of the archive \(wal-fetch failed with exit 1/);
     fs.writeFileSync(envFile, saved);
     await waitFor('keeping up again', async () => (await status(pgdata)).keepingUp, 60_000, 500);
+
+    // The same as metrics, for Prometheus, while the command serves them.
+    const httpPort = await freePort();
+    const served = startCli(['walg', 'status', '--pgdata', pgdata, '--http', `127.0.0.1:${httpPort}`]);
+    const metrics = await waitFor(
+      'walg metrics',
+      async () => (await fetch(`http://127.0.0.1:${httpPort}/metrics`).catch(() => null))?.text(),
+      20_000,
+      200,
+    );
+    expect(metrics).toMatch(/pgferry_walg_keeping_up 1/);
+    expect(metrics).toMatch(/pgferry_walg_in_recovery 1/);
+    expect(metrics).toMatch(/pgferry_walg_segments_fetched [1-9]/);
+    expect(await (await fetch(`http://127.0.0.1:${httpPort}/status`)).json()).toMatchObject({
+      running: true,
+      inRecovery: true,
+    });
+    served.child.kill('SIGTERM');
+    expect((await served.done).code).toBe(0);
 
     const promoted = await runCli(['walg', 'promote', '--pgdata', pgdata, '--json']);
     expect(promoted.code, promoted.stderr.slice(-2000)).toBe(0);

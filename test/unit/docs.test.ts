@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../../lib/error-codes.js';
 import { DumpRestoreMetrics } from '../../src/dump-restore-metrics.js';
 import { Metrics } from '../../src/metrics.js';
+import { WalgMetrics } from '../../src/walg-metrics.js';
 
 const root = path.resolve(new URL('../..', import.meta.url).pathname);
 const DOCS = [
@@ -149,6 +150,7 @@ describe('the documents', () => {
     for (const m of [
       ...(await metrics.registry.getMetricsAsJSON()),
       ...(await new DumpRestoreMetrics().registry.getMetricsAsJSON()),
+      ...(await new WalgMetrics(async () => ({}) as never).registry.getMetricsAsJSON()),
     ]) {
       names.add(m.name);
       for (const s of ['_bucket', '_sum', '_count']) names.add(`${m.name}${s}`);
