@@ -103,6 +103,16 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
         );
     }
     const extensionSchemas = report.extensionSchemas;
+    // Change capture triggers of pgferry runs on the source call functions in the pgferry
+    // schema, which is not dumped: their triggers are left out of the restore.
+    const captureTriggers = await q<{ schema: string; name: string; trigger: string }>(
+      src,
+      'source',
+      `SELECT n.nspname AS schema, c.relname || ' ' || t.tgname AS name, t.tgname AS trigger
+         FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_proc p ON p.oid = t.tgfoid
+        WHERE p.pronamespace::regnamespace::text = 'pgferry' AND t.tgparentid = 0`,
+    );
     if (workdir) {
       const pgDump = report.pgDump!;
       await dump(workdir, {
@@ -128,6 +138,7 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
         progress,
         extensionSchemas,
         extensionsCreated: report.extensions.map((e) => e.name),
+        leaveOut: captureTriggers,
         log: opts.log,
       });
     } else {
@@ -139,6 +150,7 @@ export async function dumpRestore(opts: DumpRestoreOptions): Promise<DumpRestore
         dst,
         excluded,
         extensionSchemas,
+        leaveOut: captureTriggers,
         progress,
         log: opts.log,
       });

@@ -30,6 +30,8 @@ export interface RestoreOptions {
   extensionSchemas: string[];
   /** Extensions created beforehand at the target's version: the dump's CREATE EXTENSION left out. */
   extensionsCreated: string[];
+  /** Triggers left out (pgferry's capture triggers, whose functions are not dumped): schema, "table trigger". */
+  leaveOut: { schema: string; name: string }[];
   log: (level: 'info' | 'warn', message: string) => void;
 }
 
@@ -74,7 +76,10 @@ export async function restore(workdir: Workdir, opts: RestoreOptions): Promise<v
     opts.progress.start('post-data');
     // pg_restore --section picks the post-data entries (comments on them included); those already
     // on the target (an interrupted restore built them) are left out.
-    const missing = await notOnTarget(dst, toc);
+    const left = new Set(opts.leaveOut.map((t) => `${t.schema}|${t.name}`));
+    const missing = (await notOnTarget(dst, toc)).filter(
+      (e) => !(e.type === 'TRIGGER' && left.has(`${e.schema}|${e.name}`)),
+    );
     if (missing.length > 0)
       await pgRestore(
         opts,

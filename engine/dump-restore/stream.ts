@@ -20,6 +20,8 @@ export interface StreamOptions {
   dst: pg.Client;
   excluded: TableInfo[];
   extensionSchemas: string[];
+  /** Triggers whose creation may fail (pgferry's capture triggers: their functions are not dumped). */
+  leaveOut: { schema: string; name: string; trigger: string }[];
   progress: Progress;
   log: (level: 'info' | 'warn', message: string) => void;
 }
@@ -82,6 +84,7 @@ export async function streamDump(opts: StreamOptions): Promise<void> {
   }
   const expected = (command: string) =>
     /^COMMENT ON EXTENSION /.test(command) ||
+    opts.leaveOut.some((t) => command.startsWith(`CREATE TRIGGER ${t.trigger} `)) ||
     opts.extensionSchemas.some(
       (s) => command === `CREATE SCHEMA ${s};` || command === `CREATE SCHEMA ${quoteIdent(s)};`,
     );

@@ -54,6 +54,10 @@ INSERT INTO events SELECT g, date '2026-01-01' + g % 59, 'e' || g FROM generate_
 CREATE TABLE notes (body text, n int);
 INSERT INTO notes SELECT 'note ' || g, g FROM generate_series(1, 500) g;
 CREATE MATERIALIZED VIEW spend AS SELECT customer, sum(total) AS total FROM orders GROUP BY customer;
+-- A pgferry run's capture on the source: its schema is not dumped, its trigger must not be restored.
+CREATE SCHEMA pgferry;
+CREATE FUNCTION pgferry.capture_row_x() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER pgferry_capture_x AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION pgferry.capture_row_x();
 `;
 
 const args = (db: string, extra: string[]) => [
@@ -107,11 +111,12 @@ describe('pgferry dump-restore', () => {
       `SELECT (SELECT count(*) FROM spend)::int AS spend,
               (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm') AS trgm,
               (SELECT count(*) FROM pg_constraint WHERE contype = 'f')::int AS fks,
-              (SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_email_trgm')::int AS gin`,
+              (SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_email_trgm')::int AS gin,
+              (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgferry%')::int AS capture`,
       [],
       'whole',
     );
-    expect(facts).toEqual({ spend: 3000, trgm: 'heroku_ext', fks: 1, gin: 1 });
+    expect(facts).toEqual({ spend: 3000, trgm: 'heroku_ext', fks: 1, gin: 1, capture: 0 });
     // Sequences continue after the source's values.
     const [ids] = await target.query(
       `INSERT INTO customers (email) VALUES ('new@example.com') RETURNING id::int AS c,
