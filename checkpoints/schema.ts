@@ -2,26 +2,7 @@
 // refused with a clear message instead of being misread.
 export const SCHEMA_VERSION = 5;
 
-/**
- * A state file of an earlier version brought to the next one, in place, when a writer opens it:
- * a migration that runs for days may see pgferry upgraded under it. Keyed by the version it upgrades.
- */
-export const UPGRADES: Record<string, string> = {
-  // 4 → 5: table requests; chunk ids never reused (AUTOINCREMENT needs the table made anew).
-  '4': `
-CREATE TABLE table_requests (
-  id           INTEGER PRIMARY KEY,
-  action       TEXT NOT NULL CHECK (action IN ('add', 'remove')),
-  pattern      TEXT NOT NULL,
-  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
-  tables       TEXT NOT NULL DEFAULT '[]',
-  step         TEXT,
-  detail       TEXT NOT NULL DEFAULT '{}',
-  error        TEXT,
-  requested_at TEXT NOT NULL,
-  updated_at   TEXT NOT NULL
-);
-CREATE TABLE chunks_v5 (
+const CHUNKS_COLUMNS = `
   id          INTEGER PRIMARY KEY AUTOINCREMENT,
   table_id    INTEGER NOT NULL REFERENCES tables (id),
   seq         INTEGER NOT NULL,
@@ -34,7 +15,32 @@ CREATE TABLE chunks_v5 (
   started_at  TEXT,
   finished_at TEXT,
   UNIQUE (table_id, seq)
+`;
+
+// Tables joining or leaving the running migration, as the operator asked (table-requests.ts).
+const TABLE_REQUESTS = `CREATE TABLE table_requests (
+  id           INTEGER PRIMARY KEY,
+  action       TEXT NOT NULL CHECK (action IN ('add', 'remove')),
+  pattern      TEXT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
+  tables       TEXT NOT NULL DEFAULT '[]',
+  step         TEXT,
+  detail       TEXT NOT NULL DEFAULT '{}',
+  error        TEXT,
+  requested_at TEXT NOT NULL,
+  updated_at   TEXT NOT NULL
 );
+`;
+
+/**
+ * A state file of an earlier version brought to the next one, in place, when a writer opens it:
+ * a migration that runs for days may see pgferry upgraded under it. Keyed by the version it upgrades.
+ */
+export const UPGRADES: Record<string, string> = {
+  // 4 → 5: table requests; chunk ids never reused (AUTOINCREMENT needs the table made anew).
+  '4': `
+${TABLE_REQUESTS}
+CREATE TABLE chunks_v5 (${CHUNKS_COLUMNS});
 INSERT INTO chunks_v5 SELECT * FROM chunks;
 DROP TABLE chunks;
 ALTER TABLE chunks_v5 RENAME TO chunks;
@@ -78,20 +84,7 @@ CREATE TABLE tables (
 
 -- AUTOINCREMENT: a chunk's id names its mark on the target (engine/copy/chunk-marks.ts), so the
 -- id of a chunk removed with its table (a table leaving the run) is never given to another.
-CREATE TABLE chunks (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT,
-  table_id    INTEGER NOT NULL REFERENCES tables (id),
-  seq         INTEGER NOT NULL,
-  lo          TEXT,
-  hi          TEXT,
-  status      TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'copying', 'done')),
-  rows        INTEGER NOT NULL DEFAULT 0,
-  bytes       INTEGER NOT NULL DEFAULT 0,
-  attempts    INTEGER NOT NULL DEFAULT 0,
-  started_at  TEXT,
-  finished_at TEXT,
-  UNIQUE (table_id, seq)
-);
+CREATE TABLE chunks (${CHUNKS_COLUMNS});
 
 CREATE TABLE schema_objects (
   id          INTEGER PRIMARY KEY,
@@ -117,19 +110,7 @@ CREATE TABLE captures (
 );
 
 -- Tables joining or leaving the running migration, as the operator asked (table-requests.ts).
-CREATE TABLE table_requests (
-  id           INTEGER PRIMARY KEY,
-  action       TEXT NOT NULL CHECK (action IN ('add', 'remove')),
-  pattern      TEXT NOT NULL,
-  state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
-  tables       TEXT NOT NULL DEFAULT '[]',
-  step         TEXT,
-  detail       TEXT NOT NULL DEFAULT '{}',
-  error        TEXT,
-  requested_at TEXT NOT NULL,
-  updated_at   TEXT NOT NULL
-);
-
+${TABLE_REQUESTS}
 CREATE TABLE events (
   id      INTEGER PRIMARY KEY,
   at      TEXT NOT NULL,

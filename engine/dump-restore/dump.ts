@@ -13,26 +13,11 @@ import { PgferryError, redact } from '../../lib/errors.js';
 import { ExportedSnapshot } from '../copy/snapshot.js';
 import { copyUnits, displayName, type TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { lostConnection, type PgTool, runAgainst } from '../shared/pg-tools.js';
+import { DUMP_FLAGS, exactPattern, lostConnection, type PgTool, runAgainst } from '../shared/pg-tools.js';
 import type { Progress } from './progress.js';
 import type { Workdir } from './workdir.js';
 
-/** pg_dump patterns that match one name exactly. */
-const exact = (schema: string, name: string) =>
-  `"${schema.replace(/"/g, '""')}"."${name.replace(/"/g, '""')}"`;
-
-const COMMON = [
-  '--format=directory',
-  '--no-owner',
-  '--no-acl',
-  '--no-publications',
-  '--no-subscriptions',
-  '--no-security-labels',
-  '--no-tablespaces',
-  // Never queue behind an exclusive lock on the production source for long.
-  '--lock-wait-timeout=30000',
-  '--exclude-schema=pgferry',
-];
+const COMMON = ['--format=directory', ...DUMP_FLAGS];
 
 export interface DumpOptions {
   pgDump: PgTool;
@@ -103,7 +88,7 @@ export async function dump(workdir: Workdir, opts: DumpOptions): Promise<void> {
           ...withSnapshot,
           '--schema-only',
           `--file=${workdir.path('schema')}`,
-          ...opts.excluded.map((t) => `--exclude-table=${exact(t.schema, t.name)}`),
+          ...opts.excluded.map((t) => `--exclude-table=${exactPattern(t.schema, t.name)}`),
         ],
         'the schema',
       );
@@ -133,7 +118,7 @@ export async function dump(workdir: Workdir, opts: DumpOptions): Promise<void> {
               ...COMMON,
               ...withSnapshot,
               '--data-only',
-              `--table=${exact(t.schema, t.table)}`,
+              `--table=${exactPattern(t.schema, t.table)}`,
               `--file=${workdir.path(t.dir)}`,
             ],
             t.name,

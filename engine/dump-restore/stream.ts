@@ -9,7 +9,7 @@ import { PgferryError, redact } from '../../lib/errors.js';
 import { quoteIdent } from '../../lib/sql.js';
 import type { TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { lostConnection, type PgTool, pipeTools } from '../shared/pg-tools.js';
+import { DUMP_FLAGS, exactPattern, lostConnection, type PgTool, pipeTools } from '../shared/pg-tools.js';
 import type { Progress } from './progress.js';
 
 export interface StreamOptions {
@@ -25,9 +25,6 @@ export interface StreamOptions {
   progress: Progress;
   log: (level: 'info' | 'warn', message: string) => void;
 }
-
-const exact = (schema: string, name: string) =>
-  `"${schema.replace(/"/g, '""')}"."${name.replace(/"/g, '""')}"`;
 
 /** pg_restore's errors, each with the statement it ran ("Command was: ..."). */
 export function restoreErrors(stderr: string): { error: string; command: string }[] {
@@ -51,15 +48,8 @@ export async function streamDump(opts: StreamOptions): Promise<void> {
       conn: opts.source,
       args: [
         '--format=custom',
-        '--no-owner',
-        '--no-acl',
-        '--no-publications',
-        '--no-subscriptions',
-        '--no-security-labels',
-        '--no-tablespaces',
-        '--lock-wait-timeout=30000',
-        '--exclude-schema=pgferry',
-        ...opts.excluded.map((t) => `--exclude-table=${exact(t.schema, t.name)}`),
+        ...DUMP_FLAGS,
+        ...opts.excluded.map((t) => `--exclude-table=${exactPattern(t.schema, t.name)}`),
       ],
     },
     { tool: opts.pgRestore, conn: opts.target, args: ['--no-owner', '--no-acl'] },

@@ -6,7 +6,7 @@ import type { ObjectStage } from '../../checkpoints/store.js';
 import { PgferryError, redact } from '../../lib/errors.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { lostConnection, type PgTool, runAgainst } from '../shared/pg-tools.js';
+import { DUMP_FLAGS, exactPattern, lostConnection, type PgTool, runAgainst } from '../shared/pg-tools.js';
 
 export interface DumpEntry {
   name: string;
@@ -147,8 +147,6 @@ export function preparePreData(text: string): { script: string; skipped: DumpEnt
 }
 
 /** pg_dump patterns that match one name exactly: quoted, with quotes doubled. */
-const quotePattern = (name: string) => `"${name.replace(/"/g, '""')}"`;
-const exactPattern = (schema: string, name: string) => `${quotePattern(schema)}.${quotePattern(name)}`;
 
 export interface DumpOptions {
   pgDump: PgTool;
@@ -164,15 +162,7 @@ export async function dumpSection(section: 'pre-data' | 'post-data', opts: DumpO
   const args = [
     '--schema-only',
     `--section=${section}`,
-    '--no-owner',
-    '--no-acl',
-    '--no-publications',
-    '--no-subscriptions',
-    '--no-security-labels',
-    '--no-tablespaces',
-    // Never queue behind an exclusive lock on the production source for long.
-    '--lock-wait-timeout=30000',
-    `--exclude-schema=${quotePattern(PGFERRY_SCHEMA)}`,
+    ...DUMP_FLAGS,
     ...opts.excludedTables.map((t) => `--exclude-table=${exactPattern(t.schema, t.name)}`),
     ...(opts.tables ?? []).map((t) => `--table=${exactPattern(t.schema, t.name)}`),
   ];

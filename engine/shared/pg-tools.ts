@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PgferryError } from '../../lib/errors.js';
+import { PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 
 export interface PgTool {
@@ -226,3 +227,24 @@ export async function pipeTools(
     for (const e of ends) e.pass?.remove();
   }
 }
+
+/** A pg_dump pattern that matches one name exactly: quoted, with quotes doubled. */
+const quotePattern = (name: string) => `"${name.replace(/"/g, '""')}"`;
+export const exactPattern = (schema: string, name: string) => `${quotePattern(schema)}.${quotePattern(name)}`;
+
+/**
+ * What every pg_dump pgferry runs leaves out or waits for: owners, grants, publications,
+ * subscriptions, security labels and tablespaces (a target is another server, its roles and
+ * disks others), pgferry's own schema, and no queueing behind an exclusive lock on the
+ * production source for more than 30 s.
+ */
+export const DUMP_FLAGS = [
+  '--no-owner',
+  '--no-acl',
+  '--no-publications',
+  '--no-subscriptions',
+  '--no-security-labels',
+  '--no-tablespaces',
+  '--lock-wait-timeout=30000',
+  `--exclude-schema=${quotePattern(PGFERRY_SCHEMA)}`,
+] as const;
