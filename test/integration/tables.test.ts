@@ -270,6 +270,10 @@ describe('tables joining and leaving a running migration', () => {
       expect(b.get(t), t).toEqual(a.get(t));
     }
     expect(b.get('public.gone')).not.toEqual(a.get('public.gone'));
+    // A run that is over takes no table.
+    const late = await runCli(['tables', 'add', 'public.pre', '--state', state]);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toMatch(/PGFERRY_TABLES_REFUSED.*the migration is over/);
     const [seq] = await target.query(`SELECT last_value::text AS v FROM orders_id_seq`, [], 'app');
     const [max] = await source.query(`SELECT max(id)::text AS v FROM orders`, [], 'app');
     expect(Number(seq!.v)).toBeGreaterThanOrEqual(Number(max!.v));
