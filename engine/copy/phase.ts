@@ -3,9 +3,11 @@
 // --copy-only, renewed past --max-snapshot-age under capture), each table's indexes built as soon
 // as its last chunk is in.
 import PQueue from 'p-queue';
+import type pg from 'pg';
+import type { TablePlan } from '../../checkpoints/copy-plan.js';
 import type { RunContext } from '../run/context.js';
 import { buildTableIndexes } from '../schema/index-phase.js';
-import { copyUnits } from '../shared/catalog.js';
+import { copyUnits, type TableInfo } from '../shared/catalog.js';
 import { ensureChunkMarks } from './chunk-marks.js';
 import { runCopy } from './copy.js';
 import { planChunks } from './planner.js';
@@ -71,14 +73,15 @@ export async function copyPhase(run: RunContext): Promise<void> {
   run.finish('copy');
 }
 
-/** Every selected table that holds rows (partitions, not their roots) split into primary-key ranges. */
-async function planCopy(run: RunContext): Promise<void> {
-  const { store, opts } = run;
-  const { selected } = await run.selectedTables();
-  const plan = [];
-  for (const t of copyUnits(selected)) {
+/** Tables that hold rows as the copy plan records them: key ranges, written columns, COPY format. */
+export async function planTables(
+  src: pg.Client,
+  tables: TableInfo[],
+  opts: { chunkBytes: number; jobs: number },
+): Promise<TablePlan[]> {
+  const plan: TablePlan[] = [];
+  for (const t of tables) {
     const writable = t.columns.filter((c) => !c.generated);
-    const chunks = await planChunks(run.src, t, { chunkBytes: opts.chunkBytes, jobs: opts.jobs });
     plan.push({
       schema: t.schema,
       name: t.name,
@@ -88,10 +91,18 @@ async function planCopy(run: RunContext): Promise<void> {
         ? JSON.stringify(t.primaryKey.map((k) => ({ name: k.name, type: k.type })))
         : null,
       columns: JSON.stringify(writable.map((c) => c.name)),
-      copyFormat: writable.every((c) => c.binaryPortable) ? ('binary' as const) : ('text' as const),
-      chunks,
+      copyFormat: writable.every((c) => c.binaryPortable) ? 'binary' : 'text',
+      chunks: await planChunks(src, t, { chunkBytes: opts.chunkBytes, jobs: opts.jobs }),
     });
   }
+  return plan;
+}
+
+/** Every selected table that holds rows (partitions, not their roots) split into primary-key ranges. */
+async function planCopy(run: RunContext): Promise<void> {
+  const { store, opts } = run;
+  const { selected } = await run.selectedTables();
+  const plan = await planTables(run.src, copyUnits(selected), opts);
   store.savePlan(plan);
   opts.log.info(
     { tables: plan.length, chunks: plan.reduce((a, p) => a + p.chunks.length, 0) },

@@ -42,8 +42,8 @@ export async function recordNewTables(client: pg.Client, store: CheckpointStore)
   const known = new Map(newTables(store).map((t) => [t.table, t]));
   const now = new Date().toISOString();
   const found = rows
+    .filter((r) => matches(r.schema, r.name) && !asked.has(`${r.schema}.${r.name}`))
     .map((r) => `${r.schema}.${r.name}`)
-    .filter((name, i) => matches(rows[i]!.schema, rows[i]!.name) && !asked.has(name))
     .map((table) => known.get(table) ?? { table, seenAt: now });
   for (const t of found.filter((f) => !known.has(f.table))) {
     store.event(

@@ -14,7 +14,7 @@ import { captureRecord } from '../capture/phase.js';
 import { TriggerSource } from '../capture/triggers/trigger-source.js';
 import { captureUnits, describeCapture } from '../capture/triggers/triggers.js';
 import { runCopy } from '../copy/copy.js';
-import { planChunks } from '../copy/planner.js';
+import { planTables } from '../copy/phase.js';
 import { SnapshotPool } from '../copy/snapshot.js';
 import { compareTable } from '../drift/compare.js';
 import { sourceShapes, targetShapes } from '../drift/shape.js';
@@ -119,20 +119,11 @@ async function joinChecked(ctx: TablesContext, req: TableRequestRecord, j: Joini
 
   if (!done('copied')) {
     const planned = new Set(store.tables().map((t) => `${t.schema}.${t.name}`));
-    const plan = [];
-    for (const t of copyUnits(all).filter((u) => !planned.has(displayName(u)))) {
-      const writable = t.columns.filter((c) => !c.generated);
-      plan.push({
-        schema: t.schema,
-        name: t.name,
-        rowsEstimate: t.rowsEstimate,
-        bytesEstimate: t.bytes,
-        keyColumns: JSON.stringify(t.primaryKey!.map((k) => ({ name: k.name, type: k.type }))),
-        columns: JSON.stringify(writable.map((c) => c.name)),
-        copyFormat: writable.every((c) => c.binaryPortable) ? ('binary' as const) : ('text' as const),
-        chunks: await planChunks(src, t, { chunkBytes: opts.chunkBytes, jobs: opts.jobs }),
-      });
-    }
+    const plan = await planTables(
+      src,
+      copyUnits(all).filter((u) => !planned.has(displayName(u))),
+      opts,
+    );
     store.savePlan(plan);
     ctx.note('info', `${names}: copying (capture is on)`);
     // Under capture the copy needs no single snapshot: each is renewed past --max-snapshot-age.
