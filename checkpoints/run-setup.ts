@@ -58,6 +58,9 @@ export function checkResume(db: Database.Database, file: string, setup: Omit<Run
   if (!same(existing.include, setup.include)) diffs.push(`--include was [${existing.include.join(', ')}]`);
   if (!same(existing.exclude, setup.exclude)) diffs.push(`--exclude was [${existing.exclude.join(', ')}]`);
   if (existing.mode !== setup.mode) diffs.push(`mode was ${existing.mode}`);
+  if (setup.mode === 'replicate' && (existing.capture ?? 'triggers') !== (setup.capture ?? 'triggers')) {
+    diffs.push(`--capture was ${existing.capture ?? 'triggers'}`);
+  }
   if (diffs.length > 0) {
     throw new PgferryError('PGFERRY_STATE_MISMATCH', `${file} belongs to another run: ${diffs.join('; ')}`, {
       side: 'state',

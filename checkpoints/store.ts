@@ -48,6 +48,8 @@ export interface RunSetup {
   include: string[];
   exclude: string[];
   mode: 'copy-only' | 'replicate';
+  /** Where replay reads the source's changes (--capture); absent in a file of an older pgferry: triggers. */
+  capture?: 'triggers' | 'bucardo' | 'logical';
 }
 
 export const CHUNK_STATES = ['pending', 'copying', 'done'] as const;

@@ -5,7 +5,7 @@
 
 import type { Logger } from 'pino';
 import { CheckpointStore } from '../checkpoints/store.js';
-import type { CaptureLogSize } from './capture/heartbeat.js';
+import type { CaptureLogSize, ChangeSourceKind } from './capture/change-source.js';
 import { capturePhase, resumeCapture } from './capture/phase.js';
 import { copyPhase } from './copy/phase.js';
 import type { ProgressSnapshot } from './copy/progress.js';
@@ -34,6 +34,8 @@ export interface MigrateOptions {
    *  exit-when-synced: capture, copy, replay until the backlog is drained, then return.
    *  run: capture, copy, replay until the signal aborts. */
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
+  /** Where replay reads the source's changes (--capture); triggers by default. */
+  capture?: ChangeSourceKind;
   /** How the cutover runs (--cutover-when-synced). */
   cutover?: CutoverSettings;
   chunkBytes: number;

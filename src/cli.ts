@@ -1,8 +1,17 @@
 // The `pgferry` command line. Parsing and help by commander; every command's work is in
 // src/commands/. A user-caused error ends as one line on stderr and its registry exit code.
 import { createRequire } from 'node:module';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { isPgferryError, PgferryError, redact } from '../lib/errors.js';
+import {
+  captureOpt,
+  excludeOpt,
+  freezeOpt,
+  includeOpt,
+  sourceOpt,
+  stateOpt,
+  targetOpt,
+} from './cli-options.js';
 import { cleanupCommand } from './commands/cleanup.js';
 import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';
@@ -17,40 +26,6 @@ import { WALG_HELP, walgCommand } from './commands/walg.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-// No default: a URL is required. The environment variables keep passwords out of `ps`.
-const sourceOpt = () =>
-  new Option(
-    '--source <url>',
-    'source database URL (or PGFERRY_SOURCE_URL, which `ps` does not show; required)',
-  );
-const targetOpt = () =>
-  new Option(
-    '--target <url>',
-    'target database URL (or PGFERRY_TARGET_URL, which `ps` does not show; required)',
-  );
-const includeOpt = () =>
-  new Option(
-    '--include <pattern>',
-    'only tables matching schema.table (* wildcard; repeatable; default: every table)',
-  ).argParser(collect);
-const excludeOpt = () =>
-  new Option(
-    '--exclude <pattern>',
-    'leave out tables matching schema.table (* wildcard; repeatable; default: none)',
-  ).argParser(collect);
-const freezeOpt = () =>
-  new Option(
-    '--freeze <method>',
-    'how writes stop on the source at cutover: readonly (default: database read-only, other sessions ended), revoke (write privileges revoked, their sessions ended) or external (you stopped the application; pgferry waits for quiet)',
-  ).choices(['readonly', 'revoke', 'external']);
-const stateOpt = () =>
-  new Option('--state <file>', 'checkpoint store (SQLite) of this run (or PGFERRY_STATE)').default(
-    undefined,
-    './pgferry-state.sqlite',
-  );
 
 export function buildProgram(): Command {
   const program = new Command('pgferry')
@@ -71,6 +46,7 @@ export function buildProgram(): Command {
     .addOption(includeOpt())
     .addOption(excludeOpt())
     .option('--copy-only', 'check for a one-time --copy-only clone (no capture privileges needed)')
+    .addOption(captureOpt('check what this change source needs of the source (default triggers)'))
     .option('--json', 'print the report as JSON')
     .addHelpText(
       'after',
@@ -94,10 +70,9 @@ export function buildProgram(): Command {
     .addOption(includeOpt())
     .addOption(excludeOpt())
     .addOption(
-      new Option(
-        '--capture <kind>',
-        'change source for replay (or PGFERRY_CAPTURE; default triggers)',
-      ).choices(['triggers', 'bucardo', 'logical']),
+      captureOpt(
+        'change source for replay: triggers (no privileges beyond the tables), bucardo (the delta tables of a Bucardo already installed) or logical (a slot with pgoutput; needs wal_level=logical and REPLICATION) (or PGFERRY_CAPTURE; default triggers)',
+      ),
     )
     .option(
       '--http <host:port>',

@@ -4,7 +4,7 @@
 // downtime are read from the checkpoint store, the copy snapshot's age from the run, at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { PHASES, type Phase, type TableRecord } from '../checkpoints/store.js';
-import type { CaptureLogSize } from '../engine/capture/heartbeat.js';
+import type { CaptureLogSize } from '../engine/capture/change-source.js';
 import type { ProgressSnapshot } from '../engine/copy/progress.js';
 import { type ReplayStats, TABLE_BACKLOGS } from '../engine/replay/replay.js';
 import { ERRORS } from '../lib/error-codes.js';

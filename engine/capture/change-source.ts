@@ -1,6 +1,6 @@
-// The change source: where replay gets the changes made on the source since capture went on. The
-// trigger capture (trigger-source.ts) is one; Bucardo's delta tables and logical decoding with
-// pgoutput are to come behind the same interface (issue 19).
+// The change source: where replay gets the changes made on the source since capture went on:
+// the trigger capture (triggers/), Bucardo's delta and track tables (bucardo/), or logical
+// decoding with pgoutput (logical/). sources.ts builds the run's one.
 //
 // A source hands replay, per table, a batch: how many changes, how old the oldest, the relations
 // truncated, and a query of the changed keys that replay joins with the table in the same
@@ -107,6 +107,11 @@ export interface ChangeBatch {
    */
   inserted?: number;
   deleted?: number;
+  /**
+   * An unbounded read (limit null) that could not hold every change its snapshot sees (a logical
+   * stream's buffer is bounded): the table is not yet as of its snapshot, and needs another batch.
+   */
+  partial?: boolean;
 }
 
 export interface ReadOptions {
@@ -125,8 +130,17 @@ export const SLICE_TRUNCATED = 'slice-truncated';
 export interface SourceDescription {
   kind: ChangeSourceKind;
   runId: string | null;
-  /** The objects it installed and reads (qualified names). */
+  /** The objects it installed and reads (qualified names, or a slot's and publication's). */
   objects: string[];
+  /** The relations it writes on the source besides the user tables (the cutover ends their writers). */
+  relations: string[];
+}
+
+/** The size of what a source keeps on the source server for the run (its logs, or a slot's WAL). */
+export interface CaptureLogSize {
+  bytes: number;
+  /** Changes kept, from the statistics (an estimate, never a scan); 0 when unknown. */
+  rows: number;
 }
 
 export interface ChangeSource {
@@ -137,6 +151,9 @@ export interface ChangeSource {
 
   /** The oids of the tables whose capture this run already installed (a resumed install skips them). */
   installed(client: pg.Client): Promise<Set<number>>;
+
+  /** What install() returned for a table whose capture is installed (a resumed install). */
+  installedAs(table: TableInfo): InstalledTable;
 
   /**
    * Starts capturing one table (and its partitions) in one transaction: once it returns, every
@@ -214,6 +231,12 @@ export interface ChangeSource {
 
   /** Its kind and what it installed, for status and for the operator; reads nothing. */
   describe(): SourceDescription;
+
+  /** What it keeps on the source for the run, from the catalog and statistics only (heartbeat metrics). */
+  logSize(client: pg.Client): Promise<CaptureLogSize>;
+
+  /** Ends what the source holds in pgferry's process (a replication stream); idempotent. */
+  close(): Promise<void>;
 }
 
 /**

@@ -1,6 +1,7 @@
 // Removes what pgferry created on the source: every run's capture (triggers that call into the
-// pgferry schema, then the schema with what it holds), or with a run id only that run's (its
-// triggers, functions, log tables and registry rows). A live run's capture (heartbeat younger
+// pgferry schema, then the schema with what it holds; publications and replication slots named
+// pgferry_*), or with a run id only that run's (its triggers, functions, log tables, slot,
+// publication and registry rows). A live run's capture (heartbeat younger
 // than ALIVE_SECONDS) is never removed without --force: the run could not go on without it.
 // Idempotent: a second run finds nothing and says so.
 import type pg from 'pg';
@@ -10,6 +11,8 @@ import { qualified, quoteIdent } from '../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q, withClient } from '../shared/db.js';
+
+import { dropSlot, logicalObjects } from './logical/slot.js';
 import {
   ALIVE_SECONDS,
   CAPTURED_TABLE,
@@ -141,11 +144,20 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
         await client.query("SET LOCAL lock_timeout = '2s'");
         const runs = await lockRuns(client, opts);
         const { triggers, objects } = await inventory(client, opts.runId);
-        if (triggers.length === 0 && objects.length === 0 && runs.length === 0) {
+        const logical = await logicalObjects(client, opts.runId);
+        if (
+          triggers.length === 0 &&
+          objects.length === 0 &&
+          runs.length === 0 &&
+          logical.slots.length === 0 &&
+          logical.publications.length === 0
+        ) {
           await client.query('ROLLBACK');
           return [];
         }
         for (const t of triggers) await client.query(t.sql);
+        for (const p of logical.publications)
+          await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(p)}`);
         if (opts.runId) {
           for (const o of objects) if (o.sql) await client.query(o.sql);
           if (runs.length > 0) {
@@ -160,10 +172,18 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(PGFERRY_SCHEMA)} CASCADE`);
         }
         await client.query('COMMIT');
+        // A slot cannot be dropped inside a transaction block that wrote: after the commit.
+        const slots: Removed[] = [];
+        for (const slot of logical.slots) {
+          if (await dropSlot(client, slot, opts.force === true))
+            slots.push({ kind: 'replication slot', name: slot });
+        }
         return [
           ...runs.map((r) => ({ kind: 'run', name: describeRun(r) })),
           ...triggers.map(({ kind, name }) => ({ kind, name })),
           ...objects.map(({ kind, name }) => ({ kind, name })),
+          ...logical.publications.map((name) => ({ kind: 'publication', name })),
+          ...slots,
         ];
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});

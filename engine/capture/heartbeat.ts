@@ -1,61 +1,37 @@
 // A run's heartbeat on the source (pgferry.runs.heartbeat_at, written from a session of its own
 // while the run lives, so `cleanup` can tell a live run from an abandoned one) and the size of
-// its capture log, measured with each beat from the catalog.
+// what its change source keeps there (logs, a slot's WAL), measured with each beat from the catalog.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { type PgferryError, sqlstateOf } from '../../lib/errors.js';
 import { qualified } from '../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { connect, q } from '../shared/db.js';
-import { CAPTURED_TABLE, captureRemoved, ownerParams, RUNS_TABLE, type RunOwner } from './registry.js';
+import { connect } from '../shared/db.js';
+import type { CaptureLogSize } from './change-source.js';
+import { captureRemoved, ownerParams, RUNS_TABLE, type RunOwner } from './registry.js';
 
 /** How often a run's heartbeat is written. */
 export const HEARTBEAT_MS = 10_000;
 
 const runs = qualified(PGFERRY_SCHEMA, RUNS_TABLE);
-const captured = qualified(PGFERRY_SCHEMA, CAPTURED_TABLE);
 
 export interface HeartbeatOptions extends RunOwner {
   source: ConnInfo;
   log: Logger;
   /** This run's capture is gone (its registry row deleted): the run must stop. */
   onRemoved: (err: PgferryError) => void;
-  /** After each beat: the size of this run's log on the source. */
+  /** After each beat: the size of what the run's change source keeps on the source (`measure`). */
   onLogSize?: (size: CaptureLogSize) => void;
+  measure?: (client: pg.Client) => Promise<CaptureLogSize>;
   intervalMs?: number;
-}
-
-/** The run's log tables on the source: bytes on disk (with indexes and TOAST) and live rows. */
-export interface CaptureLogSize {
-  bytes: number;
-  /** The statistics' count of live rows (pg_stat_get_live_tuples): an estimate, never a scan. */
-  rows: number;
-}
-
-/**
- * The size of one run's capture log, read from the catalog and the statistics only: it costs the
- * same for an empty log and for one of a billion rows.
- */
-export async function captureLogSize(client: pg.Client, runId: string): Promise<CaptureLogSize> {
-  const [row] = await q<{ bytes: number; rows: number }>(
-    client,
-    'source',
-    `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::float8 AS bytes,
-            coalesce(sum(pg_stat_get_live_tuples(c.oid)), 0)::float8 AS rows
-       FROM ${captured} k
-       JOIN pg_class c ON c.relname = k.log_table AND c.relnamespace = $2::regnamespace
-      WHERE k.run_id = $1`,
-    [runId, PGFERRY_SCHEMA],
-  );
-  return { bytes: row?.bytes ?? 0, rows: row?.rows ?? 0 };
 }
 
 /**
  * Writes this run's heartbeat into pgferry.runs every HEARTBEAT_MS from a session of its own,
  * reconnecting after a lost connection (a failed beat is only logged: an outage must not fail the
  * run). A beat that finds no row means `cleanup` removed the capture: onRemoved is called once.
- * Each beat also measures the run's log (onLogSize), from the catalog: no log table is scanned.
+ * Each beat also measures the run's log (onLogSize), from the catalog: nothing is scanned.
  */
 export class CaptureHeartbeat {
   private client: pg.Client | null = null;
@@ -107,7 +83,7 @@ export class CaptureHeartbeat {
   /** Only a metric: a failed measurement leaves the last one standing and the heartbeat alone. */
   private async measure(client: pg.Client, report: (size: CaptureLogSize) => void): Promise<void> {
     try {
-      report(await captureLogSize(client, this.opts.runId));
+      if (this.opts.measure) report(await this.opts.measure(client));
     } catch (err) {
       this.opts.log.debug({ err: (err as Error).message }, 'capture log size not measured');
     }

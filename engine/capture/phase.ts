@@ -1,24 +1,23 @@
-// The capture phase of `migrate`: this run's change capture installed on the source (registered,
-// one log table and trigger per table), checked to be still there on resume, and the run's
+// The capture phase of `migrate`: this run's change capture installed on the source by its change
+// source (registered; triggers and a log per table, Bucardo's delta tables checked and followed, or
+// tables published and a slot created), checked to be still there on resume, and the run's
 // heartbeat on the source from then on.
 import type { CaptureRecord } from '../../checkpoints/store.js';
+import { ExportedSnapshot } from '../copy/snapshot.js';
 import type { RunContext } from '../run/context.js';
 import type { TableInfo } from '../shared/catalog.js';
-import type { InstalledTable } from './change-source.js';
+import type { ChangeSource, InstalledTable } from './change-source.js';
 import { CaptureHeartbeat } from './heartbeat.js';
-import { requireCapture } from './registry.js';
-import { TriggerSource } from './triggers/trigger-source.js';
-import { captureUnits, describeCapture } from './triggers/triggers.js';
+import { LogicalSource } from './logical/logical-source.js';
+import { openChangeSource } from './sources.js';
+import { captureUnits } from './triggers/triggers.js';
 
 /** A resumed run's capture: before anything is written, a capture removed meanwhile cannot be resumed. */
 export async function resumeCapture(run: RunContext): Promise<void> {
-  const { store } = run;
-  await requireCapture(
-    run.src,
-    store.runId()!,
-    store.captures().map((c) => c.logTable),
-  );
-  await startHeartbeat(run);
+  const source = openChangeSource(run.store, run.opts);
+  const removed = await source.removed(run.src);
+  if (removed) throw removed;
+  await startHeartbeat(run, source);
 }
 
 /**
@@ -29,16 +28,14 @@ export async function resumeCapture(run: RunContext): Promise<void> {
 export async function capturePhase(run: RunContext): Promise<void> {
   const { store, opts } = run;
   const { selected } = await run.selectedTables();
-  const runId = store.runId()!;
-  // The change source of the run (--capture triggers: the only one built so far).
-  const source = new TriggerSource(runId, store.captures());
+  const source = openChangeSource(store, opts);
   await source.prepare(run.src, opts.statePath);
-  await startHeartbeat(run);
+  await startHeartbeat(run, source);
   const installed = await source.installed(run.src);
   let count = 0;
   for (const t of captureUnits(selected)) {
     const c = installed.has(t.oid)
-      ? describeCapture(runId, t)
+      ? source.installedAs(t)
       : await source.install(
           run.src,
           t,
@@ -47,6 +44,12 @@ export async function capturePhase(run: RunContext): Promise<void> {
         );
     if (!installed.has(t.oid)) count++;
     store.saveCapture(captureRecord(c, t));
+  }
+  // A slot streams what commits after it is created: once every table is published. Its exported
+  // snapshot is the copy's first (a resumed run's slot exists, and its copy takes fresh ones).
+  if (source instanceof LogicalSource) {
+    const slot = await source.start();
+    if (slot) run.slotSnapshot = ExportedSnapshot.adopt(slot.client, slot.id);
   }
   store.setMeta('capture_installed', new Date().toISOString());
   store.event('info', 'copy', `capture installed on ${count} table(s)`);
@@ -72,7 +75,7 @@ export function captureRecord(c: InstalledTable, t: TableInfo): CaptureRecord {
   };
 }
 
-async function startHeartbeat(run: RunContext): Promise<void> {
+async function startHeartbeat(run: RunContext, source: ChangeSource): Promise<void> {
   if (run.heartbeat) return;
   run.heartbeat = new CaptureHeartbeat({
     source: run.opts.source,
@@ -81,6 +84,7 @@ async function startHeartbeat(run: RunContext): Promise<void> {
     log: run.opts.log,
     onRemoved: (err) => run.captureLost.abort(err),
     onLogSize: run.opts.onCaptureLog,
+    measure: (client) => source.logSize(client),
   });
   await run.heartbeat.start();
 }

@@ -11,6 +11,7 @@ import { PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import { q } from '../shared/db.js';
+import type { ChangeSourceKind } from './change-source.js';
 
 export const RUNS_TABLE = 'runs';
 export const CAPTURED_TABLE = 'captured';
@@ -52,6 +53,17 @@ async function createRegistry(client: pg.Client): Promise<void> {
        run_id text PRIMARY KEY, state_file text, host text, pid int,
        started_at timestamptz NOT NULL DEFAULT now(), heartbeat_at timestamptz, stopped_at timestamptz)`,
   );
+  // The change source of each run (a registry of an older pgferry: every run used triggers).
+  // Checked first: ALTER TABLE would lock the registry against other runs' heartbeats every time.
+  const [has] = await q<{ ok: boolean }>(
+    client,
+    'source',
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'capture'
+                       AND NOT attisdropped) AS ok`,
+    [`${PGFERRY_SCHEMA}.${RUNS_TABLE}`],
+  );
+  if (!has?.ok)
+    await q(client, 'source', `ALTER TABLE ${runs} ADD COLUMN capture text NOT NULL DEFAULT 'triggers'`);
   await q(
     client,
     'source',
@@ -81,18 +93,23 @@ export interface RunOwner {
   statePath: string;
 }
 
+/** A run as it registers: its owner and its change source's kind (cleanup removes by kind). */
+export interface RunRegistration extends RunOwner {
+  capture: ChangeSourceKind;
+}
+
 export const ownerParams = (o: RunOwner) => [o.runId, path.resolve(o.statePath), os.hostname(), process.pid];
 
 /** Records this run in the registry (or takes its row over on a resume), heartbeat now. */
-export async function registerRun(client: pg.Client, owner: RunOwner): Promise<void> {
+export async function registerRun(client: pg.Client, owner: RunRegistration): Promise<void> {
   await q(
     client,
     'source',
-    `INSERT INTO ${runs} (run_id, state_file, host, pid, heartbeat_at) VALUES ($1, $2, $3, $4, now())
+    `INSERT INTO ${runs} (run_id, state_file, host, pid, heartbeat_at, capture) VALUES ($1, $2, $3, $4, now(), $5)
      ON CONFLICT (run_id) DO UPDATE
        SET state_file = EXCLUDED.state_file, host = EXCLUDED.host, pid = EXCLUDED.pid,
            heartbeat_at = now(), stopped_at = NULL`,
-    ownerParams(owner),
+    [...ownerParams(owner), owner.capture],
   );
 }
 
@@ -166,16 +183,20 @@ export interface CaptureRun {
   /** The heartbeat is less than ALIVE_SECONDS old and the run has not stopped. */
   alive: boolean;
   tables: number;
+  /** Its change source: triggers, bucardo or logical (null for triggers of no registered run). */
+  capture: ChangeSourceKind | null;
 }
 
 /** Every capture on the source, oldest run first; triggers of no registered run come last. */
 export async function listCaptures(client: pg.Client): Promise<CaptureRun[]> {
-  const [reg] = await q<{ runs: boolean; captured: boolean; hasRunId: boolean }>(
+  const [reg] = await q<{ runs: boolean; captured: boolean; hasRunId: boolean; hasCapture: boolean }>(
     client,
     'source',
     `SELECT to_regclass($1) IS NOT NULL AS runs, to_regclass($2) IS NOT NULL AS captured,
             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'run_id'
-                       AND NOT attisdropped) AS "hasRunId"`,
+                       AND NOT attisdropped) AS "hasRunId",
+            EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'capture'
+                       AND NOT attisdropped) AS "hasCapture"`,
     [`${PGFERRY_SCHEMA}.${RUNS_TABLE}`, `${PGFERRY_SCHEMA}.${CAPTURED_TABLE}`],
   );
   const out: CaptureRun[] = [];
@@ -195,6 +216,7 @@ export async function listCaptures(client: pg.Client): Promise<CaptureRun[]> {
       stopped: boolean;
       alive: boolean;
       tables: number;
+      capture: ChangeSourceKind;
     }>(
       client,
       'source',
@@ -202,7 +224,7 @@ export async function listCaptures(client: pg.Client): Promise<CaptureRun[]> {
               extract(epoch FROM clock_timestamp() - r.heartbeat_at)::float8 AS age,
               r.stopped_at IS NOT NULL AS stopped,
               coalesce(r.stopped_at IS NULL AND r.heartbeat_at > clock_timestamp() - make_interval(secs => $1), false) AS alive,
-              ${tables} AS tables
+              ${tables} AS tables, ${reg.hasCapture ? 'r.capture' : "'triggers'"} AS capture
          FROM ${runs} r ORDER BY r.started_at, r.run_id`,
       [ALIVE_SECONDS],
     );
@@ -218,6 +240,7 @@ export async function listCaptures(client: pg.Client): Promise<CaptureRun[]> {
         stopped: r.stopped,
         alive: r.alive,
         tables: r.tables,
+        capture: r.capture,
       });
     }
   }
@@ -246,6 +269,7 @@ export async function listCaptures(client: pg.Client): Promise<CaptureRun[]> {
       stopped: true,
       alive: false,
       tables: orphans.n,
+      capture: null,
     });
   }
   return out;
@@ -258,5 +282,6 @@ export function describeRun(r: CaptureRun): string {
     r.heartbeatAgeSeconds === null
       ? 'no heartbeat'
       : `last heartbeat ${r.heartbeatAgeSeconds}s ago (${r.heartbeatAt})`;
-  return `run ${r.runId} (state ${r.stateFile ?? '?'}, host ${r.host ?? '?'}, pid ${r.pid ?? '?'}, ${beat}${r.stopped ? ', stopped' : ''}) capturing ${r.tables} table(s)`;
+  const source = r.capture && r.capture !== 'triggers' ? `, --capture ${r.capture}` : '';
+  return `run ${r.runId}${source} (state ${r.stateFile ?? '?'}, host ${r.host ?? '?'}, pid ${r.pid ?? '?'}, ${beat}${r.stopped ? ', stopped' : ''}) capturing ${r.tables} table(s)`;
 }

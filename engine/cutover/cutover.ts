@@ -16,7 +16,6 @@ import { sleep } from '../../lib/sleep.js';
 import { qualified } from '../../lib/sql.js';
 import type { Replayer } from '../replay/replay.js';
 import { dropRunMark } from '../run/identity.js';
-import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect, withClient } from '../shared/db.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from '../shared/outage.js';
@@ -230,9 +229,10 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       const position = async () => String((await replayer.backlog(control)).total);
       await waitForQuiet(position, opts.settleMs, 120_000, opts.signal);
     }
-    const relations = store
-      .captures()
-      .flatMap((c) => [qualified(c.schema, c.name), qualified(PGFERRY_SCHEMA, c.logTable)]);
+    const relations = [
+      ...store.captures().map((c) => qualified(c.schema, c.name)),
+      ...replayer.changes.describe().relations,
+    ];
     freeze.sessionsEnded = await stopWriters(control, freeze, relations);
     step('writers stopped');
     log.info({ sessionsEnded: freeze.sessionsEnded }, 'no write in flight on the source');

@@ -5,7 +5,9 @@ import type pg from 'pg';
 import type { CaptureRecord } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../lib/sql.js';
+import type { ChangeSourceKind } from '../capture/change-source.js';
 import { capturePartition } from '../capture/triggers/triggers.js';
+import { q } from '../shared/db.js';
 import type { Difference, TablePair } from './compare.js';
 import type { DriftMode } from './modes.js';
 import type { ColumnShape, PartitionShape, TableShape } from './shape.js';
@@ -40,6 +42,8 @@ export interface ApplyContext {
   dst: pg.Client;
   runId: string;
   mode: DriftMode;
+  /** The run's change source: only the trigger log can be given a partition's existing rows. */
+  capture: ChangeSourceKind;
   note: (level: 'info' | 'warn', message: string) => void;
 }
 
@@ -61,6 +65,22 @@ export async function applyOwn(
         const part = source.partitions.find((x) => x.name === d.partition)!;
         await onTarget(dst, [createPartitionDdl(part)], d);
         const c = captures.find((x) => x.oid === p.oid)!;
+        if (ctx.capture !== 'triggers') {
+          // Its later changes stream; the rows it held when attached were never a change.
+          const [held] = await q<{ n: number }>(
+            src,
+            'source',
+            `SELECT count(*)::int AS n FROM ${qualified(part.schema, part.table)}`,
+          );
+          ctx.note(
+            held?.n ? 'warn' : 'info',
+            held?.n
+              ? `${d.message}: created on the target, but its ${held.n} rows from before it was attached are not in the ${ctx.capture} change stream: run \`pgferry tables remove ${c.schema}.${c.name}\` then \`pgferry tables add ${c.schema}.${c.name}\` to copy the table again`
+              : `${d.message}: created on the target`,
+          );
+          changed = true;
+          continue;
+        }
         const logged = await capturePartition(
           src,
           {

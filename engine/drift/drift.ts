@@ -12,6 +12,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
 import { isPgferryError, stateOf } from '../../lib/errors.js';
+import { captureKindOf } from '../capture/sources.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
 import { applyOwn as applyAdditive } from './additive.js';
@@ -255,6 +256,7 @@ export class DriftWatch {
         dst,
         runId: this.opts.store.runId()!,
         mode: this.opts.mode,
+        capture: captureKindOf(this.opts.store),
         note: (level, message) => this.note(level, message),
       },
       captures,

@@ -4,7 +4,9 @@
 // source objects, target, extensions, existing captures); the folder reads engine/shared,
 // engine/run's identity and engine/capture's registry.
 
+import type { ChangeSourceKind } from '../capture/change-source.js';
 import type { CaptureRun } from '../capture/registry.js';
+import { captureProblems } from '../capture/sources.js';
 import { displayName } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { withClient } from '../shared/db.js';
@@ -50,6 +52,8 @@ export interface PreflightOptions {
   filter: TableFilter;
   /** A --copy-only run needs no capture privileges and copies a table without a key whole. */
   copyOnly?: boolean;
+  /** The change source the run will read (--capture): what it needs of the source is checked. */
+  capture?: ChangeSourceKind;
 }
 
 export async function preflight(opts: PreflightOptions): Promise<PreflightReport> {
@@ -65,6 +69,7 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
       const extensions = await checkExtensions(dst, objects.exts, found);
       const targetTables = await checkTargetEmpty(dst, opts, problems);
       const captures = await existingCaptures(src, warnings);
+      if (!opts.copyOnly) problems.push(...(await captureProblems(opts.capture ?? 'triggers', src, tables)));
 
       const unlogged = tables.filter((t) => t.unlogged).map(displayName);
       const listed = tables.map((t) => ({

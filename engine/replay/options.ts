@@ -49,7 +49,7 @@ export interface ReplayOptions {
   onHealthy?: () => void;
   /** Fewest changes per slice worth a worker of its own (a table's backlog is split above twice this). */
   minSliceChanges?: number;
-  /** Where the changes come from; the run's trigger capture (from the checkpoint store) by default. */
+  /** Where the changes come from; the run's change source (built from the checkpoint store) by default. */
   changes?: ChangeSource;
   /**
    * Schema drift checks (engine/drift/): before the first batch, on their interval, and when a

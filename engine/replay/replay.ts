@@ -4,20 +4,18 @@
 // table-batch.ts. engine/replay/ reads changes only through the ChangeSource interface and writes
 // through sinks/batch-applier.ts; besides those it imports engine/shared/, checkpoints/, lib/.
 //
-// A batch is the set of changes visible in one REPEATABLE READ snapshot of the source (bounded
-// by --batch-size, oldest first), never "ids greater than the last one seen": a transaction that
-// took early ids and commits late is simply visible to a later batch. The current rows of the
-// batch's keys are read in that same snapshot, applied on the target, and only after the target
-// committed does the change source consume what the batch read (the trigger source deletes the
-// log rows in the same source transaction, which in REPEATABLE READ deletes exactly the rows that
-// snapshot saw) and the source commit.
+// A batch is what the change source gives for one table (bounded by --batch-size, oldest first),
+// never "ids greater than the last one seen". The current rows of the batch's keys are read in the
+// batch's REPEATABLE READ snapshot, applied on the target, and only after the target committed
+// does the change source consume what the batch read (the trigger source deletes the log rows in
+// the same REPEATABLE READ transaction: exactly the rows that snapshot saw) and the source commit.
 
 import type pg from 'pg';
 import type { CaptureRecord } from '../../checkpoints/store.js';
 import { sleep } from '../../lib/sleep.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import { type ChangeSource, explainRemoval } from '../capture/change-source.js';
-import { TriggerSource } from '../capture/triggers/trigger-source.js';
+import { openChangeSource } from '../capture/sources.js';
 import { DRIFT_PAUSE, isDriftError, maybeDrift } from '../drift/drift.js';
 import { connect } from '../shared/db.js';
 import { type Backlog, ChangeRate, summarize } from './backlog.js';
@@ -40,7 +38,8 @@ export {
 export class Replayer {
   /** The replayed tables and what they are written with, kept true to both sides' schemas. */
   private readonly shapes: TableShapes;
-  private readonly changes: ChangeSource;
+  /** Where its changes come from. */
+  readonly changes: ChangeSource;
   private readonly sessions: SessionPool;
   private readonly batch: BatchRetryContext;
   private applied = 0;
@@ -54,7 +53,7 @@ export class Replayer {
   constructor(private readonly opts: ReplayOptions) {
     const captures = opts.store.captures();
     this.shapes = new TableShapes(captures.map(toReplayTable), opts);
-    this.changes = opts.changes ?? new TriggerSource(opts.store.runId(), captures);
+    this.changes = opts.changes ?? openChangeSource(opts.store, opts);
     this.sessions = new SessionPool(opts.source, opts.target);
     this.batch = {
       changes: this.changes,
@@ -111,7 +110,7 @@ export class Replayer {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.sessions.close(), this.opts.drift?.close()]);
+    await Promise.all([this.sessions.close(), this.opts.drift?.close(), this.changes.close()]);
   }
 
   /**
@@ -229,8 +228,9 @@ export class Replayer {
         try {
           const started = performance.now();
           const out = await retriedTableBatch(this.batch, t, whole, undefined, u.slice);
-          if (out === UNSLICED) unsliced.add(t);
-          else if (out) {
+          // A partial whole batch (a bounded buffer) gets another, like a slice that failed.
+          if (out === UNSLICED || (whole && out?.partial)) unsliced.add(t);
+          if (out && out !== UNSLICED) {
             applied += out.changes;
             this.counted(out.changes);
             this.rate.add(out.changes);

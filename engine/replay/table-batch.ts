@@ -3,6 +3,7 @@
 // batch's keys with the table, streamed by COPY into the batch applier (sinks/batch-applier.ts),
 // which commits the target; only then does the source consume what the batch read.
 
+import { crashPoint } from '../../lib/crash-point.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
 import { type ChangeSource, type ReadOptions, SLICE_TRUNCATED } from '../capture/change-source.js';
@@ -15,6 +16,8 @@ export interface BatchOutcome {
   lagSeconds: number;
   /** The table's row count change on each side by this batch (count-ledger.ts). */
   counts: BatchCounts;
+  /** A whole read that did not hold every change its snapshot sees (ChangeBatch.partial). */
+  partial?: boolean;
 }
 
 /** A slice saw a TRUNCATE or conflicted with another slice: nothing applied, the table needs an unsliced batch. */
@@ -45,6 +48,7 @@ export async function replayTableBatch(
   const batch = await source.readBatch(s.src, t, read);
   if (batch === null) return null;
   if (batch === SLICE_TRUNCATED) return UNSLICED;
+  crashPoint('replay:batch-read');
   try {
     const keys = t.key.map((k) => quoteIdent(k.name));
     const cols = t.columns.map((c) => `pgferry_t.${quoteIdent(c)}`).join(', ');
@@ -76,6 +80,7 @@ export async function replayTableBatch(
       },
       s.temps,
     );
+    crashPoint('replay:target-committed');
     await source.consume(s.src, batch);
     const truncated = batch.truncates.length > 0;
     const counts: BatchCounts = {
@@ -85,7 +90,13 @@ export async function replayTableBatch(
           : batch.inserted - batch.deleted,
       target: truncated ? null : applied.rows - applied.deleted,
     };
-    return { changes: batch.changes, rows: applied.rows, lagSeconds: batch.lagSeconds, counts };
+    return {
+      changes: batch.changes,
+      rows: applied.rows,
+      lagSeconds: batch.lagSeconds,
+      counts,
+      partial: batch.partial,
+    };
   } catch (err) {
     await source.abandon(s.src, batch);
     throw err;

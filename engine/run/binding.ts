@@ -7,6 +7,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, RunSetup } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
+import type { ChangeSourceKind } from '../capture/change-source.js';
+import { captureProblems } from '../capture/sources.js';
 import { refuseInterruptedCutover } from '../cutover/freeze-record.js';
 import { sortingDifference } from '../preflight/collations.js';
 import { dependentFix, describeDependent, excludedDependents } from '../preflight/excluded-dependents.js';
@@ -25,6 +27,8 @@ export interface BindOptions {
   dst: pg.Client;
   log: Logger;
   copyOnly: boolean;
+  /** Where replay will read the source's changes (--capture). */
+  capture: ChangeSourceKind;
   /** How long a table locked by someone else is waited for (--capture-lock-wait). */
   lockWaitMs?: number;
   /** This command finishes an interrupted cutover (`migrate --cutover-when-synced`), so it may go on. */
@@ -45,6 +49,7 @@ export async function bindRun(opts: BindOptions): Promise<boolean> {
     include: [...opts.filter.include],
     exclude: [...opts.filter.exclude],
     mode: opts.copyOnly ? 'copy-only' : 'replicate',
+    ...(opts.copyOnly ? {} : { capture: opts.capture }),
   };
   if (store.setup()) {
     if (!opts.completesCutover) refuseInterruptedCutover(store);
@@ -150,6 +155,16 @@ async function checkNewRun(opts: BindOptions): Promise<void> {
       });
     }
     opts.log.warn({ table: displayName(t) }, 'table has no primary key: it is copied whole, in one chunk');
+  }
+  if (!opts.copyOnly) {
+    const [problem] = await captureProblems(opts.capture, opts.src, selected);
+    if (problem) {
+      throw new PgferryError('PGFERRY_PREFLIGHT_PROBLEMS', problem.message, {
+        side: 'source',
+        object: problem.object,
+        hint: problem.fix,
+      });
+    }
   }
   await refuseNonEmptyTarget(opts.dst, opts.target);
   const sorting = await sortingDifference(opts.src, opts.dst);

@@ -7,7 +7,7 @@ import { dbError, PgferryError, sqlstateOf } from '../../lib/errors.js';
 import type { ConnInfo } from './conn-info.js';
 
 /** What a session is for decides its timeouts. */
-export const SESSION_KINDS = ['control', 'snapshot', 'copy', 'ddl', 'index'] as const;
+export const SESSION_KINDS = ['control', 'snapshot', 'copy', 'ddl', 'index', 'replication'] as const;
 export type SessionKind = (typeof SESSION_KINDS)[number];
 
 const TIMEOUTS: Record<SessionKind, { statement: number; lock: number; idleInTx: number }> = {
@@ -21,6 +21,8 @@ const TIMEOUTS: Record<SessionKind, { statement: number; lock: number; idleInTx:
   ddl: { statement: 3_600_000, lock: 30_000, idleInTx: 600_000 },
   // Index and constraint builds on the target can take hours on big tables.
   index: { statement: 24 * 3_600_000, lock: 60_000, idleInTx: 600_000 },
+  // A logical slot's stream (walsender): it streams for as long as the run replays.
+  replication: { statement: 0, lock: 5_000, idleInTx: 0 },
 };
 
 export type Client = pg.Client;
@@ -97,6 +99,7 @@ export async function connect(
       options: settings.options ? `${settings.options} ${SESSION_OPTIONS}` : SESSION_OPTIONS,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? settings.connectionTimeoutMillis ?? 15_000,
       keepAlive: true,
+      ...(kind === 'replication' ? { replication: 'database' } : {}),
     });
     // An idle client whose server goes away emits 'error'; the next query on it fails and is
     // reported there, so the event itself must not crash the process.

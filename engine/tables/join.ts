@@ -10,8 +10,9 @@ import type pg from 'pg';
 import type { TableRequestRecord } from '../../checkpoints/store.js';
 import { isPgferryError, PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
+import type { InstalledTable } from '../capture/change-source.js';
 import { captureRecord } from '../capture/phase.js';
-import { TriggerSource } from '../capture/triggers/trigger-source.js';
+import { openChangeSource } from '../capture/sources.js';
 import { captureUnits, describeCapture } from '../capture/triggers/triggers.js';
 import { runCopy } from '../copy/copy.js';
 import { planTables } from '../copy/phase.js';
@@ -95,15 +96,15 @@ async function joinChecked(ctx: TablesContext, req: TableRequestRecord, j: Joini
   const { store, opts } = run;
   const { src, dst, units, partitionsOf, done } = j;
   const names = units.map(displayName).join(', ');
-  const changes = new TriggerSource(store.runId(), store.captures());
+  const changes = openChangeSource(store, opts);
   const installOpts = { log: opts.log, signal: ctx.signal, lockWaitMs: opts.captureLockWaitMs };
   const installed = await changes.installed(src);
-  const captures = new Map<number, ReturnType<typeof describeCapture>>();
+  const captures = new Map<number, InstalledTable>();
   for (const t of units) {
     captures.set(
       t.oid,
       installed.has(t.oid)
-        ? describeCapture(store.runId()!, t)
+        ? changes.installedAs(t)
         : await changes.install(src, t, partitionsOf(t), installOpts),
     );
   }
@@ -268,18 +269,14 @@ async function undo(
 ): Promise<void> {
   const { store, opts } = ctx.run;
   const current = store.tableRequest(req.id) ?? req;
-  const changes = new TriggerSource(store.runId(), store.captures());
+  const changes = openChangeSource(store, opts);
   for (const t of units) {
     store.removeCapture(t.oid);
     await changes
-      .uninstall(
-        src,
-        { ...describeCapture(store.runId()!, t), partitioned: t.kind === 'p' },
-        {
-          log: opts.log,
-          signal: new AbortController().signal,
-        },
-      )
+      .uninstall(src, changes.installedAs(t), {
+        log: opts.log,
+        signal: new AbortController().signal,
+      })
       .catch((err) =>
         opts.log.warn({ table: displayName(t), err: (err as Error).message }, 'capture not removed'),
       );

@@ -4,7 +4,7 @@
 // table as the last replayed batch left it. The removed captures are kept in the request first,
 // so a restart in between still removes them from the source.
 import type { CaptureRecord, TableRequestRecord } from '../../checkpoints/store.js';
-import { TriggerSource } from '../capture/triggers/trigger-source.js';
+import { openChangeSource } from '../capture/sources.js';
 import { objectTable } from '../schema/schema.js';
 import { connect, q } from '../shared/db.js';
 import { makeMatcher } from '../shared/table-filter.js';
@@ -45,7 +45,7 @@ export async function leaveTables(ctx: TablesContext, req: TableRequestRecord): 
     );
     forget(ctx, leaving, parts);
     ctx.step(req, 'forgotten');
-    const changes = new TriggerSource(store.runId(), []);
+    const changes = openChangeSource(store, opts);
     for (const c of leaving) {
       await changes.uninstall(
         src,

@@ -24,8 +24,8 @@ import { type MigrateOutcome, migrateReport } from '../run-report.js';
 export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json?: boolean }): Promise<void> {
   const started = Date.now();
   const config = loadMigrateConfig(flags);
-  if (config.capture !== 'triggers') {
-    throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', `--capture ${config.capture} is not implemented yet`, {
+  if (config.capture === 'bucardo') {
+    throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', '--capture bucardo is not implemented yet', {
       side: 'config',
     });
   }
@@ -73,6 +73,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       jobs: config.jobs,
       filter: { include: config.include, exclude: config.exclude },
       mode,
+      capture: config.capture,
       chunkBytes: config.chunkBytes,
       maxSnapshotAgeMs: config.maxSnapshotAgeMs,
       captureLockWaitMs: config.captureLockWaitMs,

@@ -1,5 +1,5 @@
 import { type PreflightReport, preflight } from '../../engine/preflight/preflight.js';
-import { sourceConn, targetConn } from '../config.js';
+import { type CaptureKind, sourceConn, targetConn } from '../config.js';
 import { bytes, int, table } from '../format.js';
 
 interface Flags {
@@ -8,6 +8,7 @@ interface Flags {
   include?: string[];
   exclude?: string[];
   copyOnly?: boolean;
+  capture?: CaptureKind;
   json?: boolean;
 }
 
@@ -17,6 +18,7 @@ export async function preflightCommand(flags: Flags): Promise<void> {
     target: targetConn(flags.target),
     filter: { include: flags.include ?? [], exclude: flags.exclude ?? [] },
     copyOnly: flags.copyOnly ?? false,
+    capture: flags.capture ?? 'triggers',
   });
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
   process.exitCode = report.ok ? 0 : 1;

@@ -90,7 +90,7 @@ describe('usage', () => {
 
   it('modes that are not built yet say so and exit non-zero', async () => {
     const url = 'postgresql://a:b@127.0.0.1/db';
-    for (const args of [['migrate', '--capture', 'logical', '--source', url, '--target', url]]) {
+    for (const args of [['migrate', '--capture', 'bucardo', '--source', url, '--target', url]]) {
       const res = await runCli(args);
       expect(res.code, args.join(' ')).toBe(2);
       expect(res.stderr).toContain('not implemented yet');

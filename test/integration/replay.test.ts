@@ -1,7 +1,8 @@
 // No change is lost, replay is idempotent, and after the final drain the target equals the source
 // row for row: under a live workload written by an unprivileged application role, through the
 // copy (snapshots renewed every 200 ms), kill -9 during the copy and during replay, a SIGTERM,
-// and a final --exit-when-synced. The source role is a non-superuser table owner, as on Heroku.
+// and a final --exit-when-synced. The source role is a non-superuser table owner, as on Heroku
+// (with REPLICATION for logical decoding). One suite for every change source (--capture).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,9 +28,10 @@ function readState<T>(file: string, f: (s: CheckpointStore) => T): T | undefined
 }
 
 describe.each([
-  [15, 15],
-  [14, 17],
-])('replay from PostgreSQL %i to %i', (sourceVersion, targetVersion) => {
+  ['triggers', 15, 15],
+  ['triggers', 14, 17],
+  ['logical', 15, 17],
+] as const)('replay (--capture %s) from PostgreSQL %i to %i', (capture, sourceVersion, targetVersion) => {
   let source: Cluster;
   let target: Cluster;
   let dir: string;
@@ -41,7 +43,7 @@ describe.each([
     ]);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-replay-'));
     await source.query(
-      `CREATE ROLE app_owner LOGIN PASSWORD '${OWNER_PW}' NOSUPERUSER;
+      `CREATE ROLE app_owner LOGIN PASSWORD '${OWNER_PW}' NOSUPERUSER ${capture === 'logical' ? 'REPLICATION' : ''};
        CREATE ROLE app_writer LOGIN PASSWORD '${WRITER_PW}' NOSUPERUSER;`,
     );
     await source.query('CREATE DATABASE shop OWNER app_owner');
@@ -79,6 +81,8 @@ describe.each([
       '128kB',
       '--max-snapshot-age',
       '200ms',
+      '--capture',
+      capture,
     ];
     const workload = startWorkload(writer);
     try {
@@ -175,7 +179,9 @@ describe.each([
     const left = await source.query<{ n: string }>(
       `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry')
             + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgferry%')
-            + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgferry') AS n`,
+            + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgferry')
+            + (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%')
+            + (SELECT count(*) FROM pg_publication WHERE pubname LIKE 'pgferry%') AS n`,
       [],
       'shop',
     );

@@ -11,6 +11,7 @@ import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
 import { prepared, q, simple } from '../../shared/db.js';
 import type {
+  CaptureLogSize,
   ChangeBatch,
   ChangeSource,
   InstalledTable,
@@ -24,6 +25,7 @@ import type {
 import { SLICE_TRUNCATED } from '../change-source.js';
 import { cleanup, type Removed } from '../cleanup.js';
 import {
+  CAPTURED_TABLE,
   captureRemoved,
   ensureCaptureSchema,
   installedCapture,
@@ -32,6 +34,7 @@ import {
 } from '../registry.js';
 import {
   type CapturedTable,
+  describeCapture,
   installCapture,
   LOG_AT,
   LOG_OP,
@@ -91,11 +94,15 @@ export class TriggerSource implements ChangeSource {
 
   async prepare(client: pg.Client, statePath: string): Promise<void> {
     await ensureCaptureSchema(client);
-    await registerRun(client, { runId: this.run(), statePath });
+    await registerRun(client, { runId: this.run(), statePath, capture: this.kind });
   }
 
   installed(client: pg.Client): Promise<Set<number>> {
     return installedCapture(client, this.run());
+  }
+
+  installedAs(table: TableInfo): CapturedTable {
+    return describeCapture(this.run(), table);
   }
 
   async install(
@@ -308,10 +315,24 @@ export class TriggerSource implements ChangeSource {
   }
 
   describe(): SourceDescription {
-    return {
-      kind: this.kind,
-      runId: this.runId,
-      objects: [...this.logs.values()].map((l) => `${PGFERRY_SCHEMA}.${l}`),
-    };
+    const logs = [...this.logs.values()].map((l) => qualified(PGFERRY_SCHEMA, l));
+    return { kind: this.kind, runId: this.runId, objects: logs, relations: logs };
   }
+
+  /** Bytes on disk (with indexes and TOAST) and the statistics' live rows of the run's log tables. */
+  async logSize(client: pg.Client): Promise<CaptureLogSize> {
+    const [row] = await q<{ bytes: number; rows: number }>(
+      client,
+      'source',
+      `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::float8 AS bytes,
+              coalesce(sum(pg_stat_get_live_tuples(c.oid)), 0)::float8 AS rows
+         FROM ${qualified(PGFERRY_SCHEMA, CAPTURED_TABLE)} k
+         JOIN pg_class c ON c.relname = k.log_table AND c.relnamespace = $2::regnamespace
+        WHERE k.run_id = $1`,
+      [this.run(), PGFERRY_SCHEMA],
+    );
+    return { bytes: row?.bytes ?? 0, rows: row?.rows ?? 0 };
+  }
+
+  async close(): Promise<void> {}
 }

@@ -177,7 +177,7 @@ export async function uninstallCapture(
  * anti-wraparound VACUUM, a long transaction) and would then block the application behind them.
  * A table that stays locked is reported by name.
  */
-async function underShortLocks(
+export async function underShortLocks(
   client: pg.Client,
   table: string,
   opts: InstallOptions,

@@ -1,0 +1,190 @@
+// A logical run's objects on the source: its publication (the captured tables) and its
+// replication slot (pgoutput), both named after the run. Publishing a table waits for the writes
+// in flight on it, as CREATE TRIGGER does: pgoutput decodes a change with the catalog as of the
+// change, so a transaction that wrote before the table joined the publication and commits after
+// would be in neither the stream nor a snapshot taken now.
+import type pg from 'pg';
+import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { sleep } from '../../../lib/sleep.js';
+import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
+import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
+import type { ConnInfo } from '../../shared/conn-info.js';
+import { connect, q } from '../../shared/db.js';
+import type { InstallOptions } from '../change-source.js';
+import { CAPTURED_TABLE } from '../registry.js';
+import { underShortLocks } from '../triggers/triggers.js';
+
+export const slotName = (runId: string) => `pgferry_${runId}`;
+export const publicationName = (runId: string) => `pgferry_${runId}`;
+
+/** The run's publication, empty at first (tables join it one by one). */
+export async function ensurePublication(client: pg.Client, runId: string): Promise<void> {
+  const [row] = await q<{ ok: boolean }>(
+    client,
+    'source',
+    'SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS ok',
+    [publicationName(runId)],
+  );
+  if (row?.ok) return;
+  await q(
+    client,
+    'source',
+    `CREATE PUBLICATION ${quoteIdent(publicationName(runId))} WITH (publish = 'insert, update, delete, truncate')`,
+  );
+}
+
+/**
+ * Adds a table to the run's publication and records it as captured, in one transaction that
+ * first takes SHARE on the table: it waits for every transaction writing to it to end (their
+ * rows are then visible to any later snapshot) and holds new writers until the table is in the
+ * publication. A partitioned table brings its partitions (their changes come under their own
+ * names); a plain or inheritance parent is added ONLY, its children being tables of their own.
+ */
+export async function publishTable(
+  client: pg.Client,
+  runId: string,
+  table: TableInfo,
+  opts: InstallOptions,
+): Promise<void> {
+  const name = qualified(table.schema, table.name);
+  await underShortLocks(client, `${table.schema}.${table.name}`, opts, 'install', async () => {
+    await client.query(`LOCK TABLE ${name} IN SHARE MODE`);
+    const { rows } = await client.query<{ ok: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+                       WHERE p.pubname = $1 AND r.prrelid = $2) AS ok`,
+      [publicationName(runId), table.oid],
+    );
+    if (!rows[0]?.ok) {
+      await client.query(
+        `ALTER PUBLICATION ${quoteIdent(publicationName(runId))} ADD TABLE ${table.kind === 'p' ? '' : 'ONLY '}${name}`,
+      );
+    }
+    await client.query(
+      `INSERT INTO ${qualified(PGFERRY_SCHEMA, CAPTURED_TABLE)} (run_id, relid, schema_name, table_name, log_table)
+       VALUES ($1, $2, $3, $4, '') ON CONFLICT DO NOTHING`,
+      [runId, table.oid, table.schema, table.name],
+    );
+  });
+}
+
+/** Takes a table out of the publication and forgets it (a table leaving the run). Idempotent. */
+export async function unpublishTable(
+  client: pg.Client,
+  runId: string,
+  table: { schema: string; name: string; oid: number },
+  opts: InstallOptions,
+): Promise<void> {
+  await underShortLocks(client, `${table.schema}.${table.name}`, opts, 'removal', async () => {
+    const { rows } = await client.query<{ ok: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+                       WHERE p.pubname = $1 AND r.prrelid = $2) AS ok`,
+      [publicationName(runId), table.oid],
+    );
+    if (rows[0]?.ok) {
+      await client.query(
+        `ALTER PUBLICATION ${quoteIdent(publicationName(runId))} DROP TABLE ${qualified(table.schema, table.name)}`,
+      );
+    }
+    await client.query(
+      `DELETE FROM ${qualified(PGFERRY_SCHEMA, CAPTURED_TABLE)} WHERE run_id = $1 AND relid = $2`,
+      [runId, table.oid],
+    );
+  });
+}
+
+export interface SlotInfo {
+  exists: boolean;
+  active: boolean;
+  activePid: number | null;
+  confirmed: string | null;
+}
+
+export async function slotInfo(client: pg.Client, runId: string): Promise<SlotInfo> {
+  const [row] = await q<{ active: boolean; pid: number | null; confirmed: string | null }>(
+    client,
+    'source',
+    `SELECT active, active_pid AS pid, confirmed_flush_lsn::text AS confirmed
+       FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`,
+    [slotName(runId)],
+  );
+  return row
+    ? { exists: true, active: row.active, activePid: row.pid, confirmed: row.confirmed }
+    : { exists: false, active: false, activePid: null, confirmed: null };
+}
+
+/** The snapshot a new slot exported, valid while its replication session stays open and idle. */
+export interface SlotSnapshot {
+  id: string;
+  client: pg.Client;
+}
+
+/**
+ * Creates the run's slot on a replication session and returns the snapshot it exported (the
+ * state every change the slot streams comes after), or null when the slot was already there (a
+ * resumed run: its copy takes fresh snapshots). Creating a slot waits for every transaction
+ * running on the source to end.
+ */
+export async function createSlot(source: ConnInfo, runId: string): Promise<SlotSnapshot | null> {
+  const client = await connect(source, 'replication');
+  try {
+    const { rows } = await client.query<{ snapshot_name: string | null }>(
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName(runId))} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+    );
+    const id = rows[0]?.snapshot_name;
+    if (!id) throw new PgferryError('PGFERRY_SOURCE_QUERY', `slot ${slotName(runId)} exported no snapshot`);
+    return { id, client };
+  } catch (err) {
+    await client.end().catch(() => {});
+    // 42710: it exists (created by this run before a crash).
+    if (stateOf(err) === '42710') return null;
+    throw err;
+  }
+}
+
+/**
+ * Drops a slot (ending its walsender first when `force`: a live run's, or a killed one's that
+ * has not noticed yet) and a publication; each idempotent.
+ */
+export async function dropSlot(client: pg.Client, slot: string, force: boolean): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    const [row] = await q<{ active: boolean; pid: number | null }>(
+      client,
+      'source',
+      'SELECT active, active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    if (!row) return false;
+    if (row.active && row.pid !== null && (force || attempt > 5)) {
+      await q(client, 'source', 'SELECT pg_terminate_backend($1)', [row.pid]);
+    }
+    try {
+      await q(client, 'source', 'SELECT pg_drop_replication_slot($1)', [slot]);
+      return true;
+    } catch (err) {
+      // 55006: still active (a walsender ending); 42704: dropped meanwhile.
+      if (stateOf(err) === '42704') return false;
+      if (stateOf(err) !== '55006' || attempt >= 20) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** The slots and publications pgferry runs made on this database (of one run, or of all). */
+export async function logicalObjects(
+  client: pg.Client,
+  runId: string | undefined,
+): Promise<{ slots: string[]; publications: string[] }> {
+  const pattern = runId ? slotName(runId) : 'pgferry\\_%';
+  const slots = await q<{ name: string }>(
+    client,
+    'source',
+    `SELECT slot_name AS name FROM pg_replication_slots
+      WHERE database = current_database() AND slot_name LIKE ${quoteLiteral(pattern)} ORDER BY 1`,
+  );
+  const pubs = await q<{ name: string }>(
+    client,
+    'source',
+    `SELECT pubname AS name FROM pg_publication WHERE pubname LIKE ${quoteLiteral(pattern)} ORDER BY 1`,
+  );
+  return { slots: slots.map((s) => s.name), publications: pubs.map((p) => p.name) };
+}

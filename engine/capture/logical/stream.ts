@@ -1,0 +1,273 @@
+// A logical slot's stream: START_REPLICATION with pgoutput on a replication session, its messages
+// parsed by pg-logical-replication's pgoutput parser into the change buffer (keys only), standby
+// status updates that confirm only what the buffer says was consumed, and backpressure: the
+// socket is paused while the buffer holds more than MAX_BUFFERED changes (the walsender then
+// waits, and the daemon's memory stays bounded however big the backlog).
+import type pg from 'pg';
+import type { Pgoutput } from 'pg-logical-replication';
+import { PgoutputPlugin } from 'pg-logical-replication';
+import type { Logger } from 'pino';
+import { PgferryError } from '../../../lib/errors.js';
+import { quoteIdent, quoteLiteral } from '../../../lib/sql.js';
+import type { ConnInfo } from '../../shared/conn-info.js';
+import { connect } from '../../shared/db.js';
+import { ChangeBuffer, lsnOf, lsnText } from './change-buffer.js';
+
+/** Changes held before the stream is paused (about 150 bytes each). */
+export const MAX_BUFFERED = 200_000;
+/**
+ * Changes held at most while a whole batch waits for the stream to reach its snapshot (a first
+ * catch-up, a unique conflict's whole retry): beyond it the batch is applied in parts.
+ */
+export const MAX_BUFFERED_WHOLE = 1_000_000;
+/** A status update at least this often: the walsender ends a silent session (wal_sender_timeout). */
+const STATUS_MS = 5_000;
+/** Microseconds between the Unix and PostgreSQL epochs. */
+const PG_EPOCH_US = 946_684_800_000_000n;
+
+/** What the stream needs to know of the captured tables: each relation's key columns. */
+export interface Routing {
+  /** The captured table a relation's changes belong to (itself, or the root of a partition), or null if unknown yet. */
+  tableOf(relid: number): number | null;
+  keyOf(table: number): string[] | null;
+}
+
+interface Wire {
+  stream: { pause(): void; resume(): void };
+  on(event: 'copyData', f: (m: { chunk: Buffer }) => void): void;
+  sendCopyFromChunk(b: Buffer): void;
+}
+
+export class SlotStream {
+  readonly buffer: ChangeBuffer;
+  private client: pg.Client | null = null;
+  private wire: Wire | null = null;
+  private readonly plugin: PgoutputPlugin;
+  private timer: NodeJS.Timeout | undefined;
+  /** The socket is paused: the buffer is full. */
+  paused = false;
+  /** Whole batches waiting for the stream to reach their snapshot: the buffer may grow for them. */
+  private wanted = 0;
+  private sentConfirmed = -1n;
+  private confirmedAt = 0;
+  /** Why the stream ended, when it did. */
+  failed: Error | null = null;
+  private closing = false;
+
+  constructor(
+    private readonly opts: {
+      source: ConnInfo;
+      slot: string;
+      publication: string;
+      start: bigint;
+      routing: Routing;
+      log: Logger;
+      /** Called before a position is confirmed to the slot: the checkpoint store records it first. */
+      onConfirm: (lsn: string) => void;
+    },
+  ) {
+    this.buffer = new ChangeBuffer(opts.start);
+    this.plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [opts.publication] });
+  }
+
+  /** Connects and starts streaming from the start position (the slot's own when it is further). */
+  async start(): Promise<void> {
+    const client = await connect(this.opts.source, 'replication');
+    this.client = client;
+    this.wire = (client as unknown as { connection: Wire }).connection;
+    this.wire.on('copyData', ({ chunk }) => {
+      try {
+        this.onData(chunk);
+      } catch (err) {
+        this.fail(err as Error);
+      }
+    });
+    client.on('error', (err) => this.fail(err));
+    client.on('end', () => this.fail(new Error('the replication session ended')));
+    const sql = `START_REPLICATION SLOT ${quoteIdent(this.opts.slot)} LOGICAL ${lsnText(this.opts.start)} (proto_version '1', publication_names ${quoteLiteral(quoteIdent(this.opts.publication))})`;
+    // The query's promise settles only when the stream ends; its errors (a missing slot, a slot
+    // in use) come first, before any data: wait a moment for them.
+    const ended = client.query(sql).then(
+      () => this.fail(new Error('the replication stream ended')),
+      (err: Error) => this.fail(err),
+    );
+    await Promise.race([ended, new Promise((r) => setTimeout(r, 200))]);
+    if (this.failed) throw this.failed;
+    this.timer = setInterval(() => {
+      this.confirm(true);
+      this.status(false);
+    }, STATUS_MS);
+    this.timer.unref();
+  }
+
+  private fail(err: Error): void {
+    if (this.failed || this.closing) return;
+    this.failed = err;
+    this.opts.log.warn({ err: err.message }, 'logical replication stream ended');
+    clearInterval(this.timer);
+    this.client?.end().catch(() => {});
+  }
+
+  private onData(chunk: Buffer): void {
+    const kind = chunk[0];
+    if (kind === 0x6b) {
+      // Primary keepalive: the position the walsender has decoded up to, and whether it wants an answer.
+      this.buffer.keepalive(chunk.readBigUInt64BE(1));
+      this.confirm(false);
+      if (chunk[17] === 1) this.status(false);
+      return;
+    }
+    if (kind !== 0x77) return;
+    const msg = this.plugin.parse(chunk.subarray(25)) as Pgoutput.Message;
+    switch (msg.tag) {
+      case 'begin':
+        this.buffer.begin(msg.xid >>> 0, Number((msg.commitTime as bigint) / 1000n));
+        break;
+      case 'relation':
+        // Keys travel as the server's text: no JavaScript type conversion (a timestamp key would
+        // lose its microseconds, a bigint its digits).
+        for (const c of msg.columns) c.parser = (raw: unknown) => raw;
+        break;
+      case 'insert':
+        this.change(msg.relation, 'I', msg.new, null);
+        break;
+      case 'update':
+        this.change(msg.relation, 'U', msg.new, msg.key ?? msg.old);
+        break;
+      case 'delete':
+        this.change(msg.relation, 'D', null, msg.key ?? msg.old);
+        break;
+      case 'truncate':
+        for (const r of msg.relations) {
+          const table = this.opts.routing.tableOf(r.relationOid >>> 0);
+          const rel = `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
+          if (table === null) this.buffer.add(r.relationOid >>> 0, { key: [], op: 'T', rel, values: {} });
+          else this.buffer.add(table, { key: [], op: 'T', rel });
+        }
+        break;
+      case 'commit':
+        this.buffer.commit(lsnOf(msg.commitEndLsn ?? '0/0'));
+        this.confirm(false);
+        break;
+    }
+    if (!this.paused && this.buffer.size > (this.wanted > 0 ? MAX_BUFFERED_WHOLE : MAX_BUFFERED)) {
+      this.paused = true;
+      this.wire?.stream.pause();
+    }
+  }
+
+  /**
+   * A row change: its new key, and its old key when the key changed (or the row went). A change
+   * to a relation not known yet (a partition attached since) keeps its columns until routed.
+   */
+  private change(
+    relation: Pgoutput.MessageRelation,
+    op: 'I' | 'U' | 'D',
+    row: Record<string, unknown> | null,
+    old: Record<string, unknown> | null,
+  ): void {
+    const relid = relation.relationOid >>> 0;
+    const table = this.opts.routing.tableOf(relid);
+    const key = table === null ? null : this.opts.routing.keyOf(table);
+    const values = (tuple: Record<string, unknown>): string[] =>
+      (key ?? []).map((k) => {
+        const v = tuple[k];
+        if (typeof v !== 'string') {
+          // An unchanged TOASTed key value comes without its value and without the old key.
+          throw new PgferryError(
+            'PGFERRY_SOURCE_QUERY',
+            `${relation.schema}.${relation.name}: the logical stream sent no value for key column ${k}`,
+            {
+              side: 'source',
+              object: `${relation.schema}.${relation.name}`,
+              hint: `Set ALTER TABLE ${quoteIdent(relation.schema)}.${quoteIdent(relation.name)} REPLICA IDENTITY FULL on the source, then run pgferry again.`,
+            },
+          );
+        }
+        return v;
+      });
+    const columns = (tuple: Record<string, unknown>) =>
+      Object.fromEntries(
+        Object.entries(tuple).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      );
+    if (table === null || key === null) {
+      if (row) this.buffer.add(relid, { key: [], op, values: columns(row) });
+      if (old) this.buffer.add(relid, { key: [], op: op === 'D' ? 'D' : 'U', values: columns(old) });
+      return;
+    }
+    const newKey = row ? values(row) : null;
+    const oldKey = old ? values(old) : null;
+    if (newKey) this.buffer.add(table, { key: newKey, op });
+    if (oldKey && (!newKey || oldKey.some((v, i) => v !== newKey[i]))) {
+      this.buffer.add(table, { key: oldKey, op: op === 'D' ? 'D' : 'U' });
+    }
+  }
+
+  /** After a consume: records and confirms the new position, and lets the stream flow again. */
+  consumed(): void {
+    this.confirm(true);
+    this.flow();
+  }
+
+  private flow(): void {
+    const room =
+      this.wanted > 0 ? this.buffer.size < MAX_BUFFERED_WHOLE : this.buffer.size < MAX_BUFFERED / 2;
+    if (this.paused && room) {
+      this.paused = false;
+      this.wire?.stream.resume();
+    }
+  }
+
+  /** A whole batch waits for the stream: it flows past MAX_BUFFERED until done() (up to MAX_BUFFERED_WHOLE). */
+  want(): { done(): void } {
+    this.wanted += 1;
+    this.flow();
+    let over = false;
+    return {
+      done: () => {
+        if (over) return;
+        over = true;
+        this.wanted -= 1;
+      },
+    };
+  }
+
+  /**
+   * Records the confirmed position, then tells the slot. Outside a batch's consume (a commit or a
+   * keepalive that moved it: many per second on a busy source) at most once a second.
+   */
+  private confirm(now: boolean): void {
+    if (this.buffer.confirmed === this.sentConfirmed) return;
+    if (!now && Date.now() - this.confirmedAt < 1000) return;
+    this.confirmedAt = Date.now();
+    this.opts.onConfirm(lsnText(this.buffer.confirmed));
+    this.status(false);
+  }
+
+  /**
+   * A standby status update: written, flushed and applied are all the confirmed position (the
+   * slot keeps everything after it). With `ping` the walsender answers with a keepalive at once.
+   */
+  status(ping: boolean): void {
+    if (!this.wire || this.failed) return;
+    const lsn = this.buffer.confirmed;
+    const msg = Buffer.alloc(34);
+    msg[0] = 0x72;
+    msg.writeBigUInt64BE(lsn, 1);
+    msg.writeBigUInt64BE(lsn, 9);
+    msg.writeBigUInt64BE(lsn, 17);
+    msg.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_US, 25);
+    msg[33] = ping ? 1 : 0;
+    this.wire.sendCopyFromChunk(msg);
+    this.sentConfirmed = lsn;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.timer);
+    if (!this.failed) this.status(false);
+    await this.client?.end().catch(() => {});
+    this.client = null;
+    this.wire = null;
+  }
+}
