@@ -1,7 +1,7 @@
 // Removes what pgferry created on the source: every run's capture (triggers that call into the
 // pgferry schema, then the schema with what it holds; publications and replication slots named
-// pgferry_*), or with a run id only that run's (its triggers, functions, log tables, slot,
-// publication and registry rows). A live run's capture (heartbeat younger
+// pgferry_*; pgferry's registrations as a Bucardo target), or with a run id only that run's (its
+// triggers, functions, log tables, slot, publication, Bucardo track rows and registry rows). A live run's capture (heartbeat younger
 // than ALIVE_SECONDS) is never removed without --force: the run could not go on without it.
 // Idempotent: a second run finds nothing and says so.
 import type pg from 'pg';
@@ -12,6 +12,7 @@ import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q, withClient } from '../shared/db.js';
 
+import { removeBucardoConsumers } from './bucardo/cleanup.js';
 import { dropSlot, logicalObjects } from './logical/slot.js';
 import {
   ALIVE_SECONDS,
@@ -142,6 +143,8 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
       try {
         await client.query('BEGIN');
         await client.query("SET LOCAL lock_timeout = '2s'");
+        // Bucardo's registrations first: an abandoned run's hold Bucardo's purge even with nothing else left.
+        const bucardo = await removeBucardoConsumers(client, opts.runId);
         const runs = await lockRuns(client, opts);
         const { triggers, objects } = await inventory(client, opts.runId);
         const logical = await logicalObjects(client, opts.runId);
@@ -150,7 +153,8 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           objects.length === 0 &&
           runs.length === 0 &&
           logical.slots.length === 0 &&
-          logical.publications.length === 0
+          logical.publications.length === 0 &&
+          bucardo.length === 0
         ) {
           await client.query('ROLLBACK');
           return [];
@@ -184,6 +188,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           ...objects.map(({ kind, name }) => ({ kind, name })),
           ...logical.publications.map((name) => ({ kind: 'publication', name })),
           ...slots,
+          ...bucardo,
         ];
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});

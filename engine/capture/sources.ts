@@ -4,17 +4,15 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../checkpoints/store.js';
-import { PgferryError } from '../../lib/errors.js';
 import type { Finding } from '../preflight/findings.js';
 import type { TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
+import { BucardoSource } from './bucardo/bucardo-source.js';
+import { bucardoProblems } from './bucardo/preflight.js';
 import type { ChangeSource, ChangeSourceKind } from './change-source.js';
 import { LogicalSource } from './logical/logical-source.js';
 import { logicalProblems } from './logical/preflight.js';
 import { TriggerSource } from './triggers/trigger-source.js';
-
-const bucardoNotBuilt = () =>
-  new PgferryError('PGFERRY_NOT_IMPLEMENTED', '--capture bucardo is not implemented yet', { side: 'config' });
 
 export interface SourceContext {
   source: ConnInfo;
@@ -34,7 +32,7 @@ export function openChangeSource(store: CheckpointStore, ctx: SourceContext): Ch
   const captured = store.captures();
   switch (captureKindOf(store)) {
     case 'bucardo':
-      throw bucardoNotBuilt();
+      return new BucardoSource(runId, captured);
     case 'logical':
       return new LogicalSource({ runId, captured, store, ...ctx });
     default:
@@ -50,7 +48,7 @@ export function captureProblems(
 ): Promise<Finding[]> {
   switch (kind) {
     case 'bucardo':
-      return Promise.reject(bucardoNotBuilt());
+      return bucardoProblems(client, tables);
     case 'logical':
       return logicalProblems(client, tables);
     default:

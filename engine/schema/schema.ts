@@ -4,7 +4,7 @@
 // copy and replay write into bare tables and no target trigger fires twice.
 import type { ObjectStage } from '../../checkpoints/store.js';
 import { PgferryError, redact } from '../../lib/errors.js';
-import { PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
+import { BUCARDO_SCHEMA, PGFERRY_SCHEMA, type TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { DUMP_FLAGS, exactPattern, lostConnection, type PgTool, runAgainst } from '../shared/pg-tools.js';
 
@@ -71,12 +71,13 @@ function stageOf(e: DumpEntry): ObjectStage {
 }
 
 /**
- * pgferry's own capture triggers (any run's, whatever pgferry version named them): pg_dump's
- * --exclude-schema leaves out their functions but not the triggers, which live on user tables.
- * On the target they would call functions that do not exist there and fail the cutover.
+ * pgferry's own capture triggers (any run's, whatever pgferry version named them), and Bucardo's
+ * delta and truncate triggers: pg_dump's --exclude-schema leaves out their functions but not the
+ * triggers, which live on user tables. On the target they would call functions that do not exist
+ * there and fail the cutover.
  */
 const CALLS_PGFERRY = new RegExp(
-  `\\bEXECUTE (?:FUNCTION|PROCEDURE) (?:${PGFERRY_SCHEMA}|"${PGFERRY_SCHEMA}")\\.`,
+  `\\bEXECUTE (?:FUNCTION|PROCEDURE) (?:${PGFERRY_SCHEMA}|"${PGFERRY_SCHEMA}"|${BUCARDO_SCHEMA}|"${BUCARDO_SCHEMA}")\\.`,
 );
 export const isPgferryTrigger = (e: DumpEntry): boolean => e.type === 'TRIGGER' && CALLS_PGFERRY.test(e.sql);
 

@@ -7,6 +7,11 @@ import { makeMatcher, type TableFilter } from './table-filter.js';
 
 /** The schema on the source where pgferry keeps its own objects (capture). Never migrated. */
 export const PGFERRY_SCHEMA = 'pgferry';
+/**
+ * Bucardo's schema on a source it replicates (its delta and track tables, its trigger functions):
+ * replication machinery like pgferry's own, never a table or function to move to the target.
+ */
+export const BUCARDO_SCHEMA = 'bucardo';
 
 export interface Column {
   name: string;
@@ -98,7 +103,7 @@ export async function splitTables(
 
 /**
  * Lists user tables (ordinary, partitioned and partitions), without extension-owned tables,
- * system schemas and pgferry's own schema, then applies the include/exclude filter: a
+ * system schemas and pgferry's and Bucardo's schemas, then applies the include/exclude filter: a
  * partition is selected when its partitioned root is.
  */
 export async function listTables(
@@ -128,12 +133,12 @@ export async function listTables(
        LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
        LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
       WHERE c.relkind IN ('r', 'p')
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1)
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema', $1, $2)
         AND n.nspname !~ '^pg_(toast|temp)'
         AND NOT EXISTS (SELECT 1 FROM pg_depend d
                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
       ORDER BY n.nspname, c.relname`,
-        [PGFERRY_SCHEMA],
+        [PGFERRY_SCHEMA, BUCARDO_SCHEMA],
       ),
     opts.lockWaitMs,
   );

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PgferryError } from '../../lib/errors.js';
-import { PGFERRY_SCHEMA } from './catalog.js';
+import { BUCARDO_SCHEMA, PGFERRY_SCHEMA } from './catalog.js';
 import type { ConnInfo } from './conn-info.js';
 
 export interface PgTool {
@@ -247,4 +247,5 @@ export const DUMP_FLAGS = [
   '--no-tablespaces',
   '--lock-wait-timeout=30000',
   `--exclude-schema=${quotePattern(PGFERRY_SCHEMA)}`,
+  `--exclude-schema=${quotePattern(BUCARDO_SCHEMA)}`,
 ] as const;

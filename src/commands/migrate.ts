@@ -5,7 +5,7 @@ import { type MigrateResult, migrate } from '../../engine/migrate.js';
 import type { ReplayStats } from '../../engine/replay/replay.js';
 import { RunControl } from '../../engine/run/control.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
-import { isPgferryError, PgferryError, redact } from '../../lib/errors.js';
+import { isPgferryError, redact } from '../../lib/errors.js';
 import {
   apiToken,
   type CutoverFlags,
@@ -24,11 +24,6 @@ import { type MigrateOutcome, migrateReport } from '../run-report.js';
 export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json?: boolean }): Promise<void> {
   const started = Date.now();
   const config = loadMigrateConfig(flags);
-  if (config.capture === 'bucardo') {
-    throw new PgferryError('PGFERRY_NOT_IMPLEMENTED', '--capture bucardo is not implemented yet', {
-      side: 'config',
-    });
-  }
   const cutoverSettings = loadCutoverSettings(flags);
   const mode = config.mode;
   // Progress bars on a terminal (PGFERRY_PROGRESS=off turns them off); JSON log lines elsewhere.

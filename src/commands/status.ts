@@ -175,7 +175,8 @@ export async function statusCommand(flags: Flags): Promise<void> {
   if (s) {
     const id = (x: { user: string; host: string; port: number; database: string }) =>
       `${x.user}@${x.host}:${x.port}/${x.database}`;
-    out.push(`run     ${s.runId} (${s.mode}): ${id(s.source)} → ${id(s.target)}`);
+    const capture = s.mode === 'replicate' ? `, --capture ${s.capture ?? 'triggers'}` : '';
+    out.push(`run     ${s.runId} (${s.mode}${capture}): ${id(s.source)} → ${id(s.target)}`);
   }
   out.push(`phase   ${report.phase ?? 'not started'}`);
   for (const o of [report.outage?.source, report.outage?.target]) {

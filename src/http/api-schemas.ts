@@ -187,6 +187,7 @@ export const Status = z.object({
     .object({
       runId: z.string(),
       mode: z.enum(['copy-only', 'replicate']),
+      capture: z.enum(['triggers', 'bucardo', 'logical']).optional(),
       include: z.array(z.string()),
       exclude: z.array(z.string()),
       source: Server,

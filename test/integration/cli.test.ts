@@ -88,16 +88,6 @@ describe('usage', () => {
     expect(notUrl.stderr).not.toContain('zzz');
   });
 
-  it('modes that are not built yet say so and exit non-zero', async () => {
-    const url = 'postgresql://a:b@127.0.0.1/db';
-    for (const args of [['migrate', '--capture', 'bucardo', '--source', url, '--target', url]]) {
-      const res = await runCli(args);
-      expect(res.code, args.join(' ')).toBe(2);
-      expect(res.stderr).toContain('not implemented yet');
-      noStack(res.stderr);
-    }
-  });
-
   it('status of a missing state file is an error naming the file', async () => {
     const res = await runCli(['status', '--state', '/nonexistent/pgferry.sqlite']);
     expect(res.code).toBe(2);

@@ -2,8 +2,8 @@
 // anything is written (named, with the fix) and the same command works once the fix is made; a
 // crash between the target's commit and the slot's confirmation replays the batch again and loses
 // nothing; the slot's confirmed position never passes what the checkpoint store recorded; TOASTed
-// values left unchanged, truncates and rows moving between partitions arrive; `cleanup` drops the
-// slot and the publication.
+// values left unchanged, truncates and rows moving between partitions arrive; the run cannot be
+// resumed with another --capture; `cleanup` drops the slot and the publication.
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -146,6 +146,13 @@ describe('--capture logical', () => {
       'shop',
     );
     expect(Number(big[0]!.n)).toBe(200);
+  });
+
+  it('refuses to resume the run with another change source', async () => {
+    const other = await runCli(args().map((a) => (a === 'logical' ? 'triggers' : a)));
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain('PGFERRY_STATE_MISMATCH');
+    expect(other.stderr).toContain('--capture was logical');
   });
 
   it('cleanup drops the slot and the publication', async () => {
