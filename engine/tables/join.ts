@@ -10,9 +10,9 @@ import type pg from 'pg';
 import type { TableRequestRecord } from '../../checkpoints/store.js';
 import { isPgferryError, PgferryError } from '../../lib/errors.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
-import type { InstalledTable } from '../capture/change-source.js';
+import type { ChangeSourceKind, InstalledTable } from '../capture/change-source.js';
 import { captureRecord } from '../capture/phase.js';
-import { openChangeSource } from '../capture/sources.js';
+import { captureKindOf, captureProblems, openChangeSource } from '../capture/sources.js';
 import { captureUnits, describeCapture } from '../capture/triggers/triggers.js';
 import { runCopy } from '../copy/copy.js';
 import { planTables } from '../copy/phase.js';
@@ -69,7 +69,11 @@ async function join(
     selected.filter((p) => p.partitionRoot?.schema === t.schema && p.partitionRoot?.name === t.name);
   const names = units.map(displayName);
   if (!done('matched')) {
-    checkSource(units, selected);
+    const kind = captureKindOf(store);
+    checkSource(units, selected, kind);
+    // What the run's change source needs of these tables (Bucardo's triggers, a publishable table).
+    const [problem] = await captureProblems(kind, src, [...units, ...units.flatMap(partitionsOf)]);
+    if (problem) throw refused(`${problem.message}: ${problem.fix}`, problem.object ?? names[0]);
     await checkTarget(src, dst, units);
     ctx.step(req, 'matched', { tables: names });
   }
@@ -167,7 +171,7 @@ async function joinChecked(ctx: TablesContext, req: TableRequestRecord, j: Joini
 }
 
 /** What the run requires of every table it replicates (preflight's checks, for these tables). */
-function checkSource(units: TableInfo[], selected: TableInfo[]): void {
+function checkSource(units: TableInfo[], selected: TableInfo[], kind: ChangeSourceKind): void {
   for (const t of units) {
     const name = displayName(t);
     describeCapture('check', t); // PGFERRY_TABLE_NO_PRIMARY_KEY
@@ -178,7 +182,8 @@ function checkSource(units: TableInfo[], selected: TableInfo[]): void {
     );
     if (unreadable)
       throw refused(`${displayName(unreadable)}: pgferry's source role may not SELECT it`, name);
-    if (!t.canTrigger) throw refused(`${name}: pgferry's source role may not create triggers on it`, name);
+    if (kind === 'triggers' && !t.canTrigger)
+      throw refused(`${name}: pgferry's source role may not create triggers on it`, name);
     if (t.rowSecurity) throw refused(`${name}: row-level security would hide rows from the copy`, name);
   }
 }

@@ -36,7 +36,7 @@ beforeAll(async () => {
   [source, target] = await Promise.all([startCluster(15), startCluster(15)]);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-cutover-'));
   await source.query(
-    `CREATE ROLE app_owner LOGIN PASSWORD '${OWNER_PW}' NOSUPERUSER;
+    `CREATE ROLE app_owner LOGIN PASSWORD '${OWNER_PW}' NOSUPERUSER REPLICATION;
      CREATE ROLE app_writer LOGIN PASSWORD '${WRITER_PW}' NOSUPERUSER;
      -- --freeze readonly ends the application's sessions: with an application role other than
      -- pgferry's, that takes pg_signal_backend (on Heroku both usually share one role).
@@ -148,9 +148,14 @@ async function checkTarget(db: string, targetUrl: string) {
   expect(trg).toHaveLength(1);
 }
 
-describe.each(['readonly', 'revoke', 'external'] as const)('cutover with --freeze %s', (freeze) => {
+describe.each([
+  ['readonly', 'triggers'],
+  ['revoke', 'triggers'],
+  ['external', 'triggers'],
+  ['readonly', 'logical'],
+] as const)('cutover with --freeze %s (--capture %s)', (freeze, capture) => {
   it('freezes, drains, finishes the target and reports the downtime', async () => {
-    const db = `cut_${freeze}`;
+    const db = `cut_${freeze}_${capture}`;
     const { owner, writer, targetUrl } = await prepare(db);
     await source.query("BEGIN; SELECT nextval('invoice_no') FROM generate_series(1, 25); ROLLBACK;", [], db);
     const app = startWriter(writer);
@@ -160,6 +165,8 @@ describe.each(['readonly', 'revoke', 'external'] as const)('cutover with --freez
       '--cutover-when-synced',
       '--freeze',
       freeze,
+      '--capture',
+      capture,
       '--settle',
       '1s',
       '--source',

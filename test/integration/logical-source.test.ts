@@ -2,7 +2,8 @@
 // anything is written (named, with the fix) and the same command works once the fix is made; a
 // crash between the target's commit and the slot's confirmation replays the batch again and loses
 // nothing; the slot's confirmed position never passes what the checkpoint store recorded; TOASTed
-// values left unchanged, truncates and rows moving between partitions arrive; the run cannot be
+// values left unchanged, truncates and rows moving between partitions arrive; a table added while
+// it replicates joins with the changes made during its copy; the run cannot be
 // resumed with another --capture; `cleanup` drops the slot and the publication.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -146,6 +147,39 @@ describe('--capture logical', () => {
       'shop',
     );
     expect(Number(big[0]!.n)).toBe(200);
+  });
+
+  it('takes in a table added while it replicates, its changes during the join included', async () => {
+    await pair.source.query(
+      `CREATE TABLE extra (id int PRIMARY KEY, v text); ALTER TABLE extra OWNER TO mover;
+       INSERT INTO extra SELECT g, 'a' FROM generate_series(1, 2000) g;`,
+      [],
+      'shop',
+    );
+    const run = startCli(args());
+    await waitFor('replicating', () => replicating(true));
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        await pair.source.query(
+          `UPDATE extra SET v = 'b${i}' WHERE id % 50 = ${i % 50}; INSERT INTO extra VALUES (${5000 + i}, 'new')`,
+          [],
+          'shop',
+        );
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const add = await runCli(['tables', 'add', 'public.extra', '--state', state()]);
+    writing = false;
+    await writer;
+    expect(add.code, add.stderr.slice(-2000)).toBe(0);
+    run.child.kill('SIGTERM');
+    expect((await run.done).code).toBe(0);
+    const final = await runCli([...args(), '--exit-when-synced']);
+    expect(final.code, final.stderr.slice(-2000)).toBe(0);
+    const cmp = await compareDatabases(pair.source.url({ db: 'shop' }), pair.target.url({ db: 'shop' }));
+    expect(Object.keys(cmp.target)).toContain('public.extra');
+    expect(cmp.target).toEqual(cmp.source);
   });
 
   it('refuses to resume the run with another change source', async () => {

@@ -1,7 +1,7 @@
 // No change is lost, replay is idempotent, and after the final drain the target equals the source
 // row for row: under a live workload written by an unprivileged application role, through the
 // copy (snapshots renewed every 200 ms), kill -9 during the copy and during replay, a SIGTERM,
-// and a final --exit-when-synced. The source role is a non-superuser table owner, as on Heroku
+// a final --exit-when-synced, and a cutover that verifies both sides. The source role is a non-superuser table owner, as on Heroku
 // (with REPLICATION for logical decoding). One suite for every change source (--capture); with
 // Bucardo, on the tables Bucardo can replicate (not a partitioned table, not a name with a double
 // quote), Bucardo's own sync to a mirror running all along.
@@ -100,7 +100,9 @@ describe.each([
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('ends equal after kill -9 in copy and in replay, SIGTERM, and a final drain', async () => {
+  it('ends equal after kill -9 in copy and in replay, SIGTERM, and a final drain', {
+    timeout: 300_000,
+  }, async () => {
     const owner = source.url({ db: 'shop', user: 'app_owner', password: OWNER_PW });
     const writer = source.url({ db: 'shop', user: 'app_writer', password: WRITER_PW });
     const state = path.join(dir, 'state.sqlite');
@@ -204,7 +206,24 @@ describe.each([
     expect(json.backlog).toBe(0);
     expect(json.replay.appliedTotal).toBeGreaterThan(0);
 
-    // 5. cleanup leaves no pgferry object on the source.
+    // 5. The cutover (the application already stopped) drains, verifies and finishes the target.
+    const cut = await runCli([
+      'cutover',
+      '--source',
+      owner,
+      '--target',
+      target.url({ db: 'shop' }),
+      '--state',
+      state,
+      '--freeze',
+      'external',
+      '--settle',
+      '1s',
+    ]);
+    expect(cut.code, cut.stderr.slice(-4000)).toBe(0);
+    expect(cut.stdout).toMatch(/cutover done: write downtime/);
+
+    // 6. cleanup leaves no pgferry object on the source.
     const clean = await runCli(['cleanup', '--source', owner]);
     expect(clean.code, clean.stderr).toBe(0);
     const left = await source.query<{ n: string }>(

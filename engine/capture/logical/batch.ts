@@ -52,14 +52,17 @@ export async function readLogicalBatch(
     const complete = limit === null ? await reach(stream, upTo) : true;
     const held = stream.buffer.peek(t.oid, limit, stream.paused);
     const visible = visibleIn(head!.snap);
+    // In an imported snapshot (the cutover's verified point), the batch is what that snapshot
+    // sees, wherever it is in the buffer; it consumes nothing, so a later batch applies it again.
+    const seen = snapshotId ? held.filter((c) => visible(c.txn.xid)) : null;
     let n = 0;
-    while (n < held.length && visible(held[n]!.txn.xid)) n++;
+    while (!seen && n < held.length && visible(held[n]!.txn.xid)) n++;
     const next = held[n]?.txn;
     // A commit the stream sent a moment before it became visible: read again in a new snapshot.
-    const racing = next !== undefined && next.endLsn !== null && next.endLsn <= upTo;
-    if (n === 0 || racing) {
+    const racing = !seen && next !== undefined && next.endLsn !== null && next.endLsn <= upTo;
+    if (seen?.length === 0 || (!seen && (n === 0 || racing))) {
       await q(client, 'source', 'ROLLBACK');
-      if (held.length === 0 || snapshotId || attempt >= 200) return null;
+      if (held.length === 0 || seen || attempt >= 200) return null;
       await sleep(2);
       continue;
     }
@@ -78,7 +81,7 @@ export async function readLogicalBatch(
         },
       );
     }
-    const entries = held.slice(0, n);
+    const entries = seen ?? held.slice(0, n);
     const rows = entries.filter((c) => c.op !== 'T');
     return {
       changes: entries.length,
@@ -92,29 +95,31 @@ export async function readLogicalBatch(
             inserted: rows.filter((c) => c.op === 'I').length,
             deleted: rows.filter((c) => c.op === 'D').length,
           }),
-      ...(complete && n === held.length ? {} : { partial: true }),
+      ...(complete && (seen !== null || n === held.length) ? {} : { partial: true }),
       oid: t.oid,
-      entries,
+      entries: seen ? [] : entries,
       stream,
     };
   }
 }
 
 /**
- * Waits (while it makes progress) until the stream has told of every commit before `lsn`, letting
- * the buffer grow for it; false when it could not (the buffer is at its most, or the stream broke).
+ * Waits until the stream has told of every commit before `lsn` (as long as it moves on, and
+ * `patienceMs` at most when it does not), letting the buffer grow for it; false when it could not
+ * (the buffer is at its most, the stream broke, or it stood still).
  */
-async function reach(stream: SlotStream, lsn: bigint): Promise<boolean> {
+export async function reach(stream: SlotStream, lsn: bigint, patienceMs = 10_000): Promise<boolean> {
+  if (stream.buffer.received >= lsn) return true;
   const wait = stream.want();
   try {
     let pinged = 0;
     let seen = stream.buffer.received;
-    let deadline = Date.now() + 10_000;
+    let deadline = Date.now() + patienceMs;
     while (stream.buffer.received < lsn) {
       // As long as the stream moves on (a big backlog decoding), the wait goes on.
       if (stream.buffer.received > seen) {
         seen = stream.buffer.received;
-        deadline = Date.now() + 10_000;
+        deadline = Date.now() + patienceMs;
       }
       if (stream.paused || stream.failed || Date.now() > deadline) return false;
       if (Date.now() - pinged >= 50) {

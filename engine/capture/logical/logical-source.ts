@@ -38,7 +38,7 @@ import {
   registerRun,
 } from '../registry.js';
 import { describeCapture } from '../triggers/triggers.js';
-import { type LogicalBatch, readLogicalBatch } from './batch.js';
+import { type LogicalBatch, reach, readLogicalBatch } from './batch.js';
 import { lsnOf } from './change-buffer.js';
 import {
   createSlot,
@@ -79,8 +79,6 @@ export class LogicalSource implements ChangeSource {
   private starting: Promise<SlotStream> | null = null;
   /** Whether a stream was ever replaced: batches after that may hold changes applied before. */
   private restarted = false;
-  /** The source's flushed WAL position at the previous backlog, and when a ping last went out. */
-  private lastFlush: bigint | null = null;
 
   constructor(private readonly opts: LogicalSourceOptions) {
     for (const c of opts.captured) {
@@ -230,10 +228,9 @@ export class LogicalSource implements ChangeSource {
   }
 
   /**
-   * Buffered changes per table. A source whose stream has not yet told us about every commit
-   * made before the previous call (its flushed WAL position then) counts one change more on the
-   * first table, so "drained" means every committed change was received; it is asked for a
-   * keepalive meanwhile.
+   * Buffered changes per table. A stream that has not yet told of every commit flushed before the
+   * call counts one change more on the first table: "drained" means every committed change was
+   * received.
    */
   async backlog(client: pg.Client, tables: readonly SourceTable[]): Promise<TableBacklog[]> {
     const stream = await this.stream(client);
@@ -244,11 +241,13 @@ export class LogicalSource implements ChangeSource {
       'SELECT pg_current_wal_flush_lsn()::text AS lsn',
     );
     const flushed = lsnOf(row!.lsn);
-    // The first time, against now: a stream just started has received nothing yet. A transaction
-    // half received is pending too (its rest is on the way).
-    const behind = stream.buffer.inTransaction || stream.buffer.received < (this.lastFlush ?? flushed);
-    if (stream.buffer.received < flushed) stream.status(true);
-    this.lastFlush = flushed;
+    // Nothing held: it is nothing pending only once the stream has told of every commit before
+    // now (a drain's "empty" must cover the last write before the freeze). A walsender answers a
+    // ping at once, so this waits milliseconds; a transaction half received is pending too.
+    const held = tables.some((t) => stream.buffer.pending(t.oid) > 0);
+    const behind =
+      stream.buffer.inTransaction ||
+      (held ? stream.buffer.received < flushed : !(await reach(stream, flushed, 250)));
     const now = Date.now();
     return tables.map((t, i) => {
       const oldest = stream.buffer.oldest(t.oid);
