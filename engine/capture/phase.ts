@@ -49,7 +49,14 @@ export async function capturePhase(run: RunContext): Promise<void> {
   // snapshot is the copy's first (a resumed run's slot exists, and its copy takes fresh ones).
   if (source instanceof LogicalSource) {
     const slot = await source.start();
-    if (slot) run.slotSnapshot = ExportedSnapshot.adopt(slot.client, slot.id);
+    if (slot) {
+      run.slotSnapshot = ExportedSnapshot.adopt(slot.client, slot.id);
+      store.event(
+        'info',
+        'copy',
+        `${source.describe().objects[0]} created: the copy starts from its snapshot`,
+      );
+    }
   }
   store.setMeta('capture_installed', new Date().toISOString());
   store.event('info', 'copy', `capture installed on ${count} table(s)`);

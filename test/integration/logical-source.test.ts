@@ -94,6 +94,11 @@ describe('--capture logical', () => {
     await pair.source.query('UPDATE docs SET n = n + 1 WHERE id = 1', [], 'shop');
     // Killed with the first batch read from the stream and not applied: the slot must send it again.
     expect((await first.done).signal).toBe('SIGKILL');
+    const events = CheckpointStore.open(state(), { create: false, readonly: true });
+    expect(events.events(100).map((e) => e.message)).toContainEqual(
+      expect.stringMatching(/^slot pgferry_\w+ created: the copy starts from its snapshot$/),
+    );
+    events.close();
     await pair.source.query('UPDATE docs SET n = n + 1 WHERE id = 2', [], 'shop');
     const second = startCli(args(), { PGFERRY_TEST_CRASH_AT: 'replay:target-committed' });
     // Killed after a batch's target commit, before the slot was told: it is applied again.
