@@ -29,6 +29,7 @@
 //   the checkpoint store, returns every change not yet consumed.
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { PgferryError } from '../../lib/errors.js';
 import type { TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
@@ -238,6 +239,23 @@ export interface ChangeSource {
   /** Ends what the source holds in pgferry's process (a replication stream); idempotent. */
   close(): Promise<void>;
 }
+
+/** A source's run id, which every source's objects are named after (none before the run is bound). */
+export function runIdOf(runId: string | null): string {
+  if (runId === null) throw new PgferryError('PGFERRY_INTERNAL_ERROR', 'the run has no id');
+  return runId;
+}
+
+/** A batch whose snapshot finds the table's columns changed (SourceTable.columnsSig): nothing applied. */
+export const columnsChanged = (table: string): PgferryError =>
+  new PgferryError(
+    'PGFERRY_SCHEMA_DRIFT',
+    `${table} changed columns on the source: its batch was not applied`,
+    {
+      side: 'source',
+      object: table,
+    },
+  );
 
 /**
  * A statement on the source failed: if it is this run's capture that is gone (`pgferry cleanup`

@@ -100,8 +100,12 @@ export interface RunRegistration extends RunOwner {
 
 export const ownerParams = (o: RunOwner) => [o.runId, path.resolve(o.statePath), os.hostname(), process.pid];
 
-/** Records this run in the registry (or takes its row over on a resume), heartbeat now. */
+/**
+ * Records this run in the registry (or takes its row over on a resume), heartbeat now, creating
+ * the registry first if need be: every change source readies the source server so.
+ */
 export async function registerRun(client: pg.Client, owner: RunRegistration): Promise<void> {
+  await ensureCaptureSchema(client);
   await q(
     client,
     'source',

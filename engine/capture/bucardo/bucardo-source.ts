@@ -34,11 +34,11 @@ import type {
   SourceTable,
   TableBacklog,
 } from '../change-source.js';
+import { columnsChanged, runIdOf } from '../change-source.js';
 import { cleanup, type Removed } from '../cleanup.js';
 import {
   CAPTURED_TABLE,
   captureRemoved,
-  ensureCaptureSchema,
   installedCapture,
   missingCapture,
   registerRun,
@@ -76,8 +76,7 @@ export class BucardoSource implements ChangeSource {
   }
 
   private run(): string {
-    if (this.runId === null) throw new PgferryError('PGFERRY_INTERNAL_ERROR', 'the run has no id');
-    return this.runId;
+    return runIdOf(this.runId);
   }
 
   private delta(t: SourceTable): string {
@@ -88,7 +87,6 @@ export class BucardoSource implements ChangeSource {
   }
 
   async prepare(client: pg.Client, statePath: string): Promise<void> {
-    await ensureCaptureSchema(client);
     await registerRun(client, { runId: this.run(), statePath, capture: this.kind });
   }
 
@@ -193,14 +191,7 @@ export class BucardoSource implements ChangeSource {
       }
       if (t.columnsSig !== undefined && head.sig !== t.columnsSig) {
         await q(client, 'source', 'ROLLBACK');
-        throw new PgferryError(
-          'PGFERRY_SCHEMA_DRIFT',
-          `${name} changed columns on the source: its batch was not applied`,
-          {
-            side: 'source',
-            object: name,
-          },
-        );
+        throw columnsChanged(name);
       }
       const truncates =
         head.truncs === 0

@@ -3,13 +3,12 @@
 // handed to replay as one statement. A whole read (no limit) first waits until the stream has
 // told of every commit its snapshot sees, so that the table is then as of that snapshot.
 import type pg from 'pg';
-import { PgferryError } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../lib/sql.js';
 import { columnsSigSql } from '../../drift/shape.js';
 import { q, simple } from '../../shared/db.js';
 import type { ChangeBatch, ReadOptions, SourceTable } from '../change-source.js';
-import { SLICE_TRUNCATED } from '../change-source.js';
+import { columnsChanged, SLICE_TRUNCATED } from '../change-source.js';
 import { type Change, lsnOf } from './change-buffer.js';
 import type { SlotStream } from './stream.js';
 import { visibleIn } from './visibility.js';
@@ -72,14 +71,7 @@ export async function readLogicalBatch(
     }
     if (t.columnsSig !== undefined && head!.sig !== t.columnsSig) {
       await q(client, 'source', 'ROLLBACK');
-      throw new PgferryError(
-        'PGFERRY_SCHEMA_DRIFT',
-        `${name} changed columns on the source: its batch was not applied`,
-        {
-          side: 'source',
-          object: name,
-        },
-      );
+      throw columnsChanged(name);
     }
     const entries = seen ?? held.slice(0, n);
     const rows = entries.filter((c) => c.op !== 'T');

@@ -203,11 +203,6 @@ export class ChangeBuffer {
     this.queues.delete(from);
   }
 
-  /** Relations with changes held. */
-  relations(): number[] {
-    return [...this.queues.entries()].filter(([, q]) => q.length > 0).map(([oid]) => oid);
-  }
-
   private advance(): void {
     while (this.txnHead < this.txns.length) {
       const t = this.txns[this.txnHead]!;

@@ -10,7 +10,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../../checkpoints/store.js';
-import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { type PgferryError, stateOf } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { rollbackQuietly } from '../../../lib/sql.js';
 import type { TableInfo } from '../../shared/catalog.js';
@@ -29,14 +29,9 @@ import type {
   SourceTable,
   TableBacklog,
 } from '../change-source.js';
+import { runIdOf } from '../change-source.js';
 import { cleanup, type Removed } from '../cleanup.js';
-import {
-  captureRemoved,
-  ensureCaptureSchema,
-  installedCapture,
-  missingCapture,
-  registerRun,
-} from '../registry.js';
+import { captureRemoved, installedCapture, missingCapture, registerRun } from '../registry.js';
 import { describeCapture } from '../triggers/triggers.js';
 import { type LogicalBatch, reach, readLogicalBatch } from './batch.js';
 import { lsnOf } from './change-buffer.js';
@@ -87,12 +82,10 @@ export class LogicalSource implements ChangeSource {
   }
 
   private run(): string {
-    if (this.opts.runId === null) throw new PgferryError('PGFERRY_INTERNAL_ERROR', 'the run has no id');
-    return this.opts.runId;
+    return runIdOf(this.opts.runId);
   }
 
   async prepare(client: pg.Client, statePath: string): Promise<void> {
-    await ensureCaptureSchema(client);
     await registerRun(client, { runId: this.run(), statePath, capture: this.kind });
     await ensurePublication(client, this.run());
   }

@@ -22,12 +22,11 @@ import type {
   SourceTable,
   TableBacklog,
 } from '../change-source.js';
-import { SLICE_TRUNCATED } from '../change-source.js';
+import { columnsChanged, runIdOf, SLICE_TRUNCATED } from '../change-source.js';
 import { cleanup, type Removed } from '../cleanup.js';
 import {
   CAPTURED_TABLE,
   captureRemoved,
-  ensureCaptureSchema,
   installedCapture,
   missingCapture,
   registerRun,
@@ -81,8 +80,7 @@ export class TriggerSource implements ChangeSource {
   }
 
   private run(): string {
-    if (this.runId === null) throw new PgferryError('PGFERRY_INTERNAL_ERROR', 'the run has no id');
-    return this.runId;
+    return runIdOf(this.runId);
   }
 
   private log(t: SourceTable): string {
@@ -93,7 +91,6 @@ export class TriggerSource implements ChangeSource {
   }
 
   async prepare(client: pg.Client, statePath: string): Promise<void> {
-    await ensureCaptureSchema(client);
     await registerRun(client, { runId: this.run(), statePath, capture: this.kind });
   }
 
@@ -212,14 +209,7 @@ export class TriggerSource implements ChangeSource {
       }
       if (t.columnsSig !== undefined && head.sig !== t.columnsSig) {
         await q(client, 'source', 'ROLLBACK');
-        throw new PgferryError(
-          'PGFERRY_SCHEMA_DRIFT',
-          `${name} changed columns on the source: its batch was not applied`,
-          {
-            side: 'source',
-            object: name,
-          },
-        );
+        throw columnsChanged(name);
       }
       if (slice && head.trunc) {
         await q(client, 'source', 'COMMIT');
