@@ -44,8 +44,9 @@ export function phaseDone(db: Database.Database, phase: Phase): boolean {
   return Boolean(row?.finished_at);
 }
 
-export function finishPhase(db: Database.Database, phase: Phase): void {
-  db.prepare('UPDATE phases SET finished_at = ? WHERE name = ?').run(now(), phase);
+/** Marks a phase finished, or (finished false) not finished any more: a rollback reopens `done`. */
+export function finishPhase(db: Database.Database, phase: Phase, finished = true): void {
+  db.prepare('UPDATE phases SET finished_at = ? WHERE name = ?').run(finished ? now() : null, phase);
 }
 
 export function phases(

@@ -199,8 +199,8 @@ export class CheckpointStore {
     return meta.phaseDone(this.db, phase);
   }
 
-  finishPhase(phase: Phase): void {
-    meta.finishPhase(this.db, phase);
+  finishPhase(phase: Phase, finished = true): void {
+    meta.finishPhase(this.db, phase, finished);
   }
 
   phases(): { name: string; startedAt: string; finishedAt: string | null }[] {

@@ -1,8 +1,8 @@
 // The `migrate` pipeline: bind the run → schema → capture → copy → indexes → replicate (→ cutover),
 // or with --copy-only: bind → schema → copy → indexes → finish (sequences and deferred objects at
-// once). Every phase is recorded in the checkpoint store and skipped on resume once finished; each
-// phase's work is in its folder, what they share in engine/run/context.ts.
-
+// once); once cut over, reverse replication and a rollback (engine/reverse/). Every phase is
+// recorded in the checkpoint store and skipped on resume once finished; each phase's work is in
+// its folder, what they share in engine/run/context.ts.
 import type { Logger } from 'pino';
 import { CheckpointStore } from '../checkpoints/store.js';
 import type { CaptureLogSize, ChangeSourceKind } from './capture/change-source.js';
@@ -13,6 +13,8 @@ import type { CutoverResult, CutoverSettings } from './cutover/cutover.js';
 import type { DriftMode } from './drift/modes.js';
 import { replicatePhase } from './replay/phase.js';
 import type { ReplayStats } from './replay/replay.js';
+import { type ReverseOptions, reversePhase } from './reverse/phase.js';
+import { requestReverse, reverseRequested } from './reverse/state.js';
 import { RunContext } from './run/context.js';
 import type { RunControl } from './run/control.js';
 import { dropRunMark } from './run/identity.js';
@@ -24,7 +26,7 @@ import type { ConnInfo } from './shared/conn-info.js';
 import type { OutageTracker } from './shared/outage.js';
 import type { TableFilter } from './shared/table-filter.js';
 
-export interface MigrateOptions {
+export interface MigrateOptions extends ReverseOptions {
   source: ConnInfo;
   target: ConnInfo;
   statePath: string;
@@ -76,6 +78,7 @@ export interface MigrateResult {
   sequences: number;
   replay: ReplayStats | null;
   cutover: CutoverResult | null;
+  rollback?: Awaited<ReturnType<typeof reversePhase>>;
 }
 
 export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
@@ -91,6 +94,23 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   }
 }
 
+/** The forward pipeline from where the checkpoints say it stands, up to replication (and a cutover). */
+async function forward(run: RunContext): Promise<Pick<MigrateResult, 'replay' | 'cutover'>> {
+  const { store } = run;
+  if (!run.copyOnly && store.getMeta('capture_installed')) await resumeCapture(run);
+  if (!store.phaseDone('schema')) await schemaPhase(run);
+  if (!run.copyOnly && !store.getMeta('capture_installed')) await capturePhase(run);
+  if (!store.phaseDone('copy')) await copyPhase(run);
+  await run.releaseSnapshots();
+  if (!store.phaseDone('indexes')) await indexPhase(run);
+  if (!run.copyOnly) return replicatePhase(run);
+  if (!store.phaseDone('cutover')) await finishPhase(run);
+  store.setPhase('done');
+  run.finish('done');
+  await dropRunMark(run.dst);
+  return { replay: null, cutover: null };
+}
+
 /** One attempt of the run, from its checkpoints (an outage ends it; the next starts here again). */
 async function attempt(
   opts: MigrateOptions,
@@ -102,28 +122,24 @@ async function attempt(
   try {
     await run.bind();
     run.healthy();
-    if (store.phaseDone('done')) {
+    if (opts.reverseAfterCutover && !reverseRequested(store)) requestReverse(store);
+    const reverse = () => opts.reverse === true || (opts.mode === 'run' && reverseRequested(store));
+    let outcome: Pick<MigrateResult, 'replay' | 'cutover' | 'rollback'> = { replay: null, cutover: null };
+    if (store.phaseDone('done') && !reverse()) {
       opts.log.info('this run is already done; nothing to do');
-      return run.result(started, { replay: null, cutover: null });
+      return run.result(started, outcome);
     }
-    store.event('info', store.phase(), run.resumed ? 'run resumed' : 'run started');
-    if (!run.copyOnly && store.getMeta('capture_installed')) await resumeCapture(run);
-    if (!store.phaseDone('schema')) await schemaPhase(run);
-    if (!run.copyOnly && !store.getMeta('capture_installed')) await capturePhase(run);
-    if (!store.phaseDone('copy')) await copyPhase(run);
-    await run.releaseSnapshots();
-    if (!store.phaseDone('indexes')) await indexPhase(run);
-    let outcome: Pick<MigrateResult, 'replay' | 'cutover'> = { replay: null, cutover: null };
-    if (run.copyOnly) {
-      if (!store.phaseDone('cutover')) await finishPhase(run);
-      store.setPhase('done');
-      run.finish('done');
-      await dropRunMark(run.dst);
-    } else {
-      outcome = await replicatePhase(run);
+    if (!store.phaseDone('done')) {
+      store.event('info', store.phase(), run.resumed ? 'run resumed' : 'run started');
+      outcome = await forward(run);
     }
-    // A run stopped by its capture's removal returns like a cancelled one: it failed.
-    if (run.heartbeat?.removed) throw run.heartbeat.removed;
+    // Reverse replication once cut over; a rollback through the API makes the run go forward again.
+    while (store.phaseDone('done') && reverse() && !opts.signal.aborted) {
+      const rolledBack = await reversePhase(run, opts.onReverseStats);
+      if (!rolledBack) break;
+      outcome = { ...(await forward(run)), rollback: rolledBack };
+    }
+    if (run.heartbeat?.removed) throw run.heartbeat.removed; // a capture removed: failed, not cancelled
     return run.result(started, outcome);
   } catch (caught) {
     throw run.failed(caught);

@@ -209,6 +209,22 @@ export const ERRORS = {
       'A cutover step failed before the target was declared ready; writes on the source were given back.',
     hint: 'The message names the step and the cause; replication goes on. Fix the cause and run the cutover again.',
   },
+  PGFERRY_ROLLBACK_REFUSED: {
+    exit: 1,
+    http: 409,
+    retryable: true,
+    summary:
+      'The rollback was refused: the run has not been cut over, has no reverse replication, or the reverse lag is too high.',
+    hint: 'Cut over with `--reverse-after-cutover` (or start `pgferry reverse` on the finished run), wait until `pgferry status` shows the reverse lag under --max-lag, then roll back.',
+  },
+  PGFERRY_ROLLBACK_FAILED: {
+    exit: 1,
+    http: 500,
+    retryable: true,
+    summary:
+      'A rollback step failed before the old source was given its writes back; the new side got its writes back.',
+    hint: 'The message names the step and the cause; reverse replication goes on. Fix the cause and run the rollback again.',
+  },
   PGFERRY_VERIFY_FAILED: {
     exit: 2,
     http: 500,

@@ -12,6 +12,7 @@ import {
   stateOpt,
   targetOpt,
 } from './cli-options.js';
+import { addReverseCommands } from './cli-reverse.js';
 import { cleanupCommand } from './commands/cleanup.js';
 import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';
@@ -107,6 +108,15 @@ export function buildProgram(): Command {
     .option('--verify <how>', 'with --cutover-when-synced: counts (default) or checksums')
     .option('--settle <duration>', 'with --freeze external: how long the source must stay quiet (default 2s)')
     .option('--force', 'with --cutover-when-synced: cut over whatever the lag')
+    .option(
+      '--reverse-after-cutover',
+      'the cutover installs capture on the target before it takes writes; the daemon (no mode flag) then replays its changes into the source, which `pgferry rollback` (or POST /rollback) can switch back to',
+    )
+    .option(
+      '--two-way',
+      'both sides in service, each side’s changes replayed to the other (not implemented yet)',
+    )
+    .option('--conflict <rule>', 'with --two-way: source-wins, target-wins or latest')
     .option('--json', 'print the outcome as one JSON document on stdout (logs stay on stderr)')
     .addHelpText(
       'after',
@@ -208,6 +218,10 @@ export function buildProgram(): Command {
     )
     .addOption(sourceOpt())
     .option(
+      '--target <url>',
+      "also remove reverse replication's capture from the run's target (run by run; the target's run mark stays)",
+    )
+    .option(
       '--run <id>',
       "remove only this run's capture (triggers, functions, log tables, registry rows; default: every run's)",
     )
@@ -294,7 +308,7 @@ export function buildProgram(): Command {
         'Exit status: 0 equal, 1 a table differs, 2 the demo cannot run here, 130 stopped by Ctrl-C.',
     )
     .action(demoCommand);
-
+  addReverseCommands(program);
   return program;
 }
 

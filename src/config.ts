@@ -116,6 +116,7 @@ export interface MigrateConfig {
   chunkBytes: number;
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
   drift: DriftMode;
+  reverseAfterCutover: boolean;
 }
 
 export interface MigrateFlags {
@@ -135,6 +136,9 @@ export interface MigrateFlags {
   copyOnly?: boolean;
   exitWhenSynced?: boolean;
   cutoverWhenSynced?: boolean;
+  reverseAfterCutover?: boolean;
+  twoWay?: boolean;
+  conflict?: string;
 }
 
 function parseDrift(text: string): DriftMode {
@@ -183,6 +187,29 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
+/** --reverse-after-cutover needs a cutover to follow; two-way sync is not built yet. */
+function checkDirections(flags: MigrateFlags): void {
+  if (flags.conflict !== undefined && !flags.twoWay) {
+    throw new PgferryError('PGFERRY_CONFIG_INVALID', '--conflict applies with --two-way only', {
+      side: 'config',
+    });
+  }
+  if (flags.twoWay) {
+    throw new PgferryError(
+      'PGFERRY_NOT_IMPLEMENTED',
+      '--two-way (changes on both sides replayed to the other) is not implemented yet: reverse replication after the cutover (--reverse-after-cutover) and `pgferry rollback` are',
+      { side: 'config' },
+    );
+  }
+  if (flags.reverseAfterCutover && flags.copyOnly) {
+    throw new PgferryError(
+      'PGFERRY_CONFIG_INVALID',
+      '--reverse-after-cutover needs capture and a cutover: --copy-only has neither',
+      { side: 'config' },
+    );
+  }
+}
+
 export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Readonly<MigrateConfig> {
   const modes = [flags.copyOnly, flags.exitWhenSynced, flags.cutoverWhenSynced].filter(Boolean).length;
   if (modes > 1) {
@@ -192,6 +219,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
       { side: 'config' },
     );
   }
+  checkDirections(flags);
   const capture = flags.capture ?? env.PGFERRY_CAPTURE ?? 'triggers';
   if (!(CAPTURE_KINDS as readonly string[]).includes(capture)) {
     throw new PgferryError(
@@ -240,6 +268,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     retryForMs: retryFor(flags.retryFor, env),
     chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
     drift: parseDrift(flags.drift ?? env.PGFERRY_DRIFT ?? 'pause'),
+    reverseAfterCutover: flags.reverseAfterCutover ?? false,
     mode: flags.copyOnly
       ? 'copy-only'
       : flags.exitWhenSynced

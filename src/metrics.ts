@@ -42,6 +42,9 @@ export class Metrics {
   private readonly driftChecks: Counter;
   private readonly lastBatch: Gauge;
   private readonly tableBacklog: Gauge<'table'>;
+  private readonly reverseLag: Gauge;
+  private readonly reverseBacklog: Gauge;
+  private readonly reverseApplied: Gauge;
   private lastBatchValue: number | undefined;
   /** The last cumulative copy figures seen per table: counters advance by the difference. */
   private readonly copied = new Map<string, { rows: number; bytes: number }>();
@@ -91,6 +94,21 @@ export class Metrics {
     this.lag = new Gauge({
       name: 'pgferry_replication_lag_seconds',
       help: 'Age of the oldest captured change not yet applied to the target',
+      registers,
+    });
+    this.reverseLag = new Gauge({
+      name: 'pgferry_reverse_lag_seconds',
+      help: 'Reverse replication after the cutover: age of the oldest change captured on the new side not yet applied to the old source',
+      registers,
+    });
+    this.reverseBacklog = new Gauge({
+      name: 'pgferry_reverse_backlog_changes',
+      help: 'Reverse replication after the cutover: changes captured on the new side waiting to be applied to the old source',
+      registers,
+    });
+    this.reverseApplied = new Gauge({
+      name: 'pgferry_reverse_applied_changes',
+      help: 'Reverse replication after the cutover: changes applied to the old source by this process',
       registers,
     });
     this.backlog = new Gauge({
@@ -266,6 +284,13 @@ export class Metrics {
       for (const t of s.tableBacklogs) this.tableBacklog.set({ table: t.table }, t.changes);
     }
     if (s.lastBatchAt) this.batchApplied(Date.parse(s.lastBatchAt) / 1000);
+  }
+
+  /** Stats from the reverse replay loop (or the last saved ones, at startup). */
+  reverseStats(s: Pick<ReplayStats, 'lagSeconds' | 'backlog'> & Partial<ReplayStats>): void {
+    this.reverseLag.set(s.lagSeconds);
+    this.reverseBacklog.set(s.backlog);
+    if (s.appliedTotal !== undefined) this.reverseApplied.set(s.appliedTotal);
   }
 
   replayBatch(table: string, changes: number, seconds: number): void {

@@ -71,6 +71,8 @@ export interface InstallOptions {
   lockTimeoutMs?: number;
   /** How long to keep retrying a locked table before reporting it. */
   lockWaitMs?: number;
+  /** Rows written by this run's own apply sessions are not captured (reverse and two-way: no echo). */
+  origin?: string;
 }
 
 /** A table whose capture is installed: what the checkpoint store records of it. */

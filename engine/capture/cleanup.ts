@@ -202,3 +202,22 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
     }
   });
 }
+
+/**
+ * Every registered run's capture on a database, run by run (reverse replication's, on a run's
+ * target): the pgferry schema stays, since a target's run mark lives there too.
+ */
+export async function cleanupRuns(conn: ConnInfo, opts: CleanupOptions = {}): Promise<Removed[]> {
+  const runs = await withClient(conn, 'control', async (client) => {
+    const [reg] = await q<{ ok: boolean }>(client, 'source', 'SELECT to_regclass($1) IS NOT NULL AS ok', [
+      `${PGFERRY_SCHEMA}.${RUNS_TABLE}`,
+    ]);
+    return reg?.ok ? await listCaptures(client) : [];
+  });
+  const removed: Removed[] = [];
+  for (const r of runs) {
+    if (r.runId === null || (opts.runId !== undefined && r.runId !== opts.runId)) continue;
+    removed.push(...(await cleanup(conn, { ...opts, runId: r.runId })));
+  }
+  return removed;
+}

@@ -15,6 +15,7 @@ import { PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { qualified } from '../../lib/sql.js';
 import type { Replayer } from '../replay/replay.js';
+import { reverseInstalledAt, reverseRequested } from '../reverse/state.js';
 import { dropRunMark } from '../run/identity.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect, withClient } from '../shared/db.js';
@@ -38,6 +39,7 @@ import {
   writeCutoverRecord,
 } from './freeze-record.js';
 import { giveBackAfterOutage, giveWritesBack } from './give-back.js';
+import { prepareReverse, unfreezeAfterRollback } from './reverse-steps.js';
 import { prepareTarget, validateForeignKeys, verifyTarget } from './target-steps.js';
 import { replicatedTables, takeVerifiedPoint, type VerifiedPoint } from './verified-point.js';
 
@@ -198,6 +200,8 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
           { side: 'source' },
         );
       }
+      // Before the target takes writes, and before the freeze (installing costs no downtime).
+      if (reverseRequested(store)) await prepareReverse(opts);
       // While the application still writes: the verified point (verified-point.ts), from which
       // only what changed is verified after the freeze; then a catch-up, so that what is left for
       // the freeze is a fraction of a second.
@@ -254,6 +258,8 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
     ] as const);
     step('verified');
     log.info({ ...verified }, 'cutover: verified');
+    if (reverseRequested(store) && !reverseInstalledAt(store)) await prepareReverse(opts);
+    await unfreezeAfterRollback(target, opts.target, store);
     // The point of no return: the target is ready for writes.
     const downtimeSeconds = (Date.now() - started) / 1000;
     step('target ready', () => {

@@ -29,7 +29,7 @@ export interface StandaloneCutoverOptions {
  * Opens the run's state under its lock (so nothing runs beside a live daemon) and checks that the
  * servers are the run's own, identified by what they are, with the target carrying its mark.
  */
-async function openRun<T>(
+export async function openRun<T>(
   opts: Pick<StandaloneCutoverOptions, 'source' | 'target' | 'statePath'>,
   fn: (store: CheckpointStore) => Promise<T>,
 ): Promise<T> {

@@ -95,7 +95,9 @@ export function provenByLedger(point: VerifiedPoint, t: TableInfo): TableVerdict
  * replicates. A table created on the source during the run and never added (status lists it),
  * or removed from the run, is not on the target as the source has it.
  */
-export async function replicatedTables(opts: CutoverOptions): Promise<TableInfo[]> {
+export async function replicatedTables(
+  opts: Pick<CutoverOptions, 'store' | 'source' | 'filter'>,
+): Promise<TableInfo[]> {
   const replicated = new Set(opts.store.captures().map((c) => c.oid));
   return (await verifiedTables(opts.source, opts.filter)).filter((t) => replicated.has(t.oid));
 }

@@ -1,6 +1,6 @@
 // What a Replayer is given (ReplayOptions) and what it reports (ReplayStats).
 import type { Logger } from 'pino';
-import type { CheckpointStore } from '../../checkpoints/store.js';
+import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
 import type { ChangeSource } from '../capture/change-source.js';
 import type { DriftWatch } from '../drift/drift.js';
 import type { ConnInfo } from '../shared/conn-info.js';
@@ -51,6 +51,10 @@ export interface ReplayOptions {
   minSliceChanges?: number;
   /** Where the changes come from; the run's change source (built from the checkpoint store) by default. */
   changes?: ChangeSource;
+  /** The tables replayed (reverse replication's on the target); the store's captures by default. */
+  captures?: CaptureRecord[];
+  /** The meta key the replay's figures are kept under (the last batch time is read from it); `replay` by default. */
+  statsKey?: string;
   /**
    * Schema drift checks (engine/drift/): before the first batch, on their interval, and when a
    * batch fails in a way a shape difference explains. Without it, tables replay as recorded.

@@ -51,10 +51,10 @@ export class Replayer {
   private readonly members = new Membership();
 
   constructor(private readonly opts: ReplayOptions) {
-    const captures = opts.store.captures();
+    const captures = opts.captures ?? opts.store.captures();
     this.shapes = new TableShapes(captures.map(toReplayTable), opts);
     this.changes = opts.changes ?? openChangeSource(opts.store, opts);
-    this.sessions = new SessionPool(opts.source, opts.target);
+    this.sessions = new SessionPool(opts.source, opts.target, opts.store.runId());
     this.batch = {
       changes: this.changes,
       source: opts.source,
@@ -68,7 +68,7 @@ export class Replayer {
       onLost: opts.onLost,
       onHealthy: opts.onHealthy,
     };
-    const saved = opts.store.getMeta('replay');
+    const saved = opts.store.getMeta(opts.statsKey ?? 'replay');
     this.lastBatchAt = saved ? ((JSON.parse(saved) as Partial<ReplayStats>).lastBatchAt ?? null) : null;
   }
 

@@ -2,6 +2,8 @@
 // flight, pooled between batches (with the target's temporary key tables they created), so the
 // source's connections stay bounded by the jobs. A session that failed is ended, never reused.
 import type pg from 'pg';
+import { quoteLiteral } from '../../lib/sql.js';
+import { ORIGIN_SETTING } from '../capture/triggers/triggers.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { connect } from '../shared/db.js';
 
@@ -18,6 +20,8 @@ export class SessionPool {
   constructor(
     private readonly source: ConnInfo,
     private readonly target: ConnInfo,
+    /** The run whose replay writes: its capture on the target side skips these sessions' rows (no echo). */
+    private readonly origin: string | null = null,
   ) {}
 
   /** An idle session, or a new one. */
@@ -34,9 +38,9 @@ export class SessionPool {
       // one probe per key costs the batch, not the table (measured: 2.9 s instead of 16–25 s of
       // DELETE for 1 M changes on 2 M rows). Set once per session, not per batch: these sessions
       // run nothing else.
-      await Promise.all(
-        [src, dst].map((c) => c.query('SET enable_hashjoin = off; SET enable_mergejoin = off')),
-      );
+      const planner = 'SET enable_hashjoin = off; SET enable_mergejoin = off';
+      const origin = this.origin ? `; SET ${ORIGIN_SETTING} = ${quoteLiteral(this.origin)}` : '';
+      await Promise.all([src.query(planner), dst.query(planner + origin)]);
       return { src, dst, temps: new Set() };
     } catch (err) {
       await src.end().catch(() => {});

@@ -13,11 +13,18 @@ import type { SnapshotPool } from '../copy/snapshot.js';
 import type { CutoverResult, CutoverSettings } from '../cutover/cutover.js';
 import { acceptDrift, DRIFT_PAUSE } from '../drift/drift.js';
 import type { Replayer } from '../replay/replay.js';
+import type { RollbackResult, RollbackSettings } from '../reverse/rollback.js';
 import { checkTablesRequest } from '../tables/record.js';
 
 export interface CutoverRequest {
   settings: CutoverSettings;
   resolve: (result: CutoverResult) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface RollbackRequest {
+  settings: RollbackSettings;
+  resolve: (result: RollbackResult) => void;
   reject: (err: unknown) => void;
 }
 
@@ -35,6 +42,9 @@ export class RunControl {
   private pending: CutoverRequest | null = null;
   private task: LoopTask | null = null;
   private cutoverBusy = false;
+  private reverse: Replayer | null = null;
+  private rollbackPending: RollbackRequest | null = null;
+  private rollbackBusy = false;
 
   constructor(readonly statePath: string) {}
 
@@ -219,6 +229,53 @@ export class RunControl {
   takeCutover(): CutoverRequest | null {
     const request = this.pending;
     this.pending = null;
+    return request;
+  }
+
+  /** The reverse replication loop announces its Replayer (null when it leaves the loop). */
+  attachReverse(replayer: Replayer | null): void {
+    this.reverse = replayer;
+    const request = this.rollbackPending;
+    if (!replayer && request) {
+      this.rollbackPending = null;
+      request.reject(
+        new PgferryError(
+          'PGFERRY_RUN_CANCELLED',
+          'reverse replication ended before the rollback could start',
+          {
+            side: 'state',
+          },
+        ),
+      );
+    }
+  }
+
+  /** Asks the reverse replication loop to stop between batches and run the rollback. */
+  requestRollback(settings: RollbackSettings): Promise<RollbackResult> {
+    if (this.rollbackBusy) {
+      throw new PgferryError('PGFERRY_API_CONFLICT', 'a rollback is already running', { side: 'state' });
+    }
+    const reverse = this.reverse;
+    if (!this.store || !reverse) {
+      throw new PgferryError(
+        'PGFERRY_ROLLBACK_REFUSED',
+        `this daemon is not replicating in reverse (phase ${this.phase()}): a rollback follows a cutover with reverse replication (\`migrate --reverse-after-cutover\`, or \`pgferry reverse\` on a finished run)`,
+        { side: 'state' },
+      );
+    }
+    this.rollbackBusy = true;
+    return new Promise<RollbackResult>((resolve, reject) => {
+      this.rollbackPending = { settings, resolve, reject };
+      reverse.stop();
+    }).finally(() => {
+      this.rollbackBusy = false;
+    });
+  }
+
+  /** For the reverse replication loop: the rollback request waiting for it, taken once. */
+  takeRollback(): RollbackRequest | null {
+    const request = this.rollbackPending;
+    this.rollbackPending = null;
     return request;
   }
 }

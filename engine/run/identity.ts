@@ -79,6 +79,37 @@ export function runMarkSql(runId: string, source: ServerIdentity): string {
   ].join('\n');
 }
 
+/**
+ * The mark again on a target that gave it up at the cutover, once a rollback makes it the run's
+ * target again (idempotent).
+ */
+export async function restoreRunMark(
+  client: pg.Client,
+  runId: string,
+  source: ServerIdentity,
+): Promise<void> {
+  if ((await readRunMark(client)) === runId) return;
+  const table = qualified(PGFERRY_SCHEMA, RUN_MARK_TABLE);
+  await q(client, 'target', 'BEGIN');
+  try {
+    await q(client, 'target', `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(PGFERRY_SCHEMA)}`);
+    await q(
+      client,
+      'target',
+      `CREATE TABLE IF NOT EXISTS ${table} (run_id text PRIMARY KEY, source text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    await q(client, 'target', `DELETE FROM ${table}`);
+    await q(client, 'target', `INSERT INTO ${table} (run_id, source) VALUES ($1, $2)`, [
+      runId,
+      `${source.databaseName} on ${source.host}:${source.port}`,
+    ]);
+    await q(client, 'target', 'COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
 /** The run id the target carries, or null when it carries none. */
 export async function readRunMark(client: pg.Client): Promise<string | null> {
   const [exists] = await q<{ ok: boolean }>(client, 'target', 'SELECT to_regclass($1) IS NOT NULL AS ok', [

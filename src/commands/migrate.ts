@@ -3,6 +3,8 @@ import type { CutoverResult } from '../../engine/cutover/cutover.js';
 import { interruptedCutover } from '../../engine/cutover/freeze-record.js';
 import { type MigrateResult, migrate } from '../../engine/migrate.js';
 import type { ReplayStats } from '../../engine/replay/replay.js';
+import type { RollbackResult } from '../../engine/reverse/rollback.js';
+import { reverseStats } from '../../engine/reverse/state.js';
 import { RunControl } from '../../engine/run/control.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
 import { isPgferryError, redact } from '../../lib/errors.js';
@@ -21,7 +23,9 @@ import type { Metrics } from '../metrics.js';
 import { ProgressView } from '../progress-view.js';
 import { type MigrateOutcome, migrateReport } from '../run-report.js';
 
-export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json?: boolean }): Promise<void> {
+export async function migrateCommand(
+  flags: MigrateFlags & CutoverFlags & { json?: boolean; reverse?: boolean },
+): Promise<void> {
   const started = Date.now();
   const config = loadMigrateConfig(flags);
   const cutoverSettings = loadCutoverSettings(flags);
@@ -61,6 +65,7 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       `migrate (${mode})`,
     );
     let lastReplayLog = 0;
+    let lastReverseLog = 0;
     const result = await migrate({
       source: config.source,
       target: config.target,
@@ -74,6 +79,17 @@ export async function migrateCommand(flags: MigrateFlags & CutoverFlags & { json
       captureLockWaitMs: config.captureLockWaitMs,
       retryForMs: config.retryForMs,
       drift: config.drift,
+      reverseAfterCutover: config.reverseAfterCutover,
+      reverse: flags.reverse,
+      onReverseStats: (r) => {
+        metrics?.reverseStats(r);
+        if (Date.now() - lastReverseLog < 5_000) return;
+        lastReverseLog = Date.now();
+        log.info(
+          { phase: 'reverse', lagSeconds: r.lagSeconds, backlog: r.backlog, appliedTotal: r.appliedTotal },
+          `reverse replication · lag ${r.lagSeconds.toFixed(1)}s · backlog ${int(r.backlog)} changes · ${int(r.appliedTotal)} applied to the old source`,
+        );
+      },
       onDriftCheck: metrics && ((n) => metrics?.drift(n)),
       onReconnect: metrics && ((side) => metrics?.reconnect(side)),
       onCaptureLog: metrics && ((size) => metrics?.captureLog(size)),
@@ -157,6 +173,7 @@ function printResult(mode: MigrateConfig['mode'], result: MigrateResult, stopped
     `${stopped ? 'stopped' : 'synced'}: ${copied}${replayed}, in ${duration(result.seconds)}${resumed}\n`,
   );
   if (result.cutover) process.stdout.write(cutoverLine(result.cutover));
+  if (result.rollback) process.stdout.write(rollbackLine(result.rollback));
 }
 
 /** --json: the one document on stdout (logs and progress stay on stderr). */
@@ -192,6 +209,8 @@ async function startApi(
     metrics.seedCopy(s.tables());
     const replay = s.getMeta('replay');
     if (replay) metrics.replayStats(JSON.parse(replay) as ReplayStats);
+    const reverse = reverseStats(s);
+    if (reverse) metrics.reverseStats(reverse);
   });
   const token = apiToken();
   const api = await startApiServer({
@@ -242,6 +261,14 @@ export function cutoverLine(c: CutoverResult): string {
     `cutover done: write downtime ${c.downtimeSeconds.toFixed(2)}s (freeze ${c.freeze}); ` +
     `${int(c.changesDrained)} changes drained, ${c.sequences} sequences set, ${c.materializedViews} materialized views refreshed, ` +
     `${c.deferredObjects} constraints/triggers created, ${c.foreignKeysValidated} foreign keys validated\n`
+  );
+}
+
+export function rollbackLine(r: RollbackResult): string {
+  return (
+    `rollback done: write downtime ${r.downtimeSeconds.toFixed(2)}s (freeze ${r.freeze} on the new side); ` +
+    `${int(r.changesDrained)} changes drained to the old source, ${r.sequences} sequences set, ` +
+    `${r.objectsRestored} foreign keys/triggers restored, ${r.verify.tables} tables verified; the old source takes writes again\n`
   );
 }
 

@@ -10,6 +10,7 @@ import { describeInterrupted, interruptedCutover, pastNoReturn } from '../../eng
 import { type DriftReport, driftReport } from '../../engine/drift/drift.js';
 import { type NewTable, newTables } from '../../engine/drift/new-tables.js';
 import type { ReplayStats } from '../../engine/replay/replay.js';
+import { type ReverseStatus, reverseStatus } from '../../engine/reverse/state.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
 import { statePath } from '../config.js';
 import { bytes, int, table } from '../format.js';
@@ -72,6 +73,8 @@ export interface StatusReport {
   newTables: NewTable[];
   /** The operator's newest requests for tables to join or leave the run (pgferry tables add|remove), oldest first. */
   tableRequests: TableRequestRecord[];
+  /** Reverse replication after the cutover (and the rollback), for a run that asked for it. */
+  reverse: ReverseStatus | null;
   interruptedCutover: {
     freeze: FreezeMethod;
     since: string;
@@ -137,6 +140,7 @@ export function statusOf(store: CheckpointStore): StatusReport {
     newTables: newTables(store),
     tableRequests: store.tableRequests({ limit: 10 }),
     interruptedCutover: interrupted(store),
+    reverse: reverseStatus(store),
   };
 }
 
@@ -188,6 +192,7 @@ export async function statusCommand(flags: Flags): Promise<void> {
     out.push(`        next: ${report.interruptedCutover.next}`);
   }
   if (report.pauseReason !== null) out.push(`paused  ${report.pauseReason}`);
+  out.push(...reverseLines(report.reverse));
   if (report.drift) {
     out.push(
       `drift   ${report.drift.accepted ? 'accepted by the operator, replay goes on' : 'replay paused until the target matches'} (since ${report.drift.since})`,
@@ -238,4 +243,26 @@ export async function statusCommand(flags: Flags): Promise<void> {
       out.push(`  ${e.at}  ${e.level.padEnd(5)} ${e.phase ?? '-'}: ${e.message}`);
   }
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+function reverseLines(r: ReverseStatus | null): string[] {
+  if (!r) return [];
+  const out: string[] = [];
+  if (r.installedAt) {
+    const p = r.replay;
+    out.push(
+      `reverse replication since ${r.installedAt} on ${r.tables} table(s): ${p ? `lag ${p.lagSeconds.toFixed(1)}s, backlog ${p.backlog} changes, ${p.appliedTotal} applied to the old source (at ${p.at})` : 'nothing replayed yet'}`,
+    );
+  } else if (r.requested) {
+    out.push('reverse  requested (--reverse-after-cutover): the cutover installs it');
+  }
+  const rb = r.rollback;
+  if (rb) {
+    out.push(
+      rb.step === 'done'
+        ? `rollback done at ${rb.updatedAt}: write downtime ${rb.downtimeSeconds?.toFixed(2) ?? '?'}s; the target stays frozen until the next cutover`
+        : `ROLLBACK INTERRUPTED after step "${rb.step}" (${rb.updatedAt}): pgferry rollback --state FILE completes it`,
+    );
+  }
+  return out;
 }

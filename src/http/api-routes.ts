@@ -164,6 +164,16 @@ export const API_ROUTES = [
   },
   {
     method: 'POST',
+    url: '/rollback',
+    operationId: 'rollback',
+    summary:
+      "The cutover in reverse, with the daemon's reverse replication: freeze the new side, drain, sequences, verify, give the old source its writes back; answers 202 at once, the outcome is in the operation. Unset fields take the daemon's flags (--freeze revoke is refused)",
+    token: true,
+    body: CutoverBody,
+    responses: { '202': accepted, ...controlErrors },
+  },
+  {
+    method: 'POST',
     url: '/tables',
     operationId: 'requestTables',
     summary:

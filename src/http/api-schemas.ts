@@ -57,6 +57,22 @@ export const CutoverResult = z.object({
   completedInterrupted: z.boolean().meta({ description: 'An interrupted cutover was completed' }),
 });
 
+export const RollbackResult = z.object({
+  downtimeSeconds: z.number().nonnegative().meta({
+    description: "Write downtime: from the new side's freeze to the old source taking writes again",
+  }),
+  freeze: z.enum(FREEZE_METHODS),
+  frozenAt: dateTime().meta({ description: 'When writes were frozen on the new side' }),
+  sessionsEnded: count(),
+  changesDrained: count(),
+  sequences: count(),
+  materializedViews: count(),
+  objectsRestored: count().meta({ description: 'Foreign keys and triggers of the old source restored' }),
+  foreignKeysValidated: count(),
+  verify: z.object({ checksums: z.boolean(), equal: z.boolean(), tables: count() }),
+  completedInterrupted: z.boolean(),
+});
+
 export const VerifyReport = z.object({
   equal: z.boolean(),
   checksums: z.boolean(),
@@ -85,7 +101,7 @@ export const VerifyReport = z.object({
   ),
 });
 
-export const OPERATION_KINDS = ['cutover', 'verify'] as const;
+export const OPERATION_KINDS = ['cutover', 'verify', 'rollback'] as const;
 export const OPERATION_STATES = ['running', 'succeeded', 'failed'] as const;
 
 export const Operation = z
@@ -96,12 +112,12 @@ export const Operation = z
     startedAt: dateTime(),
     finishedAt: dateTime().nullable(),
     progress: z.string().nullable().meta({ description: 'What the operation is doing now, while it runs' }),
-    result: z.union([CutoverResult, VerifyReport]).nullable(),
+    result: z.union([CutoverResult, VerifyReport, RollbackResult]).nullable(),
     error: ErrorBody.shape.error.nullable(),
   })
   .meta({
     description:
-      'A long control call (cutover, verify) started by a POST that answered 202; `succeeded` means it ran to its end (a verify that found differences succeeded, with `result.equal` false)',
+      'A long control call (cutover, verify, rollback) started by a POST that answered 202; `succeeded` means it ran to its end (a verify that found differences succeeded, with `result.equal` false)',
   });
 
 export const OperationAnswer = z.object({ operation: Operation });
@@ -159,6 +175,22 @@ export const TableRequest = z
 
 export const TablesRequestAnswer = z.object({ ok: z.literal(true), request: TableRequest });
 
+const ReplayFigures = z.object({
+  lagSeconds: z.number(),
+  backlog: count(),
+  changesPerSec: z.number(),
+  appliedTotal: count(),
+  batches: count(),
+  at: dateTime(),
+  lastBatchAt: dateTime().nullable().optional().meta({
+    description: 'When the last batch was applied (kept across restarts); null before the first',
+  }),
+  tableBacklogs: z
+    .array(z.object({ table: z.string(), changes: count() }))
+    .optional()
+    .meta({ description: 'The tables with changes waiting, biggest first (at most 50)' }),
+});
+
 export const Status = z.object({
   state: z.string().nullable().meta({ description: 'The state file; null before it exists' }),
   phase: z.enum(PHASES),
@@ -166,23 +198,7 @@ export const Status = z.object({
   lagSeconds: nullableNumber(),
   backlog: nullableNumber(),
   changesPerSec: nullableNumber(),
-  replay: z
-    .object({
-      lagSeconds: z.number(),
-      backlog: count(),
-      changesPerSec: z.number(),
-      appliedTotal: count(),
-      batches: count(),
-      at: dateTime(),
-      lastBatchAt: dateTime().nullable().optional().meta({
-        description: 'When the last batch was applied (kept across restarts); null before the first',
-      }),
-      tableBacklogs: z
-        .array(z.object({ table: z.string(), changes: count() }))
-        .optional()
-        .meta({ description: 'The tables with changes waiting, biggest first (at most 50)' }),
-    })
-    .nullable(),
+  replay: ReplayFigures.nullable(),
   setup: z
     .object({
       runId: z.string(),
@@ -270,6 +286,24 @@ export const Status = z.object({
       description:
         'A cutover that froze writes on the source and has not finished (a crash): complete it with `pgferry cutover`, undo it with `pgferry cutover --abort`',
     }),
+  reverse: z
+    .object({
+      requested: z.boolean().meta({ description: 'The run was started with --reverse-after-cutover' }),
+      installedAt: dateTime().nullable().meta({ description: 'When capture went on on the target' }),
+      tables: count(),
+      replay: ReplayFigures.nullable().meta({
+        description: "The reverse replay's last figures: the new side's changes applied to the old source",
+      }),
+      rollback: z
+        .object({ step: z.string(), updatedAt: dateTime(), downtimeSeconds: nullableNumber() })
+        .nullable(),
+    })
+    .nullable()
+    .optional()
+    .meta({
+      description:
+        'Reverse replication after the cutover (the old source kept current for a rollback), and the last rollback; null for a run without it',
+    }),
   operations: z.array(Operation).meta({
     description: 'The running and recent cutovers and verifications started through the API, newest first',
   }),
@@ -298,6 +332,7 @@ export const API_SCHEMAS = {
   Operation,
   OperationAnswer,
   CutoverResult,
+  RollbackResult,
   VerifyReport,
   PauseAnswer,
   ResumeAnswer,

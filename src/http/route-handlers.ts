@@ -7,6 +7,8 @@ import type { ServerIdentity } from '../../checkpoints/store.js';
 import { ExportedSnapshot } from '../../engine/copy/snapshot.js';
 import type { CutoverSettings } from '../../engine/cutover/cutover.js';
 import { readCutoverRecord } from '../../engine/cutover/freeze-record.js';
+import type { RollbackSettings } from '../../engine/reverse/rollback.js';
+import { readRollbackRecord } from '../../engine/reverse/state.js';
 import type { ConnInfo } from '../../engine/shared/conn-info.js';
 import { connect } from '../../engine/shared/db.js';
 import { type VerifyProgress, verify } from '../../engine/verify/verify.js';
@@ -211,6 +213,31 @@ export function routeHandlers(
         cutoverProgress,
       );
       log.info({ ...settings, operation: operation.id, from: req.ip }, 'API: cutover started');
+      return accepted(reply, operation);
+    },
+    rollback: async (req, reply) => {
+      const body = parseBody(CutoverBody, req.body);
+      const d = opts.cutoverDefaults;
+      const settings: RollbackSettings = {
+        freeze: body.freeze ?? (d.freeze === 'revoke' ? 'readonly' : d.freeze),
+        maxLagSeconds: body.maxLagSeconds ?? d.maxLagSeconds,
+        force: body.force ?? d.force,
+        verify: body.verify ?? d.verify,
+        settleMs: body.settleSeconds === undefined ? d.settleMs : body.settleSeconds * 1000,
+      };
+      const operation = operations.start(
+        'rollback',
+        (progress) => {
+          progress('waiting for reverse replication to stop between batches');
+          return control.requestRollback(settings);
+        },
+        () =>
+          control.read((s) => {
+            const step = readRollbackRecord(s)?.step;
+            return step ? `rollback step done: ${step}` : null;
+          }),
+      );
+      log.info({ ...settings, operation: operation.id, from: req.ip }, 'API: rollback started');
       return accepted(reply, operation);
     },
     verify: async (req, reply) => {

@@ -124,6 +124,17 @@ function renderCutover(s) {
   $('cutover-state').className = s.interruptedCutover || (last && last.state === 'failed' && s.cutoverDowntimeSeconds === null) ? 'state-bad' : '';
   $('downtime').textContent = s.cutoverDowntimeSeconds === null || s.cutoverDowntimeSeconds === undefined ? '–' : fmt(s.cutoverDowntimeSeconds, 2) + ' s';
   $('cutover-times').textContent = phase ? timeText(phase.startedAt) + ' → ' + timeText(phase.finishedAt) : '–';
+  $('reverse').textContent = reverseText(s.reverse);
+}
+
+// Reverse replication after the cutover: the new side's changes kept flowing to the old source.
+function reverseText(r) {
+  if (!r) return 'off';
+  var rb = r.rollback;
+  var back = rb ? (rb.step === 'done' ? ' · rolled back (' + fmt(rb.downtimeSeconds, 2) + ' s of write downtime)' : ' · ROLLBACK INTERRUPTED after ' + rb.step) : '';
+  if (!r.installedAt) return (r.requested ? 'requested: the cutover installs it' : 'off') + back;
+  var p = r.replay;
+  return (p ? 'lag ' + fmt(p.lagSeconds, 1) + ' s · backlog ' + p.backlog + ' changes · ' + p.appliedTotal + ' applied to the old source' : 'installed, nothing replayed yet') + back;
 }
 
 function renderPhases(s) {

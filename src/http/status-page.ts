@@ -61,6 +61,7 @@ export const statusPageHtml = `<!doctype html>
     <dl>
       <dt>state</dt><dd id="cutover-state">–</dd>
       <dt>write downtime</dt><dd id="downtime">–</dd>
+      <dt>reverse replication</dt><dd id="reverse">–</dd>
       <dt>started → finished</dt><dd id="cutover-times">–</dd>
     </dl>
   </section>

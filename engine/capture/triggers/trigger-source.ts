@@ -71,10 +71,14 @@ export class TriggerSource implements ChangeSource {
   readonly kind = 'triggers' as const;
   private readonly logs: Map<number, string>;
 
-  /** `captured`: the run's tables and their log tables, as the checkpoint store records them. */
+  /**
+   * `captured`: the run's tables and their log tables, as the checkpoint store records them.
+   * `origin`: a run whose apply sessions' rows its capture skips (reverse replication's, on the target).
+   */
   constructor(
     private readonly runId: string | null,
     captured: readonly { oid: number; logTable: string }[],
+    private readonly origin?: string,
   ) {
     this.logs = new Map(captured.map((c) => [c.oid, c.logTable]));
   }
@@ -108,7 +112,10 @@ export class TriggerSource implements ChangeSource {
     partitions: TableInfo[],
     opts: InstallOptions,
   ): Promise<CapturedTable> {
-    const c = await installCapture(client, this.run(), table, partitions, opts);
+    const c = await installCapture(client, this.run(), table, partitions, {
+      ...opts,
+      origin: opts.origin ?? this.origin,
+    });
     this.logs.set(c.oid, c.logTable);
     return c;
   }

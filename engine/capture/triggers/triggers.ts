@@ -66,18 +66,63 @@ export function describeCapture(runId: string, t: TableInfo): CapturedTable {
   };
 }
 
-/** The DDL that creates one table's log, functions and row trigger (not the TRUNCATE triggers). */
-export function captureDdl(c: CapturedTable): string[] {
+/**
+ * The setting pgferry's apply sessions carry (sessions.ts): the run whose replay writes. Any role
+ * may set a custom (dotted) setting, where session_replication_role needs a superuser.
+ */
+export const ORIGIN_SETTING = 'pgferry.origin';
+
+/**
+ * The capture functions of one table. With `origin` (a run id: reverse replication and two-way
+ * sync), rows written by that run's own apply sessions are not captured, so that a change applied
+ * to a side never comes back from it (no echo). A one-way run's functions skip the check.
+ */
+export function captureFunctions(c: CapturedTable, origin?: string): string[] {
   const log = qualified(PGFERRY_SCHEMA, c.logTable);
   const keyCols = c.key.map((k) => quoteIdent(k.name));
   const row = (rec: 'NEW' | 'OLD') => keyCols.map((k) => `${rec}.${k}`).join(', ');
   const insert = (op: string, rec: 'NEW' | 'OLD') =>
     `INSERT INTO ${log} (${LOG_OP}, ${keyCols.join(', ')}) VALUES ('${op}', ${row(rec)});`;
   const keyChanged = `(${row('OLD')}) IS DISTINCT FROM (${row('NEW')})`;
-  const table = qualified(c.schema, c.name);
+  const skip = origin
+    ? `IF current_setting('${ORIGIN_SETTING}', true) = ${quoteLiteral(origin)} THEN RETURN NULL; END IF;`
+    : '';
   // SECURITY DEFINER with a pinned search_path: application roles need no privilege on the
   // pgferry schema, and nothing they put on their search_path can hijack the function.
   const definer = 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp';
+  // The bodies embed user identifiers (key column names), so they are passed as a quoted string
+  // literal, never inside a fixed dollar-quote tag that a column named with it would end.
+  return [
+    `CREATE OR REPLACE FUNCTION ${fn(c, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
+BEGIN
+  ${skip}
+  IF TG_OP = 'DELETE' THEN
+    ${insert('D', 'OLD')}
+  ELSIF TG_OP = 'INSERT' THEN
+    ${insert('I', 'NEW')}
+  ELSE
+    ${insert('U', 'NEW')}
+    IF ${keyChanged} THEN
+      ${insert('U', 'OLD')}
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+`)}`,
+    `CREATE OR REPLACE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
+BEGIN
+  ${skip}
+  INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
+  RETURN NULL;
+END
+`)}`,
+  ];
+}
+
+/** The DDL that creates one table's log, functions and row trigger (not the TRUNCATE triggers). */
+export function captureDdl(c: CapturedTable, origin?: string): string[] {
+  const log = qualified(PGFERRY_SCHEMA, c.logTable);
+  const table = qualified(c.schema, c.name);
   return [
     // The position is the writing transaction's id, not a sequence: under concurrent writers a
     // nextval per captured row (and a unique index on it) cost the application's transactions
@@ -93,29 +138,7 @@ export function captureDdl(c: CapturedTable): string[] {
      ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
     `CREATE INDEX ON ${log} (${LOG_SEQ})`,
     `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
-    // The bodies embed user identifiers (key column names), so they are passed as a quoted string
-    // literal, never inside a fixed dollar-quote tag that a column named with it would end.
-    `CREATE FUNCTION ${fn(c, 'row')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
-BEGIN
-  IF TG_OP = 'DELETE' THEN
-    ${insert('D', 'OLD')}
-  ELSIF TG_OP = 'INSERT' THEN
-    ${insert('I', 'NEW')}
-  ELSE
-    ${insert('U', 'NEW')}
-    IF ${keyChanged} THEN
-      ${insert('U', 'OLD')}
-    END IF;
-  END IF;
-  RETURN NULL;
-END
-`)}`,
-    `CREATE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
-BEGIN
-  INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
-  RETURN NULL;
-END
-`)}`,
+    ...captureFunctions(c, origin),
     `CREATE TRIGGER ${quoteIdent(triggerRow(c.runId))} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c, 'row')}()`,
   ];
 }
@@ -133,7 +156,7 @@ export async function installCapture(
 ): Promise<CapturedTable> {
   const c = describeCapture(runId, table);
   const statements = [
-    ...captureDdl(c),
+    ...captureDdl(c, opts.origin),
     truncateTrigger(c, c),
     ...partitions.map((p) => truncateTrigger(c, p)),
     `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (run_id, relid, schema_name, table_name, log_table) VALUES (${quoteLiteral(runId)}, ${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
@@ -142,6 +165,23 @@ export async function installCapture(
     for (const sql of statements) await client.query(sql);
   });
   return c;
+}
+
+/**
+ * Makes a run's installed capture functions skip its own apply sessions' rows (reverse replication
+ * is about to write into this side). CREATE OR REPLACE FUNCTION locks no table: the triggers keep
+ * firing and call the new bodies from the next statement on.
+ */
+export async function skipOwnWrites(client: pg.Client, captured: CapturedTable[]): Promise<void> {
+  for (const c of captured) {
+    for (const sql of captureFunctions(c, c.runId)) {
+      try {
+        await client.query(sql);
+      } catch (err) {
+        throw dbError('source', err, `${c.schema}.${c.name}`);
+      }
+    }
+  }
 }
 
 /**
