@@ -13,7 +13,7 @@ import type { CutoverResult, CutoverSettings } from './cutover/cutover.js';
 import type { DriftMode } from './drift/modes.js';
 import { replicatePhase } from './replay/phase.js';
 import type { ReplayStats } from './replay/replay.js';
-import { type ReverseOptions, reversePhase } from './reverse/phase.js';
+import { type ReverseOptions, recordDirections, reversePhase } from './reverse/phase.js';
 import { requestReverse, reverseRequested } from './reverse/state.js';
 import { RunContext } from './run/context.js';
 import type { RunControl } from './run/control.js';
@@ -25,6 +25,7 @@ import { schemaPhase } from './schema/phase.js';
 import type { ConnInfo } from './shared/conn-info.js';
 import type { OutageTracker } from './shared/outage.js';
 import type { TableFilter } from './shared/table-filter.js';
+import { requestTwoWay } from './two-way/state.js';
 
 export interface MigrateOptions extends ReverseOptions {
   source: ConnInfo;
@@ -122,8 +123,7 @@ async function attempt(
   try {
     await run.bind();
     run.healthy();
-    if (opts.reverseAfterCutover && !reverseRequested(store)) requestReverse(store);
-    const reverse = () => opts.reverse === true || (opts.mode === 'run' && reverseRequested(store));
+    const reverse = recordDirections(store, opts);
     let outcome: Pick<MigrateResult, 'replay' | 'cutover' | 'rollback'> = { replay: null, cutover: null };
     if (store.phaseDone('done') && !reverse()) {
       opts.log.info('this run is already done; nothing to do');

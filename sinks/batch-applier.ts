@@ -9,6 +9,13 @@ import type pg from 'pg';
 import { sqlstateOf } from '../lib/errors.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
 import { CopyPipeError, pipeCopy } from './copy-pipe.js';
+import {
+  AT_COLUMN,
+  type Conflict,
+  resolveConflicts,
+  type TwoWayApply,
+  upsertStaged,
+} from './two-way-apply.js';
 
 export interface ApplyTable {
   schema: string;
@@ -39,6 +46,11 @@ export interface BatchSources {
   stagedOut?: string;
   /** Relations truncated on the source within the batch (qualified names as the source wrote them). */
   truncates: string[];
+  /**
+   * Two-way sync (two-way-apply.ts): stagedOut then carries a last column more, each key's last
+   * change time on the sending side; conflicts are resolved and rows upserted.
+   */
+  twoWay?: TwoWayApply & { deleteAll?: boolean };
 }
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
@@ -84,6 +96,8 @@ export interface ApplyResult {
   /** Rows the batch's DELETE removed (with `rows`, the table's row count change; truncates aside). */
   deleted: number;
   bytes: number;
+  /** Two-way: the keys changed on both sides, each with the side whose version stays. */
+  conflicts?: Conflict[];
 }
 
 /**
@@ -105,8 +119,10 @@ export async function applyBatch(
   const present = quoteIdent(presentColumn(t));
   // The batch's keys: a table of the key columns, or (staged) of every key's row and its flag.
   // Named for the columns too: a session's temporary table outlives a change of the table's shape.
+  const twoWay = staged ? batch.twoWay : undefined;
+  const at = quoteIdent(AT_COLUMN);
   const shape = createHash('md5')
-    .update(`${cols}|${keyCols.join(',')}|${t.columnsSig ?? ''}`)
+    .update(`${cols}|${keyCols.join(',')}|${t.columnsSig ?? ''}|${twoWay ? 'two-way' : ''}`)
     .digest('hex')
     .slice(0, 8);
   const temp = quoteIdent(staged ? `pgferry_stage_${t.oid}_${shape}` : `pgferry_keys_${t.oid}_${shape}`);
@@ -115,7 +131,7 @@ export async function applyBatch(
     ready,
     temp,
     staged
-      ? `SELECT ${cols}, true AS ${present} FROM ${table}`
+      ? `SELECT ${cols}, true AS ${present}${twoWay ? `, now() AS ${at}` : ''} FROM ${table}`
       : `SELECT ${keyCols.join(', ')} FROM ${table}`,
   );
   await target.query('BEGIN');
@@ -137,7 +153,7 @@ export async function applyBatch(
       target,
       copyOut: staged ? (batch.stagedOut as string) : batch.keysOut,
       copyIn: staged
-        ? `COPY ${temp} (${cols}, ${present}) FROM STDIN${fmt(t.format)}`
+        ? `COPY ${temp} (${cols}, ${present}${twoWay ? `, ${at}` : ''}) FROM STDIN${fmt(t.format)}`
         : `COPY ${temp} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
     }).catch((err: unknown) => {
       // 23502 not_null_violation, 23514 check_violation: a domain refused a gone row's null.
@@ -148,10 +164,27 @@ export async function applyBatch(
       keyCols.length === 1
         ? `pgferry_t.${keyCols[0]} = pgferry_k.${keyCols[0]}`
         : `(${keyCols.map((c) => `pgferry_t.${c}`).join(', ')}) = (${keyCols.map((c) => `pgferry_k.${c}`).join(', ')})`;
+    // ONLY: an inheritance parent's batch must not delete (or lock) its children's rows with the same key.
+    const from = `${t.partitioned ? '' : 'ONLY '}${table}`;
+    if (twoWay) {
+      const names = {
+        table,
+        from,
+        temp,
+        present,
+        keyCols,
+        match,
+        cols: t.columns,
+        keyNames: new Set(t.key.map((k) => k.name)),
+      };
+      const conflicts = await resolveConflicts(target, names, twoWay);
+      const applied = await upsertStaged(target, names, twoWay, conflicts, twoWay.deleteAll === true);
+      await target.query('COMMIT');
+      return { keys: keys.rows, rows: applied.rows, deleted: applied.deleted, bytes: keys.bytes, conflicts };
+    }
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
-    // ONLY: an inheritance parent's batch must not delete its children's rows with the same key.
     const deleted = await target.query(
-      `DELETE FROM ${t.partitioned ? '' : 'ONLY '}${table} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`,
+      `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`,
     );
     let rows: { rows: number; bytes: number };
     if (staged) {

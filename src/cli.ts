@@ -48,6 +48,10 @@ export function buildProgram(): Command {
     .addOption(excludeOpt())
     .option('--copy-only', 'check for a one-time --copy-only clone (no capture privileges needed)')
     .addOption(captureOpt('check what this change source needs of the source (default triggers)'))
+    .option(
+      '--two-way',
+      'check for two-way sync: trigger capture, and key sequences that never give both sides one value',
+    )
     .option('--json', 'print the report as JSON')
     .addHelpText(
       'after',

@@ -5,6 +5,7 @@ import type { CutoverSettings } from '../engine/cutover/cutover.js';
 import { FREEZE_METHODS, type FreezeMethod } from '../engine/cutover/freeze.js';
 import { DRIFT_MODES, type DriftMode } from '../engine/drift/modes.js';
 import { ConnInfo } from '../engine/shared/conn-info.js';
+import { CONFLICT_RULES, type ConflictRule } from '../engine/two-way/state.js';
 import { PgferryError } from '../lib/errors.js';
 import { type HttpAddress, parseHttpAddress } from './http/address.js';
 
@@ -117,6 +118,7 @@ export interface MigrateConfig {
   mode: 'copy-only' | 'exit-when-synced' | 'cutover-when-synced' | 'run';
   drift: DriftMode;
   reverseAfterCutover: boolean;
+  twoWay: { conflict: ConflictRule } | null;
 }
 
 export interface MigrateFlags {
@@ -187,27 +189,30 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-/** --reverse-after-cutover needs a cutover to follow; two-way sync is not built yet. */
-function checkDirections(flags: MigrateFlags): void {
-  if (flags.conflict !== undefined && !flags.twoWay) {
-    throw new PgferryError('PGFERRY_CONFIG_INVALID', '--conflict applies with --two-way only', {
-      side: 'config',
-    });
-  }
-  if (flags.twoWay) {
-    throw new PgferryError(
-      'PGFERRY_NOT_IMPLEMENTED',
-      '--two-way (changes on both sides replayed to the other) is not implemented yet: reverse replication after the cutover (--reverse-after-cutover) and `pgferry rollback` are',
-      { side: 'config' },
-    );
-  }
+/** The directions a run may take: reverse replication after a cutover, or two-way sync instead of one. */
+function checkDirections(flags: MigrateFlags, capture: string): { conflict: ConflictRule } | null {
+  const invalid = (message: string) =>
+    new PgferryError('PGFERRY_CONFIG_INVALID', message, { side: 'config' });
+  if (flags.conflict !== undefined && !flags.twoWay) throw invalid('--conflict applies with --two-way only');
   if (flags.reverseAfterCutover && flags.copyOnly) {
-    throw new PgferryError(
-      'PGFERRY_CONFIG_INVALID',
-      '--reverse-after-cutover needs capture and a cutover: --copy-only has neither',
-      { side: 'config' },
+    throw invalid('--reverse-after-cutover needs capture and a cutover: --copy-only has neither');
+  }
+  if (!flags.twoWay) return null;
+  const conflict = flags.conflict ?? 'latest';
+  if (!(CONFLICT_RULES as readonly string[]).includes(conflict)) {
+    throw invalid(`--conflict "${conflict}" must be one of ${CONFLICT_RULES.join(', ')}`);
+  }
+  if (flags.copyOnly || flags.cutoverWhenSynced || flags.reverseAfterCutover) {
+    throw invalid(
+      '--two-way keeps both sides in service and has no cutover: it excludes --copy-only, --cutover-when-synced and --reverse-after-cutover',
     );
   }
+  if (capture !== 'triggers') {
+    throw invalid(
+      `--two-way needs --capture triggers (with ${capture}, pgferry's own writes would be captured again)`,
+    );
+  }
+  return { conflict: conflict as ConflictRule };
 }
 
 export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Readonly<MigrateConfig> {
@@ -219,8 +224,8 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
       { side: 'config' },
     );
   }
-  checkDirections(flags);
   const capture = flags.capture ?? env.PGFERRY_CAPTURE ?? 'triggers';
+  const twoWay = checkDirections(flags, capture);
   if (!(CAPTURE_KINDS as readonly string[]).includes(capture)) {
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',
@@ -269,6 +274,7 @@ export function loadMigrateConfig(flags: MigrateFlags, env = process.env): Reado
     chunkBytes: parseSize(flags.chunkSize ?? env.PGFERRY_CHUNK_SIZE ?? '128MB', '--chunk-size'),
     drift: parseDrift(flags.drift ?? env.PGFERRY_DRIFT ?? 'pause'),
     reverseAfterCutover: flags.reverseAfterCutover ?? false,
+    twoWay,
     mode: flags.copyOnly
       ? 'copy-only'
       : flags.exitWhenSynced

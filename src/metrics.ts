@@ -45,6 +45,7 @@ export class Metrics {
   private readonly reverseLag: Gauge;
   private readonly reverseBacklog: Gauge;
   private readonly reverseApplied: Gauge;
+  private readonly conflicts: Counter<'table' | 'winner'>;
   private lastBatchValue: number | undefined;
   /** The last cumulative copy figures seen per table: counters advance by the difference. */
   private readonly copied = new Map<string, { rows: number; bytes: number }>();
@@ -109,6 +110,12 @@ export class Metrics {
     this.reverseApplied = new Gauge({
       name: 'pgferry_reverse_applied_changes',
       help: 'Reverse replication after the cutover: changes applied to the old source by this process',
+      registers,
+    });
+    this.conflicts = new Counter({
+      name: 'pgferry_two_way_conflicts_total',
+      help: 'Two-way sync: keys changed on both sides between two replays, by the side whose version was kept',
+      labelNames: ['table', 'winner'],
       registers,
     });
     this.backlog = new Gauge({
@@ -291,6 +298,10 @@ export class Metrics {
     this.reverseLag.set(s.lagSeconds);
     this.reverseBacklog.set(s.backlog);
     if (s.appliedTotal !== undefined) this.reverseApplied.set(s.appliedTotal);
+  }
+
+  twoWayConflicts(table: string, winner: 'source' | 'target', n: number): void {
+    this.conflicts.inc({ table, winner }, n);
   }
 
   replayBatch(table: string, changes: number, seconds: number): void {

@@ -104,6 +104,11 @@ export interface ChangeBatch {
    */
   keys: string;
   /**
+   * The same keys with each one's last change time (column pgferry_at), in key order: two-way
+   * sync resolves a key changed on both sides by it. The trigger source only.
+   */
+  keysAt?: string;
+  /**
    * Row inserts and deletes among the changes (an UPDATE is neither, a row moved between
    * partitions one of each), when the source can tell: the table's row count changed by
    * inserted − deleted over the batch, TRUNCATEs aside. The cutover's count ledger goes by them.

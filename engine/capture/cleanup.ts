@@ -11,6 +11,7 @@ import { qualified, quoteIdent } from '../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q, withClient } from '../shared/db.js';
+import { hasKeptTriggers, restoreTriggers } from '../two-way/triggers.js';
 
 import { removeBucardoConsumers } from './bucardo/cleanup.js';
 import { dropSlot, logicalObjects } from './logical/slot.js';
@@ -154,11 +155,14 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           runs.length === 0 &&
           logical.slots.length === 0 &&
           logical.publications.length === 0 &&
-          bucardo.length === 0
+          bucardo.length === 0 &&
+          !(await hasKeptTriggers(client, opts.runId))
         ) {
           await client.query('ROLLBACK');
           return [];
         }
+        // Two-way sync's rewritten user triggers get their own definitions back.
+        const restored = await restoreTriggers(client, opts.runId);
         for (const t of triggers) await client.query(t.sql);
         for (const p of logical.publications)
           await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(p)}`);
@@ -189,6 +193,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           ...logical.publications.map((name) => ({ kind: 'publication', name })),
           ...slots,
           ...bucardo,
+          ...restored.map((name) => ({ kind: 'trigger restored', name })),
         ];
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});

@@ -21,6 +21,7 @@ import type { ConnInfo } from '../shared/conn-info.js';
 import { connect, withClient } from '../shared/db.js';
 import { DEFAULT_RETRY_FOR_MS, isConnectionLoss, OutageTracker, sideOf } from '../shared/outage.js';
 import type { TableFilter } from '../shared/table-filter.js';
+import { twoWayOf } from '../two-way/state.js';
 import { DRAIN_WIDTH, drain } from './drain.js';
 import {
   applyFreeze,
@@ -181,6 +182,15 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       store.event('warn', 'cutover', `${describeInterrupted(interrupted)}: completing it`);
       log.warn({ freeze: freeze.method, since: freeze.startedAt }, 'completing an interrupted cutover');
     } else {
+      if (twoWayOf(store)) {
+        throw new PgferryError(
+          'PGFERRY_CUTOVER_REFUSED',
+          'a two-way run keeps both sides in service: it has no cutover',
+          {
+            side: 'state',
+          },
+        );
+      }
       const joining = store.tableRequests({ states: ['pending', 'running'] });
       if (joining.length > 0) {
         throw new PgferryError(

@@ -11,6 +11,7 @@ import { displayName } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { withClient } from '../shared/db.js';
 import type { TableFilter } from '../shared/table-filter.js';
+import { twoWayProblems } from '../two-way/sequences.js';
 import { checkClientTools } from './client-tools.js';
 import { existingCaptures } from './existing-captures.js';
 import { checkExtensions, type ExtensionCheck } from './extension-checks.js';
@@ -54,6 +55,8 @@ export interface PreflightOptions {
   copyOnly?: boolean;
   /** The change source the run will read (--capture): what it needs of the source is checked. */
   capture?: ChangeSourceKind;
+  /** --two-way: the capture and the key sequences of both sides checked (engine/two-way/sequences.ts). */
+  twoWay?: boolean;
 }
 
 export async function preflight(opts: PreflightOptions): Promise<PreflightReport> {
@@ -70,6 +73,7 @@ export async function preflight(opts: PreflightOptions): Promise<PreflightReport
       const targetTables = await checkTargetEmpty(dst, opts, problems);
       const captures = await existingCaptures(src, warnings);
       if (!opts.copyOnly) problems.push(...(await captureProblems(opts.capture ?? 'triggers', src, tables)));
+      if (opts.twoWay) problems.push(...(await twoWayProblems(src, dst, tables, opts.capture ?? 'triggers')));
 
       const unlogged = tables.filter((t) => t.unlogged).map(displayName);
       const listed = tables.map((t) => ({

@@ -7,11 +7,26 @@ import { classify, dbError, isPgferryError, PgferryError, sqlstateOf } from '../
 import { sleep } from '../../lib/sleep.js';
 import { type ApplyTable, StageRefused } from '../../sinks/batch-applier.js';
 import { CopyPipeError } from '../../sinks/copy-pipe.js';
+import { type Conflict, ConflictRace, type TwoWayApply } from '../../sinks/two-way-apply.js';
 import { type ChangeSource, explainRemoval, type Slice } from '../capture/change-source.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import type { CountLedger } from './count-ledger.js';
 import type { SessionPool } from './sessions.js';
 import { type BatchOutcome, replayTableBatch, UNSLICED } from './table-batch.js';
+import type { TableLocks } from './table-locks.js';
+
+/** Two-way sync: how a table is applied, one direction at a time, and its conflicts reported. */
+export interface TwoWayContext {
+  /** The side written's own change log for the table and the conflict rule; null before it is captured there. */
+  apply: (t: ApplyTable) => TwoWayApply | null;
+  locks: TableLocks;
+  onConflicts: (t: ApplyTable, conflicts: Conflict[]) => void;
+  /** Since when a table's batches are refused by a foreign key (its parent row comes in another table's batch). */
+  refused: Map<ApplyTable, number>;
+}
+
+/** How long a two-way table's batches may be refused by a foreign key before the run stops. */
+export const FK_WAIT_MS = 5 * 60_000;
 
 export interface BatchRetryContext {
   changes: ChangeSource;
@@ -30,6 +45,7 @@ export interface BatchRetryContext {
   onRetry?: (code: string) => void;
   onLost?: (err: unknown) => void;
   onHealthy?: () => void;
+  twoWay?: TwoWayContext;
 }
 
 /**
@@ -45,17 +61,25 @@ export async function retriedTableBatch(
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const name = `${t.schema}.${t.name}`;
   let limit: number | null = whole ? null : ctx.batchSize;
+  const tw = ctx.twoWay;
+  let deleteAll = false;
   for (let attempt = 1; ; attempt++) {
     const s = await ctx.sessions.take();
     try {
-      const out = await replayTableBatch(
-        s,
-        ctx.changes,
-        t,
-        { limit, snapshotId, slice },
-        !ctx.unstaged.has(t),
-      );
+      const apply = tw?.apply(t);
+      const batch = () =>
+        replayTableBatch(
+          s,
+          ctx.changes,
+          t,
+          { limit, snapshotId, slice },
+          !ctx.unstaged.has(t),
+          apply ? { ...apply, deleteAll } : undefined,
+        );
+      const out = tw ? await tw.locks.run(name, batch) : await batch();
       if (out && out !== UNSLICED) ctx.ledger?.record(t, out.counts);
+      if (out && out !== UNSLICED && out.conflicts?.length) tw?.onConflicts(t, out.conflicts);
+      tw?.refused.delete(t);
       ctx.sessions.give(s);
       ctx.onHealthy?.();
       return out;
@@ -72,6 +96,16 @@ export async function retriedTableBatch(
       const cause = err instanceof CopyPipeError ? err.cause : err;
       const side = err instanceof CopyPipeError ? err.side : 'target';
       const state = sqlstateOf(cause);
+      if (tw) {
+        const next = twoWayFailure(ctx, t, err, state, deleteAll);
+        if (next === 'later') return null;
+        if (next === 'delete all') deleteAll = true;
+        if (next !== 'fail') {
+          if (next === 'again' && attempt > 20) throw err;
+          attempt--;
+          continue;
+        }
+      }
       // 23505 unique_violation, 23P01 exclusion_violation: what a batch cut short of its whole
       // set can break (two rows that swapped a value or a range in one transaction).
       const conflict = state === '23505' || state === '23P01';
@@ -116,4 +150,31 @@ export async function retriedTableBatch(
       throw e;
     }
   }
+}
+
+/**
+ * A two-way batch that failed: a key changed on the side written while it was applied (again),
+ * a foreign key waiting for its parent row from another table's batch (later: the next round),
+ * or a unique constraint an upsert broke where the whole set deleted first would not.
+ */
+function twoWayFailure(
+  ctx: BatchRetryContext,
+  t: ApplyTable,
+  err: unknown,
+  state: string | undefined,
+  deleteAll: boolean,
+): 'again' | 'later' | 'delete all' | 'fail' {
+  if (err instanceof ConflictRace) return 'again';
+  if (state === '23505' && !deleteAll) return 'delete all';
+  if (state !== '23503') return 'fail';
+  const refused = ctx.twoWay!.refused;
+  const since = refused.get(t) ?? Date.now();
+  if (!refused.has(t)) {
+    refused.set(t, since);
+    ctx.log.info(
+      { table: `${t.schema}.${t.name}`, err: (err as Error).message },
+      'two-way: a foreign key refused the batch for now (its parent comes in another batch): retried next round',
+    );
+  }
+  return Date.now() - since < FK_WAIT_MS ? 'later' : 'fail';
 }

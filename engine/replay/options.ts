@@ -4,6 +4,7 @@ import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js'
 import type { ChangeSource } from '../capture/change-source.js';
 import type { DriftWatch } from '../drift/drift.js';
 import type { ConnInfo } from '../shared/conn-info.js';
+import type { TwoWayContext } from './batch-retry.js';
 
 export interface ReplayStats {
   lagSeconds: number;
@@ -53,6 +54,8 @@ export interface ReplayOptions {
   changes?: ChangeSource;
   /** The tables replayed (reverse replication's on the target); the store's captures by default. */
   captures?: CaptureRecord[];
+  /** Two-way sync: conflicts resolved where the batch is written, one direction at a time per table. */
+  twoWay?: TwoWayContext;
   /** The meta key the replay's figures are kept under (the last batch time is read from it); `replay` by default. */
   statsKey?: string;
   /**

@@ -11,6 +11,8 @@ import { DriftWatch } from '../drift/drift.js';
 import type { RunContext } from '../run/context.js';
 import { buildUniqueConstraints } from '../schema/index-phase.js';
 import { TableRequests } from '../tables/requests.js';
+import { twoWayPhase } from '../two-way/phase.js';
+import { twoWayOf } from '../two-way/state.js';
 import { Replayer, type ReplayStats } from './replay.js';
 
 export interface ReplicateOutcome {
@@ -97,6 +99,15 @@ async function replicateWith(
     );
     await buildUniqueConstraints(run);
     store.event('info', 'replicating', 'unique constraints built after the first catch-up');
+  }
+  if (twoWayOf(store)) {
+    // Both sides replayed into each other by Replayers of their own (engine/two-way/).
+    outcome.replay = await twoWayPhase(
+      run,
+      { forward: opts.onReplayStats, reverse: opts.onReverseStats },
+      opts.onTwoWayConflicts,
+    );
+    return;
   }
   const final = await replicateUntilDone(run, replayer, outcome);
   outcome.replay = final;

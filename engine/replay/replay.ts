@@ -4,11 +4,10 @@
 // table-batch.ts. engine/replay/ reads changes only through the ChangeSource interface and writes
 // through sinks/batch-applier.ts; besides those it imports engine/shared/, checkpoints/, lib/.
 //
-// A batch is what the change source gives for one table (bounded by --batch-size, oldest first),
-// never "ids greater than the last one seen". The current rows of the batch's keys are read in the
-// batch's REPEATABLE READ snapshot, applied on the target, and only after the target committed
-// does the change source consume what the batch read (the trigger source deletes the log rows in
-// the same REPEATABLE READ transaction: exactly the rows that snapshot saw) and the source commit.
+// A batch is what the change source gives for one table (bounded by --batch-size, oldest first).
+// The current rows of the batch's keys are read in the batch's REPEATABLE READ snapshot, applied
+// on the target, and only after the target committed does the change source consume what the
+// batch read (the trigger source deletes exactly the log rows that snapshot saw) and commit.
 
 import type pg from 'pg';
 import type { CaptureRecord } from '../../checkpoints/store.js';
@@ -67,6 +66,7 @@ export class Replayer {
       onRetry: opts.onRetry,
       onLost: opts.onLost,
       onHealthy: opts.onHealthy,
+      twoWay: opts.twoWay,
     };
     const saved = opts.store.getMeta(opts.statsKey ?? 'replay');
     this.lastBatchAt = saved ? ((JSON.parse(saved) as Partial<ReplayStats>).lastBatchAt ?? null) : null;

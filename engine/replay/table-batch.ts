@@ -6,6 +6,7 @@
 import { crashPoint } from '../../lib/crash-point.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
+import type { Conflict, TwoWayApply } from '../../sinks/two-way-apply.js';
 import { type ChangeSource, type ReadOptions, SLICE_TRUNCATED } from '../capture/change-source.js';
 import type { BatchCounts } from './count-ledger.js';
 import type { Session } from './sessions.js';
@@ -18,6 +19,8 @@ export interface BatchOutcome {
   counts: BatchCounts;
   /** A whole read that did not hold every change its snapshot sees (ChangeBatch.partial). */
   partial?: boolean;
+  /** Two-way sync: the keys changed on both sides, with the side whose version stays. */
+  conflicts?: Conflict[];
 }
 
 /** A slice saw a TRUNCATE or conflicted with another slice: nothing applied, the table needs an unsliced batch. */
@@ -44,6 +47,8 @@ export async function replayTableBatch(
   read: ReadOptions,
   /** False once the table's staged rows were refused (batch-retry.ts). */
   mayStage = true,
+  /** Two-way sync: conflicts resolved on the target, rows upserted (always staged). */
+  twoWay?: TwoWayApply & { deleteAll?: boolean },
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const batch = await source.readBatch(s.src, t, read);
   if (batch === null) return null;
@@ -62,10 +67,13 @@ export async function replayTableBatch(
     const keyNames = new Set(t.key.map((k) => k.name));
     const stagedCols = () =>
       t.columns.map((c) => `${keyNames.has(c) ? 'pgferry_k' : 'pgferry_t'}.${quoteIdent(c)}`).join(', ');
-    const stagedOut =
-      mayStage && stageable(t) && batch.changes <= STAGED_MAX_CHANGES
-        ? `COPY (SELECT ${stagedCols()}, pgferry_t.${keys[0]} IS NOT NULL FROM (${batch.keys}) pgferry_k
-                   LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`
+    const staged = (keysQuery: string, extra = '') =>
+      `COPY (SELECT ${stagedCols()}, pgferry_t.${keys[0]} IS NOT NULL${extra} FROM (${keysQuery}) pgferry_k
+              LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`;
+    const stagedOut = twoWay
+      ? staged(batch.keysAt ?? batch.keys, batch.keysAt ? ', pgferry_k.pgferry_at' : ', now()')
+      : mayStage && stageable(t) && batch.changes <= STAGED_MAX_CHANGES
+        ? staged(batch.keys)
         : undefined;
     const applied = await applyBatch(
       s.src,
@@ -77,6 +85,7 @@ export async function replayTableBatch(
                         ORDER BY ${order}) TO STDOUT${fmt(t.format)}`,
         stagedOut,
         truncates: batch.truncates,
+        twoWay,
       },
       s.temps,
     );
@@ -96,6 +105,7 @@ export async function replayTableBatch(
       lagSeconds: batch.lagSeconds,
       counts,
       partial: batch.partial,
+      conflicts: applied.conflicts,
     };
   } catch (err) {
     await source.abandon(s.src, batch);

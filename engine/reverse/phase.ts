@@ -11,9 +11,11 @@ import { PgferryError } from '../../lib/errors.js';
 import { CaptureHeartbeat } from '../capture/heartbeat.js';
 import { ExportedSnapshot } from '../copy/snapshot.js';
 import type { MigrateOptions } from '../migrate.js';
+import type { TwoWayContext } from '../replay/batch-retry.js';
 import { Replayer, type ReplayStats } from '../replay/replay.js';
 import type { RunContext } from '../run/context.js';
 import { withClient } from '../shared/db.js';
+import { type ConflictRule, requestTwoWay } from '../two-way/state.js';
 import { verifiedTables, verify } from '../verify/verify.js';
 import { installReverse, type ReverseContext, reverseChangeSource } from './install.js';
 import { restoreOnOldSide, suspendOnOldSide, validateOnOldSide } from './old-side.js';
@@ -22,8 +24,10 @@ import {
   forgetReverse,
   markReverseInstalled,
   REVERSE_STATS_KEY,
+  requestReverse,
   reverseCaptures,
   reverseInstalledAt,
+  reverseRequested,
 } from './state.js';
 
 /** What `migrate` takes for the reverse direction. */
@@ -34,6 +38,23 @@ export interface ReverseOptions {
   reverse?: boolean;
   /** The reverse replay's figures (metrics). */
   onReverseStats?: (s: ReplayStats) => void;
+  /** --two-way: both sides' changes replayed into the other once the copy is done, conflicts by this rule. */
+  twoWay?: { conflict: ConflictRule };
+  /** Two-way conflicts of one batch, by the side whose version was kept (metrics). */
+  onTwoWayConflicts?: (table: string, winner: 'source' | 'target', n: number) => void;
+}
+
+/**
+ * Records what this invocation asks of the run's directions (each stays asked); returns whether
+ * the run replays in reverse once it is cut over: a daemon (mode run) that asked, or `pgferry reverse`.
+ */
+export function recordDirections(
+  store: CheckpointStore,
+  opts: ReverseOptions & Pick<MigrateOptions, 'mode'>,
+): () => boolean {
+  if (opts.reverseAfterCutover && !reverseRequested(store)) requestReverse(store);
+  if (opts.twoWay) requestTwoWay(store, opts.twoWay.conflict);
+  return () => opts.reverse === true || (opts.mode === 'run' && reverseRequested(store));
 }
 
 /** The reverse direction's Replayer: reads the new side (the run's target), writes the old one. */
@@ -41,6 +62,7 @@ export function reverseReplayer(
   store: CheckpointStore,
   opts: Pick<MigrateOptions, 'source' | 'target' | 'log' | 'jobs' | 'signal' | 'batchSize' | 'onRetry'>,
   onStats?: (s: ReplayStats) => void,
+  extra: { twoWay?: TwoWayContext; untilSynced?: boolean } = {},
 ): Replayer {
   return new Replayer({
     source: opts.target,
@@ -55,6 +77,8 @@ export function reverseReplayer(
     statsKey: REVERSE_STATS_KEY,
     onStats,
     onRetry: opts.onRetry,
+    ...(extra.twoWay ? { twoWay: extra.twoWay, minSliceChanges: Number.POSITIVE_INFINITY } : {}),
+    untilSynced: extra.untilSynced,
   });
 }
 

@@ -6,6 +6,7 @@
 import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
 import type { FreezeRecord } from '../cutover/freeze.js';
 import type { ReplayStats } from '../replay/options.js';
+import { type TwoWayRecord, twoWayOf } from '../two-way/state.js';
 
 const KEYS = {
   /** '1' once `migrate --reverse-after-cutover` asked for it: every later cutover installs it. */
@@ -87,6 +88,8 @@ export function interruptedRollback(store: CheckpointStore): RollbackRecord | nu
 
 /** What status shows of the reverse direction; null for a run without one. */
 export interface ReverseStatus {
+  /** Two-way sync: the conflict rule, since when, and the conflicts met. */
+  twoWay: TwoWayRecord | null;
   requested: boolean;
   installedAt: string | null;
   tables: number;
@@ -97,8 +100,10 @@ export interface ReverseStatus {
 export function reverseStatus(store: CheckpointStore): ReverseStatus | null {
   const rollback = readRollbackRecord(store);
   const installedAt = reverseInstalledAt(store);
-  if (!reverseRequested(store) && !installedAt && !rollback) return null;
+  const twoWay = twoWayOf(store);
+  if (!reverseRequested(store) && !installedAt && !rollback && !twoWay) return null;
   return {
+    twoWay,
     requested: reverseRequested(store),
     installedAt,
     tables: reverseCaptures(store).length,

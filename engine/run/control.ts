@@ -15,6 +15,7 @@ import { acceptDrift, DRIFT_PAUSE } from '../drift/drift.js';
 import type { Replayer } from '../replay/replay.js';
 import type { RollbackResult, RollbackSettings } from '../reverse/rollback.js';
 import { checkTablesRequest } from '../tables/record.js';
+import { twoWayOf } from '../two-way/state.js';
 
 export interface CutoverRequest {
   settings: CutoverSettings;
@@ -183,6 +184,15 @@ export class RunControl {
     }
     const store = this.store;
     const replayer = this.replayer;
+    if (store && twoWayOf(store)) {
+      throw new PgferryError(
+        'PGFERRY_CUTOVER_REFUSED',
+        'a two-way run keeps both sides in service: it has no cutover',
+        {
+          side: 'state',
+        },
+      );
+    }
     if (!store || !replayer) {
       throw new PgferryError(
         'PGFERRY_CUTOVER_REFUSED',

@@ -3,6 +3,7 @@
 // for a run that will never work on it.
 import type { CheckpointStore, TableAction, TableRequestRecord } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
+import { twoWayOf } from '../two-way/state.js';
 
 export function checkTablesRequest(
   store: CheckpointStore,
@@ -16,6 +17,11 @@ export function checkTablesRequest(
       side: 'state',
       hint,
     });
+  if (twoWayOf(store)) {
+    throw refuse(
+      'a two-way run replicates the tables it started with (tables joining or leaving it are not built yet)',
+    );
+  }
   if (!pattern.trim())
     throw refuse('the pattern is empty', 'Name the table as schema.table (* as a wildcard).');
   if (!setup)

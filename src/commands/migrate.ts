@@ -81,6 +81,8 @@ export async function migrateCommand(
       drift: config.drift,
       reverseAfterCutover: config.reverseAfterCutover,
       reverse: flags.reverse,
+      twoWay: config.twoWay ?? undefined,
+      onTwoWayConflicts: metrics && ((table, winner, n) => metrics?.twoWayConflicts(table, winner, n)),
       onReverseStats: (r) => {
         metrics?.reverseStats(r);
         if (Date.now() - lastReverseLog < 5_000) return;

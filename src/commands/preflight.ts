@@ -9,6 +9,7 @@ interface Flags {
   exclude?: string[];
   copyOnly?: boolean;
   capture?: CaptureKind;
+  twoWay?: boolean;
   json?: boolean;
 }
 
@@ -19,6 +20,7 @@ export async function preflightCommand(flags: Flags): Promise<void> {
     filter: { include: flags.include ?? [], exclude: flags.exclude ?? [] },
     copyOnly: flags.copyOnly ?? false,
     capture: flags.capture ?? 'triggers',
+    twoWay: flags.twoWay ?? false,
   });
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : render(report));
   process.exitCode = report.ok ? 0 : 1;

@@ -248,10 +248,19 @@ export async function statusCommand(flags: Flags): Promise<void> {
 function reverseLines(r: ReverseStatus | null): string[] {
   if (!r) return [];
   const out: string[] = [];
+  const tw = r.twoWay;
+  if (tw) {
+    const c = tw.conflicts;
+    out.push(
+      `two-way ${tw.startedAt ? `since ${tw.startedAt}` : 'starts after the copy'} (--conflict ${tw.conflict}): ${c.total} conflict(s), ${c.sourceWon} kept the source's version, ${c.targetWon} the target's`,
+    );
+    for (const x of tw.recent.slice(-5))
+      out.push(`        ${x.at} ${x.table} key (${x.key.join(', ')}): the ${x.winner}'s version kept`);
+  }
   if (r.installedAt) {
     const p = r.replay;
     out.push(
-      `reverse replication since ${r.installedAt} on ${r.tables} table(s): ${p ? `lag ${p.lagSeconds.toFixed(1)}s, backlog ${p.backlog} changes, ${p.appliedTotal} applied to the old source (at ${p.at})` : 'nothing replayed yet'}`,
+      `${tw ? 'target → source' : 'reverse replication'} since ${r.installedAt} on ${r.tables} table(s): ${p ? `lag ${p.lagSeconds.toFixed(1)}s, backlog ${p.backlog} changes, ${p.appliedTotal} applied to the old source (at ${p.at})` : 'nothing replayed yet'}`,
     );
   } else if (r.requested) {
     out.push('reverse  requested (--reverse-after-cutover): the cutover installs it');

@@ -9,10 +9,9 @@ import { FREEZE_METHODS } from '../../engine/cutover/freeze.js';
 import { CUTOVER_STEPS } from '../../engine/cutover/freeze-record.js';
 import { DRIFT_KINDS } from '../../engine/drift/compare.js';
 import { SIDES } from '../../lib/errors.js';
+import { count, dateTime, nullableNumber, ReplayFigures } from './api-schema-parts.js';
+import { ReverseStatus, RollbackResult } from './api-schemas-reverse.js';
 import { CutoverBody, PauseBody, ResumeBody, TablesBody, VerifyBody } from './request-bodies.js';
-
-const dateTime = () => z.string().meta({ format: 'date-time' });
-const count = () => z.number().int().nonnegative();
 
 export const ErrorBody = z
   .object({
@@ -55,22 +54,6 @@ export const CutoverResult = z.object({
     .array(z.object({ step: z.enum(CUTOVER_STEPS), at: dateTime() }))
     .meta({ description: 'The steps this cutover completed, each with its time' }),
   completedInterrupted: z.boolean().meta({ description: 'An interrupted cutover was completed' }),
-});
-
-export const RollbackResult = z.object({
-  downtimeSeconds: z.number().nonnegative().meta({
-    description: "Write downtime: from the new side's freeze to the old source taking writes again",
-  }),
-  freeze: z.enum(FREEZE_METHODS),
-  frozenAt: dateTime().meta({ description: 'When writes were frozen on the new side' }),
-  sessionsEnded: count(),
-  changesDrained: count(),
-  sequences: count(),
-  materializedViews: count(),
-  objectsRestored: count().meta({ description: 'Foreign keys and triggers of the old source restored' }),
-  foreignKeysValidated: count(),
-  verify: z.object({ checksums: z.boolean(), equal: z.boolean(), tables: count() }),
-  completedInterrupted: z.boolean(),
 });
 
 export const VerifyReport = z.object({
@@ -156,8 +139,6 @@ export const TableProgress = z.object({
   percent: z.number(),
 });
 
-const nullableNumber = () => z.number().nullable();
-
 export const TableRequest = z
   .object({
     id: count(),
@@ -174,22 +155,6 @@ export const TableRequest = z
   .meta({ description: 'A table joining (add) or leaving (remove) the running migration' });
 
 export const TablesRequestAnswer = z.object({ ok: z.literal(true), request: TableRequest });
-
-const ReplayFigures = z.object({
-  lagSeconds: z.number(),
-  backlog: count(),
-  changesPerSec: z.number(),
-  appliedTotal: count(),
-  batches: count(),
-  at: dateTime(),
-  lastBatchAt: dateTime().nullable().optional().meta({
-    description: 'When the last batch was applied (kept across restarts); null before the first',
-  }),
-  tableBacklogs: z
-    .array(z.object({ table: z.string(), changes: count() }))
-    .optional()
-    .meta({ description: 'The tables with changes waiting, biggest first (at most 50)' }),
-});
 
 export const Status = z.object({
   state: z.string().nullable().meta({ description: 'The state file; null before it exists' }),
@@ -286,24 +251,7 @@ export const Status = z.object({
       description:
         'A cutover that froze writes on the source and has not finished (a crash): complete it with `pgferry cutover`, undo it with `pgferry cutover --abort`',
     }),
-  reverse: z
-    .object({
-      requested: z.boolean().meta({ description: 'The run was started with --reverse-after-cutover' }),
-      installedAt: dateTime().nullable().meta({ description: 'When capture went on on the target' }),
-      tables: count(),
-      replay: ReplayFigures.nullable().meta({
-        description: "The reverse replay's last figures: the new side's changes applied to the old source",
-      }),
-      rollback: z
-        .object({ step: z.string(), updatedAt: dateTime(), downtimeSeconds: nullableNumber() })
-        .nullable(),
-    })
-    .nullable()
-    .optional()
-    .meta({
-      description:
-        'Reverse replication after the cutover (the old source kept current for a rollback), and the last rollback; null for a run without it',
-    }),
+  reverse: ReverseStatus,
   operations: z.array(Operation).meta({
     description: 'The running and recent cutovers and verifications started through the API, newest first',
   }),

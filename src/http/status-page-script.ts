@@ -130,11 +130,16 @@ function renderCutover(s) {
 // Reverse replication after the cutover: the new side's changes kept flowing to the old source.
 function reverseText(r) {
   if (!r) return 'off';
+  var tw = r.twoWay ? 'two-way (--conflict ' + r.twoWay.conflict + (r.twoWay.startedAt ? '' : ', after the copy') + '): ' + r.twoWay.conflicts.total + ' conflicts · ' : '';
+  return tw + reverseState(r);
+}
+
+function reverseState(r) {
   var rb = r.rollback;
   var back = rb ? (rb.step === 'done' ? ' · rolled back (' + fmt(rb.downtimeSeconds, 2) + ' s of write downtime)' : ' · ROLLBACK INTERRUPTED after ' + rb.step) : '';
   if (!r.installedAt) return (r.requested ? 'requested: the cutover installs it' : 'off') + back;
   var p = r.replay;
-  return (p ? 'lag ' + fmt(p.lagSeconds, 1) + ' s · backlog ' + p.backlog + ' changes · ' + p.appliedTotal + ' applied to the old source' : 'installed, nothing replayed yet') + back;
+  return (p ? 'lag ' + fmt(p.lagSeconds, 1) + ' s · backlog ' + p.backlog + ' changes · ' + p.appliedTotal + ' applied to the source' : 'installed, nothing replayed yet') + back;
 }
 
 function renderPhases(s) {

@@ -241,6 +241,7 @@ export class TriggerSource implements ChangeSource {
         lagSeconds: head.lag ?? 0,
         truncates,
         keys: `SELECT DISTINCT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' ORDER BY ${keyCols}`,
+        keysAt: `SELECT ${keyCols}, max(${LOG_AT}) AS ${LOG_AT} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' GROUP BY ${keyCols} ORDER BY ${keyCols}`,
         inserted: head.ins,
         deleted: head.del,
         log,

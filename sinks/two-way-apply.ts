@@ -1,0 +1,117 @@
+// The apply of a batch in two-way sync, where both sides take writes and keep their foreign keys
+// and triggers: the batch's rows are staged (with the time of each key's last change on the
+// sending side), the keys changed on this side too and not sent yet (its own change log holds
+// them) are conflicts, each resolved by the run's rule (the losers' staged rows are dropped: this
+// side's version stays and goes the other way later); then the keys gone on the sending side are
+// deleted and the others upserted (INSERT … ON CONFLICT DO UPDATE), never deleted and inserted
+// again: a delete would cascade to this side's child rows, or be refused by their foreign keys.
+import type pg from 'pg';
+import { quoteIdent } from '../lib/sql.js';
+
+/** Who wins a key changed on both sides: the sending side, this side, or the later change. */
+export type ConflictWinner = 'incoming' | 'own';
+
+export interface TwoWayApply {
+  /** This side's own change log (qualified): keys changed here and not yet sent the other way. */
+  ownLog: string;
+  rule: ConflictWinner | 'latest';
+  /** With `latest`, who wins two changes made at the same time (the source, by convention). */
+  tie: ConflictWinner;
+}
+
+export interface Conflict {
+  /** The key's columns in their text form. */
+  key: string[];
+  winner: ConflictWinner;
+}
+
+/** The staged stream's time column (each key's last change on the sending side). */
+export const AT_COLUMN = 'pgferry_at';
+
+/**
+ * An application transaction on this side changed a key of the batch while it was applied: the
+ * batch is rolled back and applied again, which then sees the change as a conflict.
+ */
+export class ConflictRace extends Error {}
+
+interface Names {
+  table: string;
+  /** The table as replay writes it: ONLY for a plain table (inheritance children are their own). */
+  from: string;
+  temp: string;
+  present: string;
+  keyCols: string[];
+  match: string;
+}
+
+const pending = (n: Names, log: string) =>
+  `SELECT ${n.keyCols.map((c) => `l.${c}`).join(', ')}, max(l.pgferry_at) AS own_at FROM ${log} l
+    WHERE l.pgferry_op <> 'T' AND (${n.keyCols.map((c) => `l.${c}`).join(', ')}) IN (SELECT ${n.keyCols.join(', ')} FROM ${n.temp})
+    GROUP BY ${n.keyCols.map((c) => `l.${c}`).join(', ')}`;
+
+/**
+ * Locks this side's rows of the batch's keys (an application transaction writing one ends
+ * first), finds the keys this side changed too, and drops from the staged rows those this side
+ * wins. Returns every conflict with its winner.
+ */
+export async function resolveConflicts(
+  target: pg.Client,
+  n: Names,
+  twoWay: TwoWayApply,
+): Promise<Conflict[]> {
+  await target.query(
+    `SELECT 1 FROM ${n.from} AS pgferry_t JOIN ${n.temp} AS pgferry_k ON ${n.match} FOR UPDATE OF pgferry_t`,
+  );
+  const ownWins =
+    twoWay.rule === 'latest'
+      ? `(p.own_at > pgferry_k.${AT_COLUMN} OR (p.own_at = pgferry_k.${AT_COLUMN} AND ${twoWay.tie === 'own'}))`
+      : String(twoWay.rule === 'own');
+  const keyText = `ARRAY[${n.keyCols.map((c) => `p.${c}::text`).join(', ')}]`;
+  const { rows } = await target.query<{ key: string[]; own: boolean }>(
+    `WITH p AS (${pending(n, twoWay.ownLog)}),
+          dropped AS (DELETE FROM ${n.temp} AS pgferry_k USING p
+                       WHERE ${n.keyCols.map((c) => `pgferry_k.${c} = p.${c}`).join(' AND ')} AND ${ownWins}
+                       RETURNING ${n.keyCols.map((c) => `p.${c}`).join(', ')})
+     SELECT ${keyText} AS key,
+            EXISTS (SELECT 1 FROM dropped d WHERE ${n.keyCols.map((c) => `d.${c} = p.${c}`).join(' AND ')}) AS own
+       FROM p`,
+  );
+  return rows.map((r) => ({ key: r.key, winner: r.own ? 'own' : 'incoming' }));
+}
+
+/**
+ * Deletes the keys gone on the sending side and upserts the others (all of them deleted first
+ * with `deleteAll`: the fallback when an upsert breaks a unique constraint, two rows having
+ * swapped a value). Then checks that no key of the batch became pending here meanwhile (ConflictRace).
+ */
+export async function upsertStaged(
+  target: pg.Client,
+  n: Names & { cols: string[]; keyNames: Set<string> },
+  twoWay: TwoWayApply,
+  conflicts: Conflict[],
+  deleteAll: boolean,
+): Promise<{ rows: number; deleted: number }> {
+  // The staged keys still pending here are the conflicts the sending side won: any more is a race.
+  const before = conflicts.filter((c) => c.winner === 'incoming').length;
+  const deleted = await target.query(
+    `DELETE FROM ${n.from} AS pgferry_t USING ${n.temp} AS pgferry_k WHERE ${n.match}${deleteAll ? '' : ` AND NOT pgferry_k.${n.present}`}`,
+  );
+  const others = n.cols.filter((c) => !n.keyNames.has(c)).map(quoteIdent);
+  const onConflict =
+    others.length === 0
+      ? 'DO NOTHING'
+      : `DO UPDATE SET ${others.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
+  const list = n.cols.map(quoteIdent).join(', ');
+  const res = await target.query(
+    `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
+       SELECT ${list} FROM ${n.temp} WHERE ${n.present}
+       ON CONFLICT (${n.keyCols.join(', ')}) ${onConflict}`,
+  );
+  const { rows } = await target.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (${pending(n, twoWay.ownLog)}) p`,
+  );
+  if ((rows[0]?.n ?? 0) > before) {
+    throw new ConflictRace(`${n.table}: a key of the batch changed on this side while it was applied`);
+  }
+  return { rows: res.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
+}
