@@ -14,7 +14,6 @@ import type { DriftMode } from './drift/modes.js';
 import { replicatePhase } from './replay/phase.js';
 import type { ReplayStats } from './replay/replay.js';
 import { type ReverseOptions, recordDirections, reversePhase } from './reverse/phase.js';
-import { requestReverse, reverseRequested } from './reverse/state.js';
 import { RunContext } from './run/context.js';
 import type { RunControl } from './run/control.js';
 import { dropRunMark } from './run/identity.js';
@@ -25,7 +24,6 @@ import { schemaPhase } from './schema/phase.js';
 import type { ConnInfo } from './shared/conn-info.js';
 import type { OutageTracker } from './shared/outage.js';
 import type { TableFilter } from './shared/table-filter.js';
-import { requestTwoWay } from './two-way/state.js';
 
 export interface MigrateOptions extends ReverseOptions {
   source: ConnInfo;

@@ -118,15 +118,18 @@ export function buildProgram(): Command {
     )
     .option(
       '--two-way',
-      'both sides in service, each side’s changes replayed to the other (not implemented yet)',
+      'after the copy, keep both sides in service: each side’s changes replayed into the other (needs --capture triggers and key sequences that never meet: see docs/operations.md)',
     )
-    .option('--conflict <rule>', 'with --two-way: source-wins, target-wins or latest')
+    .option(
+      '--conflict <rule>',
+      'with --two-way, which version of a key changed on both sides stays: source-wins, target-wins or latest (default; by each side’s clock)',
+    )
     .option('--json', 'print the outcome as one JSON document on stdout (logs stay on stderr)')
     .addHelpText(
       'after',
       '\nA run is resumable: run the same command again with the same --state after a crash or a stop.\n' +
         'With --http, GET /status, /tables, /metrics, /healthz, /readyz answer anyone who reaches the port;\n' +
-        'POST /pause, /resume, /cutover, /verify need Authorization: Bearer $PGFERRY_API_TOKEN. A bind beyond\n' +
+        'POST /pause, /resume, /cutover, /rollback, /verify need Authorization: Bearer $PGFERRY_API_TOKEN. A bind beyond\n' +
         'loopback is refused without PGFERRY_API_TOKEN.',
     )
     .action(migrateCommand);

@@ -22,6 +22,7 @@ import { restoreOnOldSide, suspendOnOldSide, validateOnOldSide } from './old-sid
 import { DEFAULT_ROLLBACK, type RollbackResult, rollback } from './rollback.js';
 import {
   forgetReverse,
+  interruptedRollback,
   markReverseInstalled,
   REVERSE_STATS_KEY,
   requestReverse,
@@ -151,6 +152,16 @@ export async function reversePhase(
   onStats?: (s: ReplayStats) => void,
 ): Promise<RollbackResult | null> {
   const { store, opts } = run;
+  if (interruptedRollback(store)?.step === 'source ready') {
+    throw new PgferryError(
+      'PGFERRY_ROLLBACK_REFUSED',
+      'a rollback of this run was interrupted after the old source took its writes back: reverse replication must not go on',
+      {
+        side: 'state',
+        hint: 'Complete it with `pgferry rollback` and the same --state (the daemon stopped).',
+      },
+    );
+  }
   let lastSaved = 0;
   const make = () =>
     reverseReplayer(store, opts, (s) => {

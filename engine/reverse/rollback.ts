@@ -97,18 +97,19 @@ const refused = (message: string, hint?: string) =>
 
 export async function rollback(opts: RollbackOptions): Promise<RollbackResult> {
   const { store, log, replayer } = opts;
-  if (!store.phaseDone('done')) {
+  const interrupted = interruptedRollback(store);
+  // An interrupted rollback is completed whatever it changed already (the phase, the reverse capture).
+  if (!interrupted && !store.phaseDone('done')) {
     throw refused(
       `this run has not been cut over (phase ${store.phase() ?? 'none'}): there is nothing to roll back`,
     );
   }
-  if (!reverseInstalledAt(store)) {
+  if (!interrupted && !reverseInstalledAt(store)) {
     throw refused(
       'this run has no reverse replication: the old source does not have the writes made on the new side since the cutover',
       'Start it with `pgferry reverse` (it checks that the new side has taken no write yet), or cut over with `--reverse-after-cutover`.',
     );
   }
-  const interrupted = interruptedRollback(store);
   const freezeMethod = interrupted?.freeze.method ?? opts.freeze;
   if (freezeMethod === 'revoke') {
     throw refused(
@@ -135,8 +136,10 @@ export async function rollback(opts: RollbackOptions): Promise<RollbackResult> {
   };
   const width = Math.max(opts.jobs, Math.min(tables.length, DRAIN_WIDTH));
   try {
-    // Idempotent: the old side is frozen for the application since the cutover.
-    await suspendOnOldSide(oldSide, store, tables);
+    // Idempotent while the old side is frozen for the application (since the cutover); never
+    // once it has its writes back (an interrupted rollback past `source ready`).
+    const oldFrozen = interrupted?.step !== 'source ready';
+    if (oldFrozen) await suspendOnOldSide(oldSide, store, tables);
     if (!interrupted) {
       const { lagSeconds } = await replayer.backlog(newSide);
       if (lagSeconds > opts.maxLagSeconds && !opts.force) {
@@ -154,7 +157,7 @@ export async function rollback(opts: RollbackOptions): Promise<RollbackResult> {
     }
     const started = Date.parse(freeze!.startedAt);
     let result: Omit<RollbackResult, 'foreignKeysValidated' | 'completedInterrupted'> | null = null;
-    if (interrupted?.step !== 'source ready') {
+    if (oldFrozen) {
       await applyFreeze(newSide, opts.target, freeze!);
       step('frozen');
       if (freeze!.method === 'external') {

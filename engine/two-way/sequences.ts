@@ -33,7 +33,7 @@ async function keySequences(
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey)
        CROSS JOIN LATERAL (SELECT pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname) AS name) ps
        JOIN pg_sequence s ON s.seqrelid = ps.name::regclass
-      WHERE c.oid = ANY ($1::regclass[]) AND ps.name IS NOT NULL`,
+      WHERE c.oid IN (SELECT to_regclass(t) FROM unnest($1::text[]) t) AND ps.name IS NOT NULL`,
     [tables.map((t) => qualified(t.schema, t.name))],
   );
   const out = new Map<string, KeySequence>();
@@ -114,9 +114,9 @@ export async function planSequences(
 
 /**
  * What `pgferry preflight --two-way` reports before a run: trigger capture, and each key sequence
- * of the source that steps by 1 over its whole range (both sides would give the same keys; with
- * the source on odd values pgferry gives the target the even ones), compared with the target's
- * when it has the tables already.
+ * of the source that steps by 1 (both sides would give the same keys; with the source on odd
+ * values pgferry gives the target the even ones; disjoint ranges are checked once the target has
+ * its copy), compared with the target's when it has the tables already.
  */
 export async function twoWayProblems(
   src: pg.Client,
@@ -136,8 +136,7 @@ export async function twoWayProblems(
   out.push(...plan.problems);
   const onTarget = new Set([...plan.adjust.map((a) => a.key), ...plan.problems.map((p) => p.object)]);
   for (const [key, a] of await keySequences(src, 'source', tables)) {
-    const full = a.min <= 1n && a.max >= 9_223_372_036_854_775_807n / 2n;
-    if (onTarget.has(key) || (a.increment !== 1n && a.increment !== -1n) || !full) continue;
+    if (onTarget.has(key) || (a.increment !== 1n && a.increment !== -1n)) continue;
     const odd = a.last % 2n === 0n ? a.last + 1n : a.last;
     out.push({
       code: 'two-way-sequences',
