@@ -141,13 +141,15 @@ export async function rollback(opts: RollbackOptions): Promise<RollbackResult> {
     const oldFrozen = interrupted?.step !== 'source ready';
     if (oldFrozen) await suspendOnOldSide(oldSide, store, tables);
     if (!interrupted) {
+      // The backlog first, while the new side still takes writes (with no reverse daemon running,
+      // all of it is waiting): the lag that counts is what is left after it.
+      await replayer.catchUp();
       const { lagSeconds } = await replayer.backlog(newSide);
       if (lagSeconds > opts.maxLagSeconds && !opts.force) {
         throw refused(
-          `reverse replication lag is ${lagSeconds.toFixed(1)}s, above --max-lag ${opts.maxLagSeconds}s`,
+          `reverse replication lag is ${lagSeconds.toFixed(1)}s after a catch-up, above --max-lag ${opts.maxLagSeconds}s: the old source cannot keep up with the new side's writes`,
         );
       }
-      await replayer.catchUp();
       await replayer.warm(width);
       await replayer.catchUp(newSide, width);
       freeze = await planFreeze(newSide, freezeMethod, tables);

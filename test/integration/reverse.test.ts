@@ -339,7 +339,8 @@ describe('reverse replication and rollback', () => {
     expect(revoke.code).toBe(1);
     expect(revoke.stderr).toMatch(/PGFERRY_ROLLBACK_REFUSED/);
     // Killed after the drain, then after the old source took its writes back: each run again completes it.
-    const rollbackArgs = ['rollback', '--source', owner, '--target', newSide, '--state', state, '--force'];
+    // No --force: the backlog waiting since the cutover is caught up before the lag is checked.
+    const rollbackArgs = ['rollback', '--source', owner, '--target', newSide, '--state', state];
     for (const step of ['drained', 'source ready']) {
       const crashed = await runCli(rollbackArgs, { PGFERRY_TEST_CRASH_AT: `rollback:${step}` });
       expect(crashed.code, crashed.stderr.slice(-2000)).not.toBe(0);
@@ -350,17 +351,7 @@ describe('reverse replication and rollback', () => {
     const daemon = await runCli(['reverse', '--source', owner, '--target', newSide, '--state', state]);
     expect(daemon.code).toBe(1);
     expect(daemon.stderr).toMatch(/PGFERRY_ROLLBACK_REFUSED.*interrupted/);
-    const rb = await runCli([
-      'rollback',
-      '--source',
-      owner,
-      '--target',
-      newSide,
-      '--state',
-      state,
-      '--force',
-      '--json',
-    ]);
+    const rb = await runCli([...rollbackArgs, '--json']);
     await newApp.stop();
     expect(rb.code, rb.stderr.slice(-3000)).toBe(0);
     const result = JSON.parse(rb.stdout).rollback;
