@@ -63,6 +63,7 @@ export async function retriedTableBatch(
   let limit: number | null = whole ? null : ctx.batchSize;
   const tw = ctx.twoWay;
   let deleteAll = false;
+  let races = 0;
   for (let attempt = 1; ; attempt++) {
     const s = await ctx.sessions.take();
     try {
@@ -100,8 +101,14 @@ export async function retriedTableBatch(
         const next = twoWayFailure(ctx, t, err, state, deleteAll);
         if (next === 'later') return null;
         if (next === 'delete all') deleteAll = true;
+        // A key raced again and again (an application rewriting it without pause) fails the run.
+        if (next === 'again' && ++races > 50) {
+          throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${(err as Error).message}, 50 times in a row`, {
+            side: 'target',
+            object: name,
+          });
+        }
         if (next !== 'fail') {
-          if (next === 'again' && attempt > 20) throw err;
           attempt--;
           continue;
         }

@@ -28,6 +28,11 @@ CREATE TRIGGER items_log AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION log
 INSERT INTO items (name, qty) SELECT 'item ' || g, g FROM generate_series(1, 2000) g;
 INSERT INTO orders (item_id, n) SELECT g, g FROM generate_series(1, 2000, 3) g;
 INSERT INTO kv SELECT 'k' || g, 'v' || g FROM generate_series(1, 500) g;
+CREATE TABLE "Odd ""Name"" ü" ("Key A" int, "key b" text, val text, PRIMARY KEY ("Key A", "key b"));
+CREATE FUNCTION "odd touch"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.val := NEW.val || '+'; RETURN NEW; END $$;
+CREATE TRIGGER "Odd ""touch""" BEFORE INSERT OR UPDATE ON "Odd ""Name"" ü" FOR EACH ROW EXECUTE FUNCTION "odd touch"();
+INSERT INTO "Odd ""Name"" ü" SELECT g % 7, 'b' || g, 'v' FROM generate_series(1, 300) g;
 `;
 
 /** Odd keys on the source (the fix the refusal names): pgferry gives the target the even ones. */
@@ -76,6 +81,13 @@ function startWriter(url: string, side: 'source' | 'target') {
           await c.query('INSERT INTO orders (item_id, n) VALUES ($1, $2)', [rows[0]!.id, n]);
           await c.query('UPDATE kv SET v = $2 WHERE k = $1', [`k${1 + (n % 20)}`, `${side} ${n}`]);
           await c.query('UPDATE items SET qty = qty + 1, note = $2 WHERE id = $1', [1 + (n % 2000), side]);
+          // A composite key with odd names, a BEFORE trigger that changes the row: it must run once.
+          await c.query(`UPDATE "Odd ""Name"" ü" SET val = $3 WHERE "Key A" = $1 AND "key b" = $2`, [
+            (1 + n) % 7,
+            `b${1 + (n % 300)}`,
+            `${side} ${n}`,
+          ]);
+          await c.query(`INSERT INTO "Odd ""Name"" ü" VALUES ($1, $2, 'new')`, [n % 7, `${side} ${n}`]);
           if (n % 10 === 0) await c.query('DELETE FROM items WHERE name = $1', [`${side} ${n - 5}`]);
           await c.query('COMMIT');
           done++;
