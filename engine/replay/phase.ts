@@ -68,7 +68,9 @@ export async function replicatePhase(run: RunContext): Promise<ReplicateOutcome>
     // holds the loop, not the first catch-up: it should find the catch-up done), and while they
     // differ, the first catch-up waits for the target to match.
     await replayer.checkShapes();
-    if (store.phase() !== 'replicating' && !interrupted) run.enter('replicating');
+    // A two-way run says replicating only once both sides are replayed into each other: from
+    // then on the application may write on the target (engine/two-way/phase.ts).
+    if (store.phase() !== 'replicating' && !interrupted && !twoWayOf(store)) run.enter('replicating');
     await replicateWith(run, replayer, interrupted, outcome);
   } finally {
     await replayer.close();

@@ -88,6 +88,7 @@ export async function twoWayPhase(
   const { store, opts } = run;
   if (!twoWayOf(store)?.startedAt) await startTwoWay(run);
   else await installReverse(contextOf(run));
+  if (store.phase() !== 'replicating') run.enter('replicating');
   const rule = twoWayOf(store)!.conflict;
   const locks = new TableLocks();
   const logOf = (records: { schema: string; name: string; logTable: string }[], t: ApplyTable) => {

@@ -109,6 +109,9 @@ export function statusOf(store: CheckpointStore): StatusReport {
   }));
   const replay = store.getMeta('replay');
   const r = replay ? (JSON.parse(replay) as ReplayStats) : null;
+  const reverse = reverseStatus(store);
+  // Two-way: the run's lag and backlog are both directions' (the other's alone in `reverse`).
+  const both = reverse?.twoWay?.startedAt ? reverse.replay : null;
   const chunksDone = tables.reduce((a, t) => a + t.chunksDone, 0);
   const chunksTotal = tables.reduce((a, t) => a + t.chunksTotal, 0);
   const phase = store.reportedPhase();
@@ -118,8 +121,8 @@ export function statusOf(store: CheckpointStore): StatusReport {
     state: store.file,
     phase,
     pauseReason: phase === 'paused' ? store.pauseReason() : null,
-    lagSeconds: r?.lagSeconds ?? null,
-    backlog: r?.backlog ?? null,
+    lagSeconds: both ? Math.max(r?.lagSeconds ?? 0, both.lagSeconds) : (r?.lagSeconds ?? null),
+    backlog: both ? (r?.backlog ?? 0) + both.backlog : (r?.backlog ?? null),
     replay: r,
     setup: store.setup(),
     phases: store.phases(),
@@ -140,7 +143,7 @@ export function statusOf(store: CheckpointStore): StatusReport {
     newTables: newTables(store),
     tableRequests: store.tableRequests({ limit: 10 }),
     interruptedCutover: interrupted(store),
-    reverse: reverseStatus(store),
+    reverse,
   };
 }
 

@@ -181,12 +181,18 @@ function daemon(db: string, urls: { src: string; dst: string }, rule: string, po
   );
 }
 
+/** Until two-way has started; the run never says replicating before (the application waits for that). */
 async function twoWayRunning(a: ReturnType<typeof api>) {
   await waitFor(
     'two-way running',
-    async () => Boolean((await a.status()).reverse?.twoWay?.startedAt),
+    async () => {
+      const s = await a.status();
+      const started = Boolean(s.reverse?.twoWay?.startedAt);
+      if (s.phase === 'replicating' && !started) throw new Error('replicating before two-way started');
+      return started && s.phase === 'replicating';
+    },
     120_000,
-    200,
+    50,
   );
 }
 
