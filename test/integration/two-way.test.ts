@@ -62,16 +62,31 @@ async function prepare(db: string, fixSequences: boolean) {
   return { src: source.url({ db }), dst: target.url({ db }) };
 }
 
+async function connectWriter(url: string, side: string): Promise<pg.Client | null> {
+  const c = new pg.Client({ connectionString: url, options: `-c app.side=${side}` });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return c;
+  } catch {
+    return null;
+  }
+}
+
 /** An application on one side: its own new items, the shared kv keys, orders, deletes. */
 function startWriter(url: string, side: 'source' | 'target') {
   let running = true;
   let done = 0;
   const errors = new Set<string>();
   const loop = (async () => {
-    const c = new pg.Client({ connectionString: url, options: `-c app.side=${side}` });
-    await c.connect();
+    let c = await connectWriter(url, side);
     try {
       for (let n = 0; running; n++) {
+        if (!c) c = await connectWriter(url, side);
+        if (!c) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
         try {
           await c.query('BEGIN');
           const { rows } = await c.query<{ id: string }>(
@@ -92,12 +107,22 @@ function startWriter(url: string, side: 'source' | 'target') {
           await c.query('COMMIT');
           done++;
         } catch (err) {
-          errors.add((err as Error).message);
-          await c.query('ROLLBACK').catch(() => {});
+          // A server restarted under the writer ends its session (an error without a SQLSTATE, or
+          // 57P01): it reconnects, as an application would. Anything else is the test's failure.
+          const code = (err as { code?: string }).code;
+          if (code && !code.startsWith('57P')) {
+            errors.add((err as Error).message);
+            await c.query('ROLLBACK').catch(() => {});
+          } else {
+            await c.end().catch(() => {});
+            c = null;
+          }
+          // A broken session fails at once: the loop must still let the event loop run.
+          await new Promise((r) => setTimeout(r, 20));
         }
       }
     } finally {
-      await c.end();
+      await c?.end().catch(() => {});
     }
   })();
   return {
@@ -289,6 +314,47 @@ describe('two-way sync', () => {
       expect(done.code, done.stderr.slice(-3000)).toBe(0);
     }, 300_000);
   }
+
+  it('a server restarted under two-way replay is waited out: both sides end equal', async () => {
+    const db = 'tw_restart';
+    const urls = await prepare(db, true);
+    const port = await freePort();
+    const a = api(port);
+    const run = daemon(db, urls, 'source-wins', port);
+    try {
+      await twoWayRunning(a);
+      const writers = [startWriter(urls.src, 'source'), startWriter(urls.dst, 'target')];
+      await waitFor('writes on both sides', async () => writers.every((w) => w.done() > 50), 60_000, 100);
+      // fast: the test clusters run with fsync and synchronous_commit off, so a crash could lose
+      // commits the servers had confirmed, which no replication survives.
+      await target.restart('fast', 1500);
+      await waitFor(
+        'writes after the restart',
+        async () => writers.every((w) => w.done() > 300),
+        60_000,
+        100,
+      );
+      await source.restart('fast', 1000);
+      await waitFor(
+        'writes after the second restart',
+        async () => writers.every((w) => w.done() > 500),
+        60_000,
+        100,
+      );
+      await Promise.all(writers.map((w) => w.stop()));
+      await expectQuiet(db);
+      await expectEqual(db);
+      expect((await a.status()).phase).toBe('replicating');
+    } catch (err) {
+      throw new Error(
+        `${(err as Error).message}\n--- daemon stderr ---\n${run.output().stderr.slice(-4000)}`,
+      );
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    const done = await run.done;
+    expect(done.code, done.stderr.slice(-3000)).toBe(0);
+  }, 300_000);
 
   it('kill -9 during two-way replay, restart: both sides end equal', async () => {
     const db = 'tw_kill';
