@@ -162,29 +162,12 @@ export async function reversePhase(
       },
     );
   }
-  let lastSaved = 0;
-  const make = () =>
-    reverseReplayer(store, opts, (s) => {
-      if (Date.now() - lastSaved >= 1000) {
-        store.setMeta(REVERSE_STATS_KEY, JSON.stringify(s));
-        lastSaved = Date.now();
-      }
-      onStats?.(s);
-    });
+  const make = () => reverseReplayer(store, opts, savedStats(store, REVERSE_STATS_KEY, onStats));
   if (!reverseInstalledAt(store)) await startLate(run, make);
   // A run cut over by an older pgferry, or a crash before the install finished: idempotent.
   else await installReverse(contextOf(run));
   await withClient(opts.source, 'control', (c) => suspendOnOldSide(c, store, store.captures()));
-  const changes = reverseChangeSource(store);
-  const heartbeat = new CaptureHeartbeat({
-    source: opts.target,
-    runId: store.runId()!,
-    statePath: opts.statePath,
-    log: opts.log,
-    onRemoved: (err) => run.captureLost.abort(err),
-    measure: (client) => changes.logSize(client),
-  });
-  await heartbeat.start();
+  const heartbeat = await targetHeartbeat(run);
   const replayer = make();
   store.event('info', 'done', 'reverse replication running: the new side’s changes go to the old source');
   opts.log.info('reverse replication: replaying the new side’s changes into the old source');
@@ -228,6 +211,38 @@ export async function reversePhase(
     await replayer.close();
     await heartbeat.stop();
   }
+}
+
+/** A replay's figures kept in the state file (at most once a second), and reported. */
+export function savedStats(
+  store: CheckpointStore,
+  key: string,
+  report?: (s: ReplayStats) => void,
+): (s: ReplayStats) => void {
+  let last = 0;
+  return (s) => {
+    if (Date.now() - last >= 1000) {
+      store.setMeta(key, JSON.stringify(s));
+      last = Date.now();
+    }
+    report?.(s);
+  };
+}
+
+/** The run's heartbeat on the target, where its reverse capture is registered (cleanup refuses while it beats). */
+export async function targetHeartbeat(run: RunContext): Promise<CaptureHeartbeat> {
+  const { opts, store } = run;
+  const changes = reverseChangeSource(store);
+  const heartbeat = new CaptureHeartbeat({
+    source: opts.target,
+    runId: store.runId()!,
+    statePath: opts.statePath,
+    log: opts.log,
+    onRemoved: (err) => run.captureLost.abort(err),
+    measure: (client) => changes.logSize(client),
+  });
+  await heartbeat.start();
+  return heartbeat;
 }
 
 /** Whether this run replicates in reverse once cut over (it asked for it, or its capture is on the target). */

@@ -11,12 +11,11 @@ import { PgferryError } from '../../lib/errors.js';
 import { qualified } from '../../lib/sql.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import type { Conflict, ConflictWinner, TwoWayApply } from '../../sinks/two-way-apply.js';
-import { CaptureHeartbeat } from '../capture/heartbeat.js';
 import type { TwoWayContext } from '../replay/batch-retry.js';
 import { Replayer, type ReplayStats } from '../replay/replay.js';
 import { TableLocks } from '../replay/table-locks.js';
-import { installReverse, reverseChangeSource } from '../reverse/install.js';
-import { reverseReplayer } from '../reverse/phase.js';
+import { installReverse } from '../reverse/install.js';
+import { reverseReplayer, savedStats, targetHeartbeat } from '../reverse/phase.js';
 import { REVERSE_STATS_KEY, reverseCaptures } from '../reverse/state.js';
 import type { RunContext } from '../run/context.js';
 import { createDeferred } from '../schema/deferred-objects.js';
@@ -121,16 +120,7 @@ export async function twoWayPhase(
       }
     },
   });
-  const saved = (key: string, report?: (s: ReplayStats) => void) => {
-    let last = 0;
-    return (s: ReplayStats) => {
-      if (Date.now() - last >= 1000) {
-        store.setMeta(key, JSON.stringify(s));
-        last = Date.now();
-      }
-      report?.(s);
-    };
-  };
+  const saved = (key: string, report?: (s: ReplayStats) => void) => savedStats(store, key, report);
   const untilSynced = opts.mode === 'exit-when-synced';
   const forward = new Replayer({
     source: opts.source,
@@ -153,16 +143,7 @@ export async function twoWayPhase(
     twoWay: context('source'),
     untilSynced,
   });
-  const changes = reverseChangeSource(store);
-  const heartbeat = new CaptureHeartbeat({
-    source: opts.target,
-    runId: store.runId()!,
-    statePath: opts.statePath,
-    log: opts.log,
-    onRemoved: (err) => run.captureLost.abort(err),
-    measure: (client) => changes.logSize(client),
-  });
-  await heartbeat.start();
+  const heartbeat = await targetHeartbeat(run);
   opts.log.info({ conflict: rule }, 'two-way sync: each side’s changes replayed into the other');
   const both = [forward, reverse];
   try {
