@@ -21,6 +21,8 @@ interface Flags extends CutoverFlags {
 /** `pgferry rollback`: the cutover in reverse, for a run whose daemon is stopped (a daemon takes POST /rollback). */
 export async function rollbackCommand(flags: Flags): Promise<void> {
   const settings = loadCutoverSettings(flags);
+  // PGFERRY_FREEZE is the cutover's: a revoke there means readonly here unless --freeze says otherwise.
+  if (flags.freeze === undefined && settings.freeze === 'revoke') settings.freeze = 'readonly';
   const source = sourceConn(flags.source);
   const target = targetConn(flags.target);
   const state = statePath(flags.state);

@@ -342,7 +342,11 @@ describe('reverse replication and rollback', () => {
     // No --force: the backlog waiting since the cutover is caught up before the lag is checked.
     const rollbackArgs = ['rollback', '--source', owner, '--target', newSide, '--state', state];
     for (const step of ['drained', 'source ready']) {
-      const crashed = await runCli(rollbackArgs, { PGFERRY_TEST_CRASH_AT: `rollback:${step}` });
+      // PGFERRY_FREEZE=revoke is the cutover's: without --freeze, the rollback freezes readonly.
+      const crashed = await runCli(rollbackArgs, {
+        PGFERRY_TEST_CRASH_AT: `rollback:${step}`,
+        PGFERRY_FREEZE: 'revoke',
+      });
       expect(crashed.code, crashed.stderr.slice(-2000)).not.toBe(0);
       const st = JSON.parse((await runCli(['status', '--state', state, '--json'])).stdout);
       expect(st.reverse.rollback.step).toBe(step);
