@@ -244,7 +244,3 @@ export async function targetHeartbeat(run: RunContext): Promise<CaptureHeartbeat
   await heartbeat.start();
   return heartbeat;
 }
-
-/** Whether this run replicates in reverse once cut over (it asked for it, or its capture is on the target). */
-export const wantsReverse = (store: CheckpointStore, asked: boolean): boolean =>
-  asked || reverseInstalledAt(store) !== null;
