@@ -52,5 +52,8 @@ ENV PGFERRY_STATE=/state/pgferry-state.sqlite PGFERRY_PG_BIN=/usr/lib/postgresql
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s CMD ["node", "/app/bin/healthcheck.js"]
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/bin/pgferry.js"]
+# A young generation of 2 MB semi-spaces (V8's default grows to 16 MB): the copy's stream buffers
+# are then collected sooner, and a long copy's RSS stays about 30 MB lower, for no measurable cost
+# in throughput (bench/README.md, "Memory").
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=2", "/app/bin/pgferry.js"]
 CMD ["migrate"]

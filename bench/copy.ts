@@ -35,7 +35,7 @@ import {
   tableSizes,
   wideRowsFor,
 } from './dataset.js';
-import { type PgferryRun, runPgferry } from './pgferry-run.js';
+import { PGFERRY_COMMAND, type PgferryRun, runPgferry } from './pgferry-run.js';
 import {
   bash,
   type Endpoint,
@@ -320,7 +320,7 @@ export async function copyBench(
         commandLine:
           `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… ` +
           `${last.rssSource === 'gnu-time' ? '/usr/bin/time -v -o <tmp>/gnu-time.txt ' : ''}` +
-          `node bin/pgferry.js ${last.args.join(' ').replace(workDir, '<tmp>')}`,
+          `${PGFERRY_COMMAND} ${last.args.join(' ').replace(workDir, '<tmp>')}`,
       },
       pipes,
       dumpRestore: {

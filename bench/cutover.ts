@@ -23,6 +23,7 @@ import { isMain, scaleBenchMain, withCleanup } from './cli.js';
 import { runWriter, WRITER_DDL, WRITER_TABLE, type WriterResult } from './cutover-writer.js';
 import { PGBENCH, pgbenchInit } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
+import { PGFERRY_COMMAND } from './pgferry-run.js';
 import { assertEqual, EXCLUDED, withClient } from './replay-data.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -138,7 +139,7 @@ export async function cutoverBench(opts: {
     const urls = { source: src.url({ db: 'bench' }), target: dst.url({ db: 'bench' }) };
     const commands: Record<string, string> = {};
     const cmd = (args: string[]) =>
-      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… node bin/pgferry.js ${args.join(' ').replace(workDir, '<tmp>')}`;
+      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… ${PGFERRY_COMMAND} ${args.join(' ').replace(workDir, '<tmp>')}`;
 
     say(`pgbench -i -s ${scale}; ${WRITER_TABLE} for the outside writer`);
     commands.init = (

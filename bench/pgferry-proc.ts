@@ -3,7 +3,7 @@
 // stime from /proc/<pid>/stat) polled while it runs, and its JSON log lines parsed from stderr.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { type LogLine, PGFERRY_BIN, parseLog } from './pgferry-run.js';
+import { type LogLine, NODE_FLAGS, PGFERRY_BIN, parseLog } from './pgferry-run.js';
 
 export interface PgferryExit {
   code: number | null;
@@ -58,10 +58,10 @@ function sampleProc(pid: number): { stop: () => { peakKb: number; cpuSeconds: nu
   };
 }
 
-/** Starts `node bin/pgferry.js <args>`; the URLs (with passwords) go in its environment, not argv. */
+/** Starts `node <NODE_FLAGS> bin/pgferry.js <args>`; the URLs (with passwords) go in its environment, not argv. */
 export function startPgferry(args: string[], urls: { source: string; target: string }): PgferryProc {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [PGFERRY_BIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, PGFERRY_BIN, ...args], {
     env: {
       ...process.env,
       PGFERRY_SOURCE_URL: urls.source,

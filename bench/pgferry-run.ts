@@ -8,6 +8,10 @@ import { fileURLToPath } from 'node:url';
 import { CheckpointStore } from '../checkpoints/store.js';
 
 export const PGFERRY_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/pgferry.js');
+/** Node's flags as the container's ENTRYPOINT gives them (Dockerfile): the bench runs pgferry as it is deployed. */
+export const NODE_FLAGS = ['--max-semi-space-size=2'];
+/** How the results files write the command pgferry ran as. */
+export const PGFERRY_COMMAND = `node ${NODE_FLAGS.join(' ')} bin/pgferry.js`;
 const GNU_TIME = '/usr/bin/time';
 
 export interface LogLine {
@@ -105,8 +109,8 @@ export async function runPgferry(opts: {
   const useTime = fs.existsSync(GNU_TIME);
   const timeFile = path.join(opts.workDir, 'gnu-time.txt');
   const [file, argv] = useTime
-    ? [GNU_TIME, ['-v', '-o', timeFile, process.execPath, PGFERRY_BIN, ...args]]
-    : [process.execPath, [PGFERRY_BIN, ...args]];
+    ? [GNU_TIME, ['-v', '-o', timeFile, process.execPath, ...NODE_FLAGS, PGFERRY_BIN, ...args]]
+    : [process.execPath, [...NODE_FLAGS, PGFERRY_BIN, ...args]];
   const t0 = performance.now();
   const spawnedAt = Date.now();
   // The URLs carry passwords: they go in the environment (a documented way), not on argv.

@@ -22,6 +22,7 @@ import { hostFacts, isMain, scaleBenchMain, withCleanup } from './cli.js';
 import { copyLimit } from './copy-limit.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
+import { PGFERRY_COMMAND } from './pgferry-run.js';
 import { assertEqual, EXCLUDED, logCounts, makeBacklog, REPLAYED, total, withClient } from './replay-data.js';
 import { LOGICAL_DB, LogicalPeer, MARKER_SQL, markBacklogEnd } from './replay-logical.js';
 import { type LagSample, markdown, percentile, type ReplayBenchResult } from './replay-report.js';
@@ -143,7 +144,7 @@ export async function replayBench(
     const commands: Record<string, string> = {};
     const port = (line: string) => line.replace(` -p ${src.port} `, ' -p <port> ');
     const cmd = (args: string[]) =>
-      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… node bin/pgferry.js ${args.join(' ').replace(workDir, '<tmp>')}`;
+      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… ${PGFERRY_COMMAND} ${args.join(' ').replace(workDir, '<tmp>')}`;
 
     say(`pgbench -i -s ${scale}`);
     commands.init = port(await pgbenchInit(scale, bench));

@@ -25,6 +25,7 @@ import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/
 import { hostFacts, isMain, requireBuiltCli, wholeNumber, withCleanup, writeResults } from './cli.js';
 import { type PgbenchTarget, pgbenchInit, pgbenchRun } from './pgbench.js';
 import { expectSuccess, type PgferryProc, startPgferry } from './pgferry-proc.js';
+import { PGFERRY_COMMAND } from './pgferry-run.js';
 import { assertEqual, EXCLUDED, logCounts, total, withClient } from './replay-data.js';
 import { LogicalPeer, markBacklogEnd } from './replay-logical.js';
 import {
@@ -114,7 +115,7 @@ export async function sourceCostBench(
     const hide = (line: string) =>
       line.replace(` -p ${src.port} `, ' -p <port> ').replaceAll(workDir, '<tmp>');
     const cmd = (args: string[]) =>
-      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… node bin/pgferry.js ${hide(args.join(' '))}`;
+      `PGFERRY_SOURCE_URL=… PGFERRY_TARGET_URL=… ${PGFERRY_COMMAND} ${hide(args.join(' '))}`;
     const pgferry = (args: string[], target: string) => {
       const p = startPgferry(args, { source: sourceUrl, target });
       procs.add(p);
@@ -255,7 +256,7 @@ export async function sourceCostBench(
       const verified = await assertEqual(sourceUrl, target, `pgferry, round ${round}`);
       say(`  caught up ${caughtUp.toFixed(2)} s after pgbench ended; target equal; removing the capture`);
       const cleanupArgs = ['cleanup', '--force'];
-      commands.pgferryCleanup = `PGFERRY_SOURCE_URL=… node bin/pgferry.js ${cleanupArgs.join(' ')}`;
+      commands.pgferryCleanup = `PGFERRY_SOURCE_URL=… ${PGFERRY_COMMAND} ${cleanupArgs.join(' ')}`;
       await expectSuccess(pgferry(cleanupArgs, target));
       await dst.query(`DROP DATABASE ${db} WITH (FORCE)`);
       fs.rmSync(stateFile, { force: true });

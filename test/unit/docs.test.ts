@@ -57,6 +57,7 @@ const OTHER_TOOLS: Record<string, string> = {
   '--data-only': 'pg_dump / pg_restore',
   '--table': 'pg_dump',
   '--list': 'pg_restore',
+  '--max-semi-space-size': 'node, in the container ENTRYPOINT',
 };
 
 interface Cmd {
