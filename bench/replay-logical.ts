@@ -11,6 +11,8 @@
 // the subscriber's replication origin (`pg_replication_origin_status.remote_lsn`, the end of the last
 // remote commit applied) passes a marker LSN taken inside the backlog's last transaction.
 // https://www.postgresql.org/docs/15/logical-replication-subscription.html
+import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { type Cluster, SUPERUSER_PASSWORD } from '../test/support/cluster.js';
 import { REPLAYED, withClient } from './replay-data.js';
@@ -150,7 +152,8 @@ export class LogicalPeer {
             commands: this.commands,
           };
         }
-        if (Date.now() > deadline) throw new Error('logical replication did not catch up within 10 minutes');
+        if (Date.now() > deadline)
+          throw new Error(`logical replication did not catch up within 10 minutes\n${await this.diagnose()}`);
         await sleep(20);
       }
     });
@@ -192,10 +195,48 @@ export class LogicalPeer {
         );
         if (rows[0]?.done) return (performance.now() - t0) / 1000;
         if (Date.now() > deadline)
-          throw new Error(`logical replication did not pass ${markerLsn} within ${timeoutMs / 1000} s`);
+          throw new Error(
+            `logical replication did not pass ${markerLsn} within ${timeoutMs / 1000} s\n${await this.diagnose()}`,
+          );
         await sleep(20);
       }
     });
+  }
+
+  /**
+   * Why the subscriber has not got there: its apply worker, the slot on the source, and the last
+   * errors in the subscriber server's log (an apply worker that fails restarts and fails again).
+   */
+  private async diagnose(): Promise<string> {
+    const facts: string[] = [];
+    const tryAdd = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        facts.push(`${what}: ${JSON.stringify(await fn())}`);
+      } catch (err) {
+        facts.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    await tryAdd('worker', () =>
+      this.dst.query(
+        'SELECT pid, received_lsn::text, latest_end_lsn::text, last_msg_receipt_time::text FROM pg_stat_subscription',
+        [],
+        LOGICAL_DB,
+      ),
+    );
+    await tryAdd('slot', () =>
+      this.src.query(
+        'SELECT active, restart_lsn::text, confirmed_flush_lsn::text, pg_current_wal_lsn()::text AS now FROM pg_replication_slots WHERE slot_name = $1',
+        [NAME],
+      ),
+    );
+    try {
+      const log = fs.readFileSync(path.join(path.dirname(this.dst.dataDir), 'postgres.log'), 'utf8');
+      const errors = log.split('\n').filter((l) => /ERROR|FATAL|PANIC/.test(l));
+      facts.push(`subscriber log, last errors:\n${errors.slice(-8).join('\n') || '(none)'}`);
+    } catch (err) {
+      facts.push(`subscriber log: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return facts.join('\n');
   }
 
   /** Subscription, slot, publication and subscriber database, each dropped even if another fails. */

@@ -129,6 +129,11 @@ export interface ReadOptions {
   snapshotId?: string;
   /** Only the changes of keys in this range (and every TRUNCATE). */
   slice?: Slice;
+  /**
+   * The table's changes pending when the round began (its backlog query), if known: a source may
+   * read a small backlog with statements planned once per session.
+   */
+  pending?: number;
 }
 
 /** A slice read that found a TRUNCATE: nothing read, the table needs an unsliced batch. */

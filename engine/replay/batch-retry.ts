@@ -58,6 +58,8 @@ export async function retriedTableBatch(
   whole = false,
   snapshotId?: string,
   slice?: Slice,
+  /** The table's pending changes the round saw (ReadOptions.pending). */
+  pending?: number,
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const name = `${t.schema}.${t.name}`;
   let limit: number | null = whole ? null : ctx.batchSize;
@@ -73,7 +75,7 @@ export async function retriedTableBatch(
           s,
           ctx.changes,
           t,
-          { limit, snapshotId, slice },
+          { limit, snapshotId, slice, pending },
           !ctx.unstaged.has(t),
           apply ? { ...apply, deleteAll } : undefined,
         );

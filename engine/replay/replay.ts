@@ -227,7 +227,7 @@ export class Replayer {
         const t = u.table;
         try {
           const started = performance.now();
-          const out = await retriedTableBatch(this.batch, t, whole, undefined, u.slice);
+          const out = await retriedTableBatch(this.batch, t, whole, undefined, u.slice, changes?.get(t));
           // A partial whole batch (a bounded buffer) gets another, like a slice that failed.
           if (out === UNSLICED || (whole && out?.partial)) unsliced.add(t);
           if (out && out !== UNSLICED) {
