@@ -194,12 +194,31 @@ describe('--capture logical', () => {
     expect(other.stderr).toContain('--capture was logical');
   });
 
-  it('cleanup drops the slot and the publication', async () => {
+  it("cleanup drops the slot and the publication, and nobody else's named like them", async () => {
+    // Someone else's slot and publication whose names merely start with pgferry_ (the bench's
+    // logical peer's were dropped so once).
+    await pair.source.query(
+      `SELECT pg_create_logical_replication_slot('pgferry_bystander', 'pgoutput');
+       CREATE PUBLICATION pgferry_bystander;`,
+      [],
+      'shop',
+    );
     const clean = await runCli(['cleanup', '--source', mover()]);
     expect(clean.code, clean.stderr).toBe(0);
     expect(clean.stdout).toContain('replication slot pgferry_');
     expect(clean.stdout).toContain('publication pgferry_');
-    expect(await sourceCount('SELECT count(*) AS n FROM pg_replication_slots')).toBe(0);
-    expect(await sourceCount('SELECT count(*) AS n FROM pg_publication')).toBe(0);
+    expect(clean.stdout).not.toContain('pgferry_bystander');
+    const names = (sql: string) => pair.source.query<{ name: string }>(sql, [], 'shop');
+    expect(await names('SELECT slot_name AS name FROM pg_replication_slots')).toEqual([
+      { name: 'pgferry_bystander' },
+    ]);
+    expect(await names('SELECT pubname AS name FROM pg_publication')).toEqual([
+      { name: 'pgferry_bystander' },
+    ]);
+    await pair.source.query(
+      "SELECT pg_drop_replication_slot('pgferry_bystander'); DROP PUBLICATION pgferry_bystander;",
+      [],
+      'shop',
+    );
   });
 });

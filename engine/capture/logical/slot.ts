@@ -174,17 +174,19 @@ export async function logicalObjects(
   client: pg.Client,
   runId: string | undefined,
 ): Promise<{ slots: string[]; publications: string[] }> {
-  const pattern = runId ? slotName(runId) : 'pgferry\\_%';
+  // Exactly the names pgferry gives (slotName: a run id is 10 hex digits, engine/run/binding.ts),
+  // not every name that starts with pgferry_: a slot of someone else's so named is not ours to drop.
+  const pattern = runId ? `^${slotName(runId)}$` : '^pgferry_[0-9a-f]{10}$';
   const slots = await q<{ name: string }>(
     client,
     'source',
     `SELECT slot_name AS name FROM pg_replication_slots
-      WHERE database = current_database() AND slot_name LIKE ${quoteLiteral(pattern)} ORDER BY 1`,
+      WHERE database = current_database() AND slot_name ~ ${quoteLiteral(pattern)} ORDER BY 1`,
   );
   const pubs = await q<{ name: string }>(
     client,
     'source',
-    `SELECT pubname AS name FROM pg_publication WHERE pubname LIKE ${quoteLiteral(pattern)} ORDER BY 1`,
+    `SELECT pubname AS name FROM pg_publication WHERE pubname ~ ${quoteLiteral(pattern)} ORDER BY 1`,
   );
   return { slots: slots.map((s) => s.name), publications: pubs.map((p) => p.name) };
 }
