@@ -1,5 +1,9 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli.js';
+import { holdStopSignals } from '../dist/src/signals.js';
+
+// From the first line: a SIGTERM while the CLI loads is held for the command (src/signals.ts).
+holdStopSignals();
+const { main } = await import('../dist/src/cli.js');
 
 // `pgferry status | head`: a reader that has gone away ends the output, not with a stack trace.
 for (const stream of [process.stdout, process.stderr]) {

@@ -25,3 +25,8 @@ export function delayPointSync(point: string): void {
   const ms = delayAt(point);
   if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+
+/** PGFERRY_TEST_SIGNAL_AT=<point> sends the process SIGTERM at that point (an operator's early stop). */
+export function signalPoint(point: string): void {
+  if (process.env.PGFERRY_TEST_SIGNAL_AT === point) process.kill(process.pid, 'SIGTERM');
+}

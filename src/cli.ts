@@ -24,6 +24,7 @@ import { statusCommand } from './commands/status.js';
 import { TABLES_HELP, tablesCommand } from './commands/tables.js';
 import { verifyCommand } from './commands/verify.js';
 import { WALG_HELP, walgCommand } from './commands/walg.js';
+import { releaseStopSignals } from './signals.js';
 
 const require = createRequire(import.meta.url);
 const { version } = require('../../package.json') as { version: string };
@@ -37,7 +38,8 @@ export function buildProgram(): Command {
     .version(version, '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (str, write) => write(str) })
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', (_program, command) => releaseStopSignals(command.name()));
 
   program
     .command('preflight')
@@ -341,5 +343,7 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     return reportError(err, { json: argv.includes('--json') });
+  } finally {
+    releaseStopSignals();
   }
 }

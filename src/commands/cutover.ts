@@ -10,6 +10,7 @@ import {
 } from '../config.js';
 import { createLogger } from '../logger.js';
 import { cutoverAbortReport, cutoverReport } from '../run-report.js';
+import { onStopSignal } from '../signals.js';
 import { cutoverLine } from './migrate.js';
 
 interface Flags extends CutoverFlags {
@@ -46,8 +47,7 @@ export async function cutoverCommand(flags: Flags): Promise<void> {
   const stop = new AbortController();
   // The cutover is short and must finish or roll back: a signal asks it to stop at the next step.
   const onSignal = () => stop.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = onStopSignal(onSignal);
   try {
     const result = await runCutover({
       source,
@@ -62,7 +62,6 @@ export async function cutoverCommand(flags: Flags): Promise<void> {
     if (flags.json) printJson(cutoverReport(state, result));
     else process.stdout.write(cutoverLine(result));
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
   }
 }

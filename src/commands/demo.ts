@@ -29,6 +29,7 @@ import { type ShopWorkload, startShopWorkload } from '../demo/workload.js';
 import type { ServerVersion } from '../embedded/binaries.js';
 import { type Cluster, killAllClusters, startCluster } from '../embedded/cluster.js';
 import { bytes, int } from '../format.js';
+import { onStopSignal } from '../signals.js';
 
 export const DEMO_DIR_PREFIX = 'pgferry-demo-';
 const STEPS = 7;
@@ -110,8 +111,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
   const checkpoint = () => {
     if (interrupt.signal.aborted) throw cancelled();
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = onStopSignal(onSignal);
   try {
     // 1. Two servers.
     say.step(
@@ -263,8 +263,7 @@ export async function demoCommand(flags: DemoFlags): Promise<void> {
         process.stderr.write(`pgferry: ${text}\n`),
       );
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      releaseSignals();
     }
   }
 }

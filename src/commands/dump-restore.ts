@@ -11,6 +11,7 @@ import { bytes, duration, int } from '../format.js';
 import { startProgressServer } from '../http/progress-server.js';
 import { createLogger } from '../logger.js';
 import { ProgressView } from '../progress-view.js';
+import { onStopSignal } from '../signals.js';
 
 interface Flags {
   source?: string;
@@ -57,9 +58,12 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
   const server = metrics ? await startProgressServer(parseHttp(httpText!), metrics) : undefined;
   if (server) log.info({ port: server.port }, 'progress and metrics at /status and /metrics');
   const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const stop = () => {
+    // A second signal: no more waiting for pg_dump and pg_restore to stop.
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort();
+  };
+  const releaseSignals = onStopSignal(stop);
   let lastLine = 0;
   let lastPhase = '';
   const onProgress = (e: ProgressEvent) => {
@@ -123,7 +127,6 @@ export async function dumpRestoreCommand(flags: Flags): Promise<void> {
   } finally {
     view?.stop();
     await server?.close();
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    releaseSignals();
   }
 }

@@ -7,7 +7,7 @@ import type { RollbackResult } from '../../engine/reverse/rollback.js';
 import { reverseStats } from '../../engine/reverse/state.js';
 import { RunControl } from '../../engine/run/control.js';
 import { type Outages, readOutages } from '../../engine/shared/outage.js';
-import { isPgferryError, redact } from '../../lib/errors.js';
+import { isPgferryError, PgferryError, redact } from '../../lib/errors.js';
 import {
   apiToken,
   type CutoverFlags,
@@ -22,6 +22,7 @@ import { createLogger, type Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { ProgressView } from '../progress-view.js';
 import { type MigrateOutcome, migrateReport } from '../run-report.js';
+import { onStopSignal } from '../signals.js';
 
 export async function migrateCommand(
   flags: MigrateFlags & CutoverFlags & { json?: boolean; reverse?: boolean },
@@ -48,12 +49,13 @@ export async function migrateCommand(
     );
     stop.abort(signal);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = onStopSignal(onSignal);
   const control = config.http ? new RunControl(config.state) : undefined;
   let metrics: Metrics | undefined;
   let api: ApiServer | undefined;
   try {
+    // A signal held while pgferry was loading (src/signals.ts): nothing was started.
+    if (stop.signal.aborted) throw new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped before it started');
     if (control) ({ metrics, api } = await startApi(config, control, cutoverSettings, log));
     log.info(
       {
@@ -153,8 +155,7 @@ export async function migrateCommand(
   } finally {
     view?.stop();
     await api?.close().catch(() => {});
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
   }
 }
 

@@ -8,6 +8,7 @@ import {
   targetConn,
 } from '../config.js';
 import { createLogger } from '../logger.js';
+import { onStopSignal } from '../signals.js';
 import { rollbackLine } from './migrate.js';
 
 interface Flags extends CutoverFlags {
@@ -29,8 +30,7 @@ export async function rollbackCommand(flags: Flags): Promise<void> {
   const stop = new AbortController();
   // Short, and must finish or give the new side its writes back: a signal stops it at the next step.
   const onSignal = () => stop.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const releaseSignals = onStopSignal(onSignal);
   try {
     const result = await runRollback({
       source,
@@ -45,7 +45,6 @@ export async function rollbackCommand(flags: Flags): Promise<void> {
       process.stdout.write(`${JSON.stringify({ ok: true, state, rollback: result }, null, 2)}\n`);
     else process.stdout.write(rollbackLine(result));
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseSignals();
   }
 }

@@ -1,6 +1,7 @@
 // Issue 12, findings 7, 8 and 9: a chunk size that rounds to nothing is refused before anything
 // runs; verify reaches a verdict or exits 2: comparing zero tables, or failing to compare, is an
 // error; a damaged state file and three runs started at once on a new one end in one clear line.
+import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -30,6 +31,28 @@ describe('edges of the command line', () => {
       expect(res.stderr).toContain('below the smallest size');
       expect(said(res.stderr)).toHaveLength(1);
     }
+  });
+
+  it('stops cleanly on a SIGTERM that comes while the CLI is still loading, before touching either side', async () => {
+    // Seen as an exit by the signal (no code) when a daemon was stopped right after its start.
+    const early = { PGFERRY_TEST_SIGNAL_AT: 'cli:loading' };
+    const state = path.join(pair.dir, 'early.sqlite');
+    const args = pair.migrate().map((a) => (a.endsWith('state.sqlite') ? state : a));
+    const run = await runCli(args, early);
+    expect(run.code, `signal ${run.signal}: ${run.stderr}`).toBe(0);
+    expect(run.stdout).toContain('stopped');
+    expect(fs.existsSync(state)).toBe(false);
+    const onTarget = await pair.target.query("SELECT 1 FROM pg_class WHERE relname = 'notes'", [], 'app');
+    expect(onTarget).toEqual([]);
+    const captured = await pair.source.query(
+      "SELECT 1 FROM pg_namespace WHERE nspname = 'pgferry'",
+      [],
+      'app',
+    );
+    expect(captured).toEqual([]);
+    // A command that does not stop on signals gets the default: ended by it, not held forever.
+    const status = await runCli(['status', '--state', state], early);
+    expect(status.signal).toBe('SIGTERM');
   });
 
   it('verify exits 2 when the filter matches nothing, and when a table cannot be compared', async () => {
