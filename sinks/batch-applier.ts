@@ -183,28 +183,28 @@ export async function applyBatch(
       return { keys: keys.rows, rows: applied.rows, deleted: applied.deleted, bytes: keys.bytes, conflicts };
     }
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
-    const deleted = await target.query(
-      `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`,
-    );
-    let rows: { rows: number; bytes: number };
+    const deleteKeys = `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`;
     if (staged) {
-      // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as
-      // COPY writes them.
-      const res = await target.query(
-        `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} WHERE ${present}`,
-      );
-      rows = { rows: res.rowCount ?? 0, bytes: 0 };
-    } else {
-      // Every key of the batch is gone from the table now, so the current rows are copied
-      // straight into it (no staging table: one write per row). COPY writes identity GENERATED
-      // ALWAYS columns as given, and routes rows of a partitioned table to their partitions.
-      rows = await pipeCopy({
-        source,
-        target,
-        copyOut: batch.rowsOut,
-        copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
-      });
+      // One round trip for the rest of a small batch: a failing statement ends the string there
+      // (the COMMIT is not run), and the catch below rolls back. OVERRIDING SYSTEM VALUE: identity
+      // GENERATED ALWAYS columns take the source's values, as COPY writes them.
+      const [del, ins] = (await target.query(
+        `${deleteKeys};
+         INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} WHERE ${present};
+         COMMIT`,
+      )) as unknown as pg.QueryResult[];
+      return { keys: keys.rows, rows: ins?.rowCount ?? 0, deleted: del?.rowCount ?? 0, bytes: keys.bytes };
     }
+    const deleted = await target.query(deleteKeys);
+    // Every key of the batch is gone from the table now, so the current rows are copied straight
+    // into it (no staging table: one write per row). COPY writes identity GENERATED ALWAYS columns
+    // as given, and routes rows of a partitioned table to their partitions.
+    const rows = await pipeCopy({
+      source,
+      target,
+      copyOut: batch.rowsOut,
+      copyIn: `COPY ${table} (${cols}) FROM STDIN${fmt(t.format)}`,
+    });
     await target.query('COMMIT');
     return {
       keys: keys.rows,

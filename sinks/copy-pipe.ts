@@ -1,7 +1,7 @@
 // One COPY stream from the source into one COPY on the target, bytes passed through untouched.
 // Transactions are the caller's: on failure the stream is aborted, which makes pg-copy-streams
 // send CopyFail, so the target's COPY fails and its transaction can only roll back.
-import { Transform } from 'node:stream';
+import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
@@ -39,7 +39,13 @@ export async function pipeCopy(p: CopyPipe): Promise<{ rows: number; bytes: numb
   let bytes = 0;
   let held: Buffer[] = [];
   let heldBytes = 0;
+  // pg-copy-streams writes a piece's 5-byte CopyData header, the piece, and at the end CopyDone,
+  // each as a socket write of its own: a write is a syscall and, over loopback, the receiving
+  // server's wakeup too. Corked until the stream has passed the piece on, they go as one.
+  const socket = (p.target as unknown as { connection: { stream: Writable } }).connection.stream;
   const release = (t: Transform) => {
+    socket.cork();
+    setImmediate(() => socket.uncork());
     if (heldBytes === 0) return;
     t.push(held.length === 1 ? held[0] : Buffer.concat(held, heldBytes));
     held = [];

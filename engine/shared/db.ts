@@ -149,6 +149,20 @@ export async function simple<T extends pg.QueryResultRow = pg.QueryResultRow>(
   }
 }
 
+const names = new Map<string, string>();
+
+/** A prepared statement's name, derived from its text (remembered: replay asks every round). */
+function statementName(sql: string): string {
+  let name = names.get(sql);
+  if (name === undefined) {
+    // Texts come from a bounded set (per table and shape), but drift makes new ones over a long run.
+    if (names.size >= 1_000) names.clear();
+    name = `pgferry_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+    names.set(sql, name);
+  }
+  return name;
+}
+
 /**
  * Runs one query as a named prepared statement (parsed and planned once per session, by a name
  * derived from its text), naming the side (and object) in any error.
@@ -160,7 +174,7 @@ export async function prepared<T extends pg.QueryResultRow = pg.QueryResultRow>(
   params: unknown[] = [],
   object?: string,
 ): Promise<T[]> {
-  const name = `pgferry_${createHash('sha1').update(sql).digest('hex').slice(0, 20)}`;
+  const name = statementName(sql);
   try {
     return (await client.query<T>({ name, text: sql, values: params })).rows;
   } catch (err) {
