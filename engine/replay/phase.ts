@@ -3,11 +3,13 @@
 // loop runs the operator's requests (a cutover, a task such as a verify at a drained point) with
 // its own Replayer. `--cutover-when-synced` cuts over once the lag is small, and completes an
 // interrupted cutover before anything else.
+
+import { delayPoint } from '../../lib/crash-point.js';
 import { isPgferryError, PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { type CutoverResult, type CutoverSettings, cutover, DEFAULT_CUTOVER } from '../cutover/cutover.js';
 import { interruptedCutover } from '../cutover/freeze-record.js';
-import { DriftWatch } from '../drift/drift.js';
+import { DriftWatch, isDriftError, maybeDrift } from '../drift/drift.js';
 import type { RunContext } from '../run/context.js';
 import { buildUniqueConstraints } from '../schema/index-phase.js';
 import { TableRequests } from '../tables/requests.js';
@@ -94,7 +96,8 @@ async function replicateWith(
     // applied every change once: one whole batch per table makes each table equal to the source
     // at that batch's snapshot, and unique constraints can then be built.
     const t0 = Date.now();
-    const applied = await replayer.catchUp();
+    await delayPoint('replay:first-catch-up');
+    const applied = await firstCatchUp(run, replayer);
     opts.log.info(
       { changes: applied, seconds: (Date.now() - t0) / 1000 },
       'caught up once: building unique constraints',
@@ -123,6 +126,26 @@ async function replicateWith(
     opts.log.info(final, 'synced: the copy is done and the captured backlog is drained');
   } else {
     store.event('info', 'replicating', 'stopped by signal between batches');
+  }
+}
+
+/**
+ * The first catch-up, under the phase replicating already: a table whose shape changes meanwhile
+ * (its batch refuses the new columns) waits, paused for drift, until the target matches and is
+ * then caught up, as the replay loop does, instead of failing the run.
+ */
+async function firstCatchUp(run: RunContext, replayer: Replayer): Promise<number> {
+  // A column guard's refusal is drift for sure; an error a shape difference may explain (a type
+  // the target refuses) gets one forced check, and fails the run if it comes again.
+  for (let force = false, unexplained = 0; ; force = true) {
+    await replayer.checkShapes(force);
+    try {
+      return await replayer.catchUp();
+    } catch (err) {
+      if (!isDriftError(err) && (!maybeDrift(err) || unexplained++ > 0)) throw err;
+      if (run.opts.signal.aborted) throw err;
+      run.opts.log.warn({ err: (err as Error).message }, 'first catch-up met a shape change: checking drift');
+    }
   }
 }
 

@@ -90,8 +90,8 @@ export class Replayer {
   }
 
   /** Compares both sides' shapes, waiting while they differ (before the first catch-up). */
-  checkShapes(): Promise<void> {
-    return this.shapes.ready(true);
+  checkShapes(force = false): Promise<void> {
+    return this.shapes.ready(true, force);
   }
 
   /** Opens replay sessions until `n` are ready (before a round that must not wait for connections). */

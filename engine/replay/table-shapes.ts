@@ -99,11 +99,11 @@ export class TableShapes {
    * Before a catch-up or a drain: the tables' shapes checked, and while they differ unaccepted,
    * a drain refused and a catch-up held until they match (the pause shows in status meanwhile).
    */
-  async ready(waitForMatch: boolean): Promise<void> {
+  async ready(waitForMatch: boolean, force = false): Promise<void> {
     const drift = this.opts.drift;
     if (!drift) return;
     // A cutover's drain calls this many times while writes are frozen: a check at most per interval.
-    if (this.checked && !drift.due() && !this.drifted) return;
+    if (!force && this.checked && !drift.due() && !this.drifted) return;
     for (let logged = false; ; ) {
       const outcome = await this.check();
       if (!this.drifted || this.opts.signal.aborted) return;
