@@ -1,5 +1,6 @@
 // The JSON documents `migrate --json` and `cutover --json` print on stdout when they end: what
 // the run reached, read back from its state file, with the figures of this invocation.
+import fs from 'node:fs';
 import { CheckpointStore } from '../checkpoints/store.js';
 import type { CutoverResult } from '../engine/cutover/cutover.js';
 import type { MigrateOptions, MigrateResult } from '../engine/migrate.js';
@@ -70,6 +71,23 @@ export function migrateReport(
     result: MigrateResult | null;
   },
 ): MigrateReport {
+  if (run.outcome === 'stopped' && !fs.existsSync(statePath)) {
+    // Stopped before the run created its state file (a signal while it started): nothing to read.
+    return {
+      ok: true,
+      outcome: run.outcome,
+      mode: run.mode,
+      phase: null,
+      runId: null,
+      state: statePath,
+      resumed: null,
+      seconds: run.seconds,
+      copy: { tables: 0, rows: 0, bytes: 0 },
+      sequences: null,
+      replay: null,
+      cutover: null,
+    };
+  }
   return readRun(statePath, (store) => {
     const tables = store.tables();
     const replay = store.getMeta('replay');

@@ -50,6 +50,10 @@ describe('edges of the command line', () => {
       'app',
     );
     expect(captured).toEqual([]);
+    const json = await runCli([...args, '--json'], early);
+    expect(json.code, json.stderr).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, outcome: 'stopped', phase: null, runId: null });
+    expect(fs.existsSync(state)).toBe(false);
     // A command that does not stop on signals gets the default: ended by it, not held forever.
     const status = await runCli(['status', '--state', state], early);
     expect(status.signal).toBe('SIGTERM');
