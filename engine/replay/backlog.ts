@@ -25,17 +25,28 @@ export function summarize(tables: readonly ApplyTable[], rows: readonly TableBac
 
 /** Changes applied per second, over the batches of the last ten seconds. */
 export class ChangeRate {
+  // A queue with a moving head and a running sum: asked every round, over about a thousand
+  // batches at a steady load (summing and shifting them each time was 2% of the daemon's CPU).
   private readonly recent: { at: number; n: number }[] = [];
+  private head = 0;
+  private sum = 0;
 
-  add(changes: number): void {
-    this.recent.push({ at: Date.now(), n: changes });
+  add(changes: number, at = Date.now()): void {
+    this.recent.push({ at, n: changes });
+    this.sum += changes;
   }
 
-  perSecond(): number {
-    const now = Date.now();
-    while (this.recent.length > 0 && now - this.recent[0]!.at > 10_000) this.recent.shift();
-    const n = this.recent.reduce((a, r) => a + r.n, 0);
-    const span = this.recent.length > 0 ? Math.max(1, (now - this.recent[0]!.at) / 1000) : 1;
-    return Math.round(n / span);
+  perSecond(now = Date.now()): number {
+    while (this.head < this.recent.length && now - this.recent[this.head]!.at > 10_000) {
+      this.sum -= this.recent[this.head]!.n;
+      this.head++;
+    }
+    if (this.head >= 1024 && this.head * 2 >= this.recent.length) {
+      this.recent.splice(0, this.head);
+      this.head = 0;
+    }
+    const first = this.recent[this.head];
+    const span = first ? Math.max(1, (now - first.at) / 1000) : 1;
+    return Math.round(this.sum / span);
   }
 }
