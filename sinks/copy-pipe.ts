@@ -44,9 +44,9 @@ export async function pipeCopy(p: CopyPipe): Promise<{ rows: number; bytes: numb
   // server's wakeup too. Corked until the stream has passed the piece on, they go as one.
   const socket = (p.target as unknown as { connection: { stream: Writable } }).connection.stream;
   const release = (t: Transform) => {
+    if (heldBytes === 0) return;
     socket.cork();
     setImmediate(() => socket.uncork());
-    if (heldBytes === 0) return;
     t.push(held.length === 1 ? held[0] : Buffer.concat(held, heldBytes));
     held = [];
     heldBytes = 0;

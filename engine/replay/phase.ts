@@ -142,8 +142,8 @@ async function firstCatchUp(run: RunContext, replayer: Replayer): Promise<number
     try {
       return await replayer.catchUp();
     } catch (err) {
-      if (!isDriftError(err) && (!maybeDrift(err) || unexplained++ > 0)) throw err;
-      if (run.opts.signal.aborted) throw err;
+      const explained = isDriftError(err) || (maybeDrift(err) && unexplained++ === 0);
+      if (!explained || run.opts.signal.aborted) throw err;
       run.opts.log.warn({ err: (err as Error).message }, 'first catch-up met a shape change: checking drift');
     }
   }
