@@ -95,6 +95,14 @@ export const ERRORS = {
     summary: "This run's change capture was removed from the source (e.g. by `pgferry cleanup`).",
     hint: 'Changes made while it was gone are lost to this run, so it cannot go on: start afresh with a new --state file and an empty target (drop and re-create the target database).',
   },
+  PGFERRY_SLOT_UNUSABLE: {
+    exit: 1,
+    http: 409,
+    retryable: false,
+    summary:
+      "The source cannot decode this run's logical replication slot: PostgreSQL built it while a transaction changed the catalog (a TRUNCATE, CREATE TABLE or table rewrite).",
+    hint: 'A new run checks its slot before the copy and creates it again; this one was found unusable after the copy began, or five times in a row. Start afresh (`pgferry cleanup --run <id>`, a new --state file, an empty target), at a time with no DDL or TRUNCATE on the source, or use --capture triggers.',
+  },
   PGFERRY_CLEANUP_REFUSED: {
     exit: 1,
     http: 409,

@@ -3,7 +3,6 @@
 // tables published and a slot created), checked to be still there on resume, and the run's
 // heartbeat on the source from then on.
 import type { CaptureRecord } from '../../checkpoints/store.js';
-import { ExportedSnapshot } from '../copy/snapshot.js';
 import type { RunContext } from '../run/context.js';
 import type { TableInfo } from '../shared/catalog.js';
 import type { ChangeSource, InstalledTable } from './change-source.js';
@@ -45,16 +44,15 @@ export async function capturePhase(run: RunContext): Promise<void> {
     if (!installed.has(t.oid)) count++;
     store.saveCapture(captureRecord(c, t));
   }
-  // A slot streams what commits after it is created: once every table is published. Its exported
-  // snapshot is the copy's first (a resumed run's slot exists, and its copy takes fresh ones).
+  // A slot streams what commits after it is created: once every table is published. It is checked
+  // to decode before the copy takes its first snapshot, which then sees all that the slot does not.
   if (source instanceof LogicalSource) {
-    const slot = await source.start();
-    if (slot) {
-      run.slotSnapshot = ExportedSnapshot.adopt(slot.client, slot.id);
+    const copied = store.hasPlan() && store.chunks({ status: ['done'] }).length > 0;
+    if (await source.start(run.src, copied, opts.signal)) {
       store.event(
         'info',
         'copy',
-        `${source.describe().objects[0]} created: the copy starts from its snapshot`,
+        `${source.describe().objects[0]} created and checked: the copy starts after it`,
       );
     }
   }

@@ -27,13 +27,10 @@ export async function copyPhase(run: RunContext): Promise<void> {
   }
   await ensureChunkMarks(run.dst);
   const copyStarted = Date.now();
-  // A new logical slot's exported snapshot, if any, is the first: the pool releases it from now on.
-  const initial = run.slotSnapshot;
-  run.slotSnapshot = undefined;
   const snapshots =
     run.snapshots ??
     run.useSnapshots(
-      new SnapshotPool(opts.source, run.copyOnly ? null : opts.maxSnapshotAgeMs, initial, (fresh, old) => {
+      new SnapshotPool(opts.source, run.copyOnly ? null : opts.maxSnapshotAgeMs, undefined, (fresh, old) => {
         const what = old ? `snapshot renewed after ${Math.round(old.ageMs() / 1000)}s` : 'snapshot taken';
         store.event('info', 'copy', `${what}: ${fresh.id}`);
         opts.log.info({ snapshot: fresh.id }, what);

@@ -26,11 +26,6 @@ export class ExportedSnapshot {
     }
   }
 
-  /** A snapshot another session exported and holds (a new logical slot's): released by ending it. */
-  static adopt(client: pg.Client, id: string): ExportedSnapshot {
-    return new ExportedSnapshot(client, id, Date.now());
-  }
-
   ageMs(): number {
     return Date.now() - this.takenAt;
   }

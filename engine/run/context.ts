@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { CheckpointStore, Phase } from '../../checkpoints/store.js';
 import { isPgferryError, redact } from '../../lib/errors.js';
 import type { CaptureHeartbeat } from '../capture/heartbeat.js';
-import type { ExportedSnapshot, SnapshotPool } from '../copy/snapshot.js';
+import type { SnapshotPool } from '../copy/snapshot.js';
 import type { MigrateOptions, MigrateResult } from '../migrate.js';
 import { splitTables, type TableInfo } from '../shared/catalog.js';
 import { connect } from '../shared/db.js';
@@ -20,8 +20,6 @@ export class RunContext {
   heartbeat: CaptureHeartbeat | undefined;
   /** The copy's snapshots while they are held. */
   snapshots: SnapshotPool | undefined;
-  /** The snapshot a new logical slot exported, for the copy to start with. */
-  slotSnapshot: ExportedSnapshot | undefined;
   resumed = false;
 
   private constructor(
@@ -106,8 +104,6 @@ export class RunContext {
     this.opts.control?.attachSnapshots(null);
     await this.snapshots?.close();
     this.snapshots = undefined;
-    await this.slotSnapshot?.release();
-    this.slotSnapshot = undefined;
   }
 
   result(started: number, outcome: Pick<MigrateResult, 'replay' | 'cutover'>): MigrateResult {

@@ -96,7 +96,7 @@ describe('--capture logical', () => {
     expect((await first.done).signal).toBe('SIGKILL');
     const events = CheckpointStore.open(state(), { create: false, readonly: true });
     expect(events.events(100).map((e) => e.message)).toContainEqual(
-      expect.stringMatching(/^slot pgferry_\w+ created: the copy starts from its snapshot$/),
+      expect.stringMatching(/^slot pgferry_\w+ created and checked: the copy starts after it$/),
     );
     events.close();
     await pair.source.query('UPDATE docs SET n = n + 1 WHERE id = 2', [], 'shop');

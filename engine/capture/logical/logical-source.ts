@@ -36,20 +36,18 @@ import { describeCapture } from '../triggers/triggers.js';
 import { type LogicalBatch, reach, readLogicalBatch } from './batch.js';
 import { lsnOf } from './change-buffer.js';
 import {
-  createSlot,
   ensurePublication,
   publicationName,
   publishTable,
-  type SlotSnapshot,
   slotInfo,
   slotName,
   unpublishTable,
 } from './slot.js';
+import { readySlot, slotUnusable } from './slot-probe.js';
 import { SlotStream } from './stream.js';
 
 /** The checkpoint store's record of the slot position confirmed last. */
 export const CONFIRMED_META = 'logical_confirmed_lsn';
-
 interface Followed {
   schema: string;
   name: string;
@@ -110,9 +108,13 @@ export class LogicalSource implements ChangeSource {
     return c;
   }
 
-  /** The slot, created once every table is published; its exported snapshot is the copy's first. */
-  start(): Promise<SlotSnapshot | null> {
-    return createSlot(this.opts.source, this.run());
+  /**
+   * The slot, created once every table is published and then decoded once (slot-probe.ts) before
+   * the copy takes a snapshot: a slot PostgreSQL built unusable is dropped and created again while
+   * nothing depends on it. True when a slot was created or checked now.
+   */
+  start(client: pg.Client, copied: boolean, signal: AbortSignal): Promise<boolean> {
+    return readySlot(client, this.opts.source, this.run(), { ...this.opts, copied, signal });
   }
 
   async uninstall(client: pg.Client, table: InstalledTable, opts: InstallOptions): Promise<void> {
@@ -166,6 +168,9 @@ export class LogicalSource implements ChangeSource {
         break;
       } catch (err) {
         await stream.close();
+        if (stateOf(err) === 'XX000' && /could not map file/.test((err as Error).message)) {
+          throw slotUnusable(slotName(this.run()), (err as Error).message);
+        }
         if (stateOf(err) !== '55006' || attempt >= 40) throw err;
         await sleep(250);
       }

@@ -4,7 +4,7 @@
 // change, so a transaction that wrote before the table joined the publication and commits after
 // would be in neither the stream nor a snapshot taken now.
 import type pg from 'pg';
-import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { stateOf } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
@@ -112,32 +112,25 @@ export async function slotInfo(client: pg.Client, runId: string): Promise<SlotIn
     : { exists: false, active: false, activePid: null, confirmed: null };
 }
 
-/** The snapshot a new slot exported, valid while its replication session stays open and idle. */
-export interface SlotSnapshot {
-  id: string;
-  client: pg.Client;
-}
-
 /**
- * Creates the run's slot on a replication session and returns the snapshot it exported (the
- * state every change the slot streams comes after), or null when the slot was already there (a
- * resumed run: its copy takes fresh snapshots). Creating a slot waits for every transaction
- * running on the source to end.
+ * Creates the run's slot on a replication session, or finds it there (a resumed run): true when it
+ * was created now. Creating a slot waits for every transaction running on the source to end. No
+ * snapshot is exported: the slot is checked first (slot-probe.ts), which it must not be in use
+ * for, and the copy's snapshots, all taken after it, see every change the slot does not stream.
  */
-export async function createSlot(source: ConnInfo, runId: string): Promise<SlotSnapshot | null> {
+export async function createSlot(source: ConnInfo, runId: string): Promise<boolean> {
   const client = await connect(source, 'replication');
   try {
-    const { rows } = await client.query<{ snapshot_name: string | null }>(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName(runId))} LOGICAL pgoutput EXPORT_SNAPSHOT`,
+    await client.query(
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName(runId))} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
     );
-    const id = rows[0]?.snapshot_name;
-    if (!id) throw new PgferryError('PGFERRY_SOURCE_QUERY', `slot ${slotName(runId)} exported no snapshot`);
-    return { id, client };
+    return true;
   } catch (err) {
-    await client.end().catch(() => {});
     // 42710: it exists (created by this run before a crash).
-    if (stateOf(err) === '42710') return null;
+    if (stateOf(err) === '42710') return false;
     throw err;
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

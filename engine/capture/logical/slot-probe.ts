@@ -1,0 +1,174 @@
+// A new logical slot is decoded once before the copy relies on it. PostgreSQL (15 and 17 alike;
+// test/integration/logical-slot-probe.test.ts builds the case) can create a slot that no session
+// will ever decode: while the slot is built, a transaction that changes the catalog (a TRUNCATE,
+// a CREATE TABLE, a table rewrite) and commits while the builder still waits for the transactions
+// of its start is not tracked (xact_decode skips commits before the FULL_SNAPSHOT state). A
+// transaction that begins writing under the builder's next snapshot, while an older one still
+// runs, then decodes under a catalog that misses that change, and every decoding of the slot stops
+// there for good: "could not map filenode … to relation OID".
+//
+// Such a transaction began before the builder's xmin passed the catalog change, which happens at
+// the first running-transactions record logged after every transaction older than the slot ended.
+// So the probe waits for those, has such a record logged (creating a temporary slot logs one and
+// waits in turn for the transactions it lists), waits for the WAL to be flushed, and then decodes
+// everything the slot holds without consuming it. readySlot creates the run's slot, probes it and
+// creates it again while nothing depends on it yet.
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { CheckpointStore } from '../../../checkpoints/store.js';
+import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { sleep } from '../../../lib/sleep.js';
+import type { ConnInfo } from '../../shared/conn-info.js';
+import { q } from '../../shared/db.js';
+import { createSlot, dropSlot, publicationName, slotName } from './slot.js';
+
+/** bgwriter logs a running-transactions record this often (LOG_SNAPSHOT_INTERVAL_MS) when WAL moved. */
+const RUNNING_XACTS_INTERVAL_MS = 15_000;
+const POLL_MS = 100;
+const REPORT_EVERY_MS = 10_000;
+/** The checkpoint store's record of the slot that decoded once after it was created. */
+const CHECKED_META = 'logical_slot_checked';
+/** Slots created and found unusable before the run gives up. */
+const SLOT_ATTEMPTS = 5;
+
+export function slotUnusable(slot: string, error: string): PgferryError {
+  return new PgferryError(
+    'PGFERRY_SLOT_UNUSABLE',
+    `the source cannot decode replication slot ${slot} (${error}): PostgreSQL built it while a transaction changed the catalog (a TRUNCATE, CREATE TABLE or table rewrite), and the changes it holds are lost to this run`,
+    { side: 'source' },
+  );
+}
+
+/**
+ * The run's slot, created (or found: a resumed run) and decoded once before the copy takes a
+ * snapshot: a slot built unusable is dropped and created again while nothing depends on it, unless
+ * chunks were copied since it was made (a run of an older pgferry). True when a slot was created
+ * or checked now.
+ */
+export async function readySlot(
+  client: pg.Client,
+  source: ConnInfo,
+  runId: string,
+  opts: { store?: CheckpointStore; log: Logger; signal: AbortSignal; copied: boolean },
+): Promise<boolean> {
+  const slot = slotName(runId);
+  let created = false;
+  for (let attempt = 1; ; attempt++) {
+    created = (await createSlot(source, runId)) || created;
+    if (opts.store?.getMeta(CHECKED_META) === slot) return created;
+    const error = await probeSlot(client, slot, publicationName(runId), {
+      ...opts,
+      tempSlot: `pgferry_probe_${runId}`,
+    });
+    if (error === null) {
+      opts.store?.setMeta(CHECKED_META, slot);
+      return true;
+    }
+    if (opts.copied || attempt >= SLOT_ATTEMPTS) throw slotUnusable(slot, error);
+    const msg = `slot ${slot} cannot be decoded (${error}): PostgreSQL built it during a catalog change; creating it again`;
+    opts.store?.event('warn', 'copy', msg);
+    opts.log.warn({ slot, err: error }, msg);
+    await dropSlot(client, slot, true);
+  }
+}
+
+export interface ProbeOptions {
+  log: Logger;
+  signal?: AbortSignal;
+  /** The temporary slot's name (it is dropped before the probe returns, or with its session). */
+  tempSlot: string;
+}
+
+/** null when the slot decodes, or the server's error when it cannot. */
+export async function probeSlot(
+  client: pg.Client,
+  slot: string,
+  publication: string,
+  opts: ProbeOptions,
+): Promise<string | null> {
+  await olderTransactionsEnded(client, opts);
+  await logRunningTransactions(client, opts);
+  await walFlushed(client, opts);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await q(
+        client,
+        'source',
+        `SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, pg_current_wal_flush_lsn(), NULL,
+           'proto_version', '1', 'publication_names', $2)`,
+        [slot, publication],
+      );
+      return null;
+    } catch (err) {
+      // XX000: the decoding's internal error (could not map filenode / filenumber to relation OID).
+      if (stateOf(err) === 'XX000') return (err as Error).message;
+      // 55006: the walsender that created the slot has not let it go yet.
+      if (stateOf(err) !== '55006' || attempt >= 40) throw err;
+      opts.signal?.throwIfAborted();
+      await sleep(250);
+    }
+  }
+}
+
+/** Waits until every transaction that had an id when this is called has ended. */
+async function olderTransactionsEnded(client: pg.Client, opts: ProbeOptions): Promise<void> {
+  const [now] = await q<{ xmax: string }>(
+    client,
+    'source',
+    'SELECT txid_snapshot_xmax(txid_current_snapshot())::text AS xmax',
+  );
+  const started = Date.now();
+  let reported = started;
+  for (;;) {
+    const [row] = await q<{ ended: boolean }>(
+      client,
+      'source',
+      'SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1::bigint AS ended',
+      [now!.xmax],
+    );
+    if (row?.ended) return;
+    if (Date.now() - reported >= REPORT_EVERY_MS) {
+      reported = Date.now();
+      opts.log.info(
+        { waitedSeconds: Math.round((reported - started) / 1000) },
+        'checking the new slot: waiting for the transactions open on the source when it was created to end',
+      );
+    }
+    opts.signal?.throwIfAborted();
+    await sleep(POLL_MS);
+  }
+}
+
+async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Promise<void> {
+  try {
+    await q(client, 'source', `SELECT pg_create_logical_replication_slot($1, 'pgoutput', true)`, [
+      opts.tempSlot,
+    ]);
+  } catch (err) {
+    // 53400: no slot is free. bgwriter logs the record within its interval; wait for it instead.
+    if (stateOf(err) !== '53400') throw err;
+    opts.log.info(
+      'checking the new slot: no replication slot free for a probe, waiting for the server instead',
+    );
+    await sleep(RUNNING_XACTS_INTERVAL_MS + 1_000, opts.signal);
+    await olderTransactionsEnded(client, opts);
+    return;
+  }
+  await q(client, 'source', 'SELECT pg_drop_replication_slot($1)', [opts.tempSlot]);
+}
+
+/** Decoding reads flushed WAL only, and commits made with synchronous_commit off reach it later. */
+async function walFlushed(client: pg.Client, opts: ProbeOptions): Promise<void> {
+  const [row] = await q<{ lsn: string }>(client, 'source', 'SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  for (;;) {
+    const [done] = await q<{ ok: boolean }>(
+      client,
+      'source',
+      'SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok',
+      [row!.lsn],
+    );
+    if (done?.ok) return;
+    opts.signal?.throwIfAborted();
+    await sleep(POLL_MS);
+  }
+}
