@@ -79,24 +79,26 @@ async function createWedged(source: Cluster, create: () => Promise<unknown>): Pr
   }
 }
 
+/** A slot created as pgferry creates its own, on a replication session. */
+async function create(slot: string): Promise<void> {
+  const rep = new pg.Client({
+    connectionString: pair.source.url({ db: 'app' }),
+    replication: 'database',
+  } as never);
+  await rep.connect();
+  try {
+    await rep.query(`CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT`);
+  } finally {
+    await rep.end();
+  }
+}
+
 describe('a logical slot PostgreSQL built unusable', () => {
   it('is told from a sound one by the probe, which leaves no slot of its own', {
     timeout: 60_000,
   }, async () => {
     const client = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
     await client.connect();
-    const create = async (slot: string) => {
-      const rep = new pg.Client({
-        connectionString: pair.source.url({ db: 'app' }),
-        replication: 'database',
-      } as never);
-      await rep.connect();
-      try {
-        await rep.query(`CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput NOEXPORT_SNAPSHOT`);
-      } finally {
-        await rep.end();
-      }
-    };
     const opts = { log: pino({ level: 'silent' }), tempSlot: 'probe_tmp' };
     try {
       await createWedged(pair.source, () => create('wedged'));
@@ -108,6 +110,32 @@ describe('a logical slot PostgreSQL built unusable', () => {
         'SELECT slot_name FROM pg_replication_slots ORDER BY 1',
       );
       expect(slots.rows.map((r) => r.slot_name)).toEqual(['sound', 'wedged']);
+    } finally {
+      await client
+        .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots`)
+        .catch(() => {});
+      await client.end();
+    }
+  });
+
+  it('is still found when no slot is free for the probe (the server logs the record)', {
+    timeout: 90_000,
+  }, async () => {
+    const client = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
+    await client.connect();
+    try {
+      await createWedged(pair.source, () => create('wedged'));
+      await client.query(
+        `SELECT pg_create_logical_replication_slot('filler_' || g, 'pgoutput')
+           FROM generate_series(1, current_setting('max_replication_slots')::int - 1) g`,
+      );
+      const started = Date.now();
+      const found = await probeSlot(client, 'wedged', 'probe_pub', {
+        log: pino({ level: 'silent' }),
+        tempSlot: 'probe_tmp',
+      });
+      expect(found).toMatch(/could not map file/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(15_000);
     } finally {
       await client
         .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots`)
