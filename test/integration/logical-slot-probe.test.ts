@@ -7,7 +7,8 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { CheckpointStore } from '../../checkpoints/store.js';
 import { probeSlot } from '../../engine/capture/logical/slot-probe.js';
-import { runCli } from '../support/cli.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
+import { runCli, startCli } from '../support/cli.js';
 import type { Cluster } from '../support/cluster.js';
 import { clusterPair } from '../support/pair.js';
 import { compareDatabases } from '../support/row-hash.js';
@@ -23,6 +24,7 @@ CREATE PUBLICATION probe_pub FOR ALL TABLES;
 `;
 
 const pair = clusterPair({ name: 'slot-probe', sourceSql: SCHEMA });
+const sourceInfo = () => new ConnInfo('source', pair.source.url({ db: 'app' }));
 
 /** Whether the session creating a slot waits for the transaction with this id. */
 async function creatorWaitsFor(source: Cluster, xid: string): Promise<boolean> {
@@ -99,7 +101,7 @@ describe('a logical slot PostgreSQL built unusable', () => {
   }, async () => {
     const client = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
     await client.connect();
-    const opts = { log: pino({ level: 'silent' }), tempSlot: 'probe_tmp' };
+    const opts = { log: pino({ level: 'silent' }), tempSlot: 'probe_tmp', source: sourceInfo() };
     try {
       await createWedged(pair.source, () => create('wedged'));
       expect(await probeSlot(client, 'wedged', 'probe_pub', opts)).toMatch(/could not map file/);
@@ -133,6 +135,7 @@ describe('a logical slot PostgreSQL built unusable', () => {
       const found = await probeSlot(client, 'wedged', 'probe_pub', {
         log: pino({ level: 'silent' }),
         tempSlot: 'probe_tmp',
+        source: sourceInfo(),
       });
       expect(found).toMatch(/could not map file/);
       expect(Date.now() - started).toBeGreaterThanOrEqual(15_000);
@@ -173,5 +176,88 @@ describe('a logical slot PostgreSQL built unusable', () => {
     for (const t of ['public.items', 'public.side']) expect(cmp.target[t]).toEqual(cmp.source[t]);
     const after = await pair.target.query<{ v: string }>('SELECT v FROM side WHERE id = 1', [], 'app');
     expect(after[0]?.v).toBe('after');
+  });
+});
+
+describe('the transactions a new slot waits for', () => {
+  it('are named to the operator while the probe waits for them', { timeout: 60_000 }, async () => {
+    const client = new pg.Client({ connectionString: pair.source.url({ db: 'app' }) });
+    const long = new pg.Client({
+      connectionString: pair.source.url({ db: 'app' }),
+      application_name: 'nightly-job',
+    });
+    await Promise.all([client.connect(), long.connect()]);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    try {
+      await create('waited');
+      await long.query('BEGIN');
+      await long.query('INSERT INTO other VALUES (7)');
+      const pid = (await long.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const probing = probeSlot(client, 'waited', 'probe_pub', {
+        log,
+        tempSlot: 'probe_tmp',
+        source: sourceInfo(),
+      });
+      await waitFor('the wait reported', () => lines.some((l) => l.includes(`pid ${pid}`)), 30_000, 100);
+      const line = JSON.parse(lines.find((l) => l.includes(`pid ${pid}`))!);
+      expect(line.msg).toMatch(
+        /^checking the new slot: waiting for the transactions of pid \d+ \(open since .*\) "nightly-job" on the source to end$/,
+      );
+      await long.query('COMMIT');
+      expect(await probing).toBeNull();
+    } finally {
+      await client
+        .query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots`)
+        .catch(() => {});
+      await Promise.all([client.end(), long.end()]);
+    }
+  });
+
+  it('are named while migrate creates its slot, and the run goes on once they end', {
+    timeout: 120_000,
+  }, async () => {
+    await pair.source.query('CREATE DATABASE app2');
+    await pair.target.query('CREATE DATABASE app2');
+    await pair.source.query(SCHEMA, [], 'app2');
+    const long = new pg.Client({
+      connectionString: pair.source.url({ db: 'app2' }),
+      application_name: 'nightly-job',
+    });
+    await long.connect();
+    try {
+      await long.query('BEGIN');
+      await long.query('INSERT INTO other VALUES (7)');
+      const pid = (await long.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const run = startCli([
+        'migrate',
+        '--source',
+        pair.source.url({ db: 'app2' }),
+        '--target',
+        pair.target.url({ db: 'app2' }),
+        '--state',
+        `${pair.dir}/app2.sqlite`,
+        '--capture',
+        'logical',
+        '--exclude',
+        'public.other',
+        '--exit-when-synced',
+      ]);
+      await waitFor('the wait reported', () => run.output().stderr.includes(`pid ${pid}`), 30_000, 100).catch(
+        (e) => {
+          throw new Error(e.message + run.output().stderr.slice(-3000));
+        },
+      );
+      expect(run.output().stderr).toMatch(
+        new RegExp(
+          `creating slot pgferry_\\w+: waiting for the transactions of pid ${pid} \\(open since [^)]+\\) \\\\"nightly-job\\\\" on the source to end`,
+        ),
+      );
+      await long.query('COMMIT');
+      const done = await run.done;
+      expect(done.code, done.stderr.slice(-3000)).toBe(0);
+    } finally {
+      await long.end();
+    }
   });
 });

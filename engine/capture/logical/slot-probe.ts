@@ -18,14 +18,15 @@ import type { Logger } from 'pino';
 import type { CheckpointStore } from '../../../checkpoints/store.js';
 import { PgferryError, stateOf } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
+import { quoteIdent } from '../../../lib/sql.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
-import { q } from '../../shared/db.js';
+import { connect, q } from '../../shared/db.js';
 import { createSlot, dropSlot, publicationName, slotName } from './slot.js';
+import { reportingWaits } from './waits.js';
 
 /** bgwriter logs a running-transactions record this often (LOG_SNAPSHOT_INTERVAL_MS) when WAL moved. */
 const RUNNING_XACTS_INTERVAL_MS = 15_000;
 const POLL_MS = 100;
-const REPORT_EVERY_MS = 10_000;
 /** The checkpoint store's record of the slot that decoded once after it was created. */
 const CHECKED_META = 'logical_slot_checked';
 /** Slots created and found unusable before the run gives up. */
@@ -54,10 +55,11 @@ export async function readySlot(
   const slot = slotName(runId);
   let created = false;
   for (let attempt = 1; ; attempt++) {
-    created = (await createSlot(source, runId)) || created;
+    created = (await createSlot(source, runId, { client, log: opts.log })) || created;
     if (opts.store?.getMeta(CHECKED_META) === slot) return created;
     const error = await probeSlot(client, slot, publicationName(runId), {
       ...opts,
+      source,
       tempSlot: `pgferry_probe_${runId}`,
     });
     if (error === null) {
@@ -73,9 +75,10 @@ export async function readySlot(
 }
 
 export interface ProbeOptions {
+  source: ConnInfo;
   log: Logger;
   signal?: AbortSignal;
-  /** The temporary slot's name (it is dropped before the probe returns, or with its session). */
+  /** The temporary slot's name (it ends with its session, before the probe returns). */
   tempSlot: string;
 }
 
@@ -112,38 +115,38 @@ export async function probeSlot(
 
 /** Waits until every transaction that had an id when this is called has ended. */
 async function olderTransactionsEnded(client: pg.Client, opts: ProbeOptions): Promise<void> {
-  const [now] = await q<{ xmax: string }>(
-    client,
-    'source',
-    'SELECT txid_snapshot_xmax(txid_current_snapshot())::text AS xmax',
-  );
-  const started = Date.now();
-  let reported = started;
-  for (;;) {
-    const [row] = await q<{ ended: boolean }>(
-      client,
-      'source',
-      'SELECT txid_snapshot_xmin(txid_current_snapshot()) >= $1::bigint AS ended',
-      [now!.xmax],
-    );
-    if (row?.ended) return;
-    if (Date.now() - reported >= REPORT_EVERY_MS) {
-      reported = Date.now();
-      opts.log.info(
-        { waitedSeconds: Math.round((reported - started) / 1000) },
-        'checking the new slot: waiting for the transactions open on the source when it was created to end',
+  // An id of its own, the next one: a snapshot's xmax is only the newest ended one's successor,
+  // and a transaction that took an id after it (and still runs) would not count as older.
+  const [now] = await q<{ id: string }>(client, 'source', 'SELECT txid_current()::text AS id');
+  const ended = async () => {
+    for (;;) {
+      const [row] = await q<{ ended: boolean }>(
+        client,
+        'source',
+        'SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint AS ended',
+        [now!.id],
       );
+      if (row?.ended) return;
+      opts.signal?.throwIfAborted();
+      await sleep(POLL_MS);
     }
-    opts.signal?.throwIfAborted();
-    await sleep(POLL_MS);
-  }
+  };
+  await reportingWaits(client, 'checking the new slot', { olderThan: now!.id }, opts.log, ended());
 }
 
 async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Promise<void> {
+  const session = await connect(opts.source, 'replication');
   try {
-    await q(client, 'source', `SELECT pg_create_logical_replication_slot($1, 'pgoutput', true)`, [
-      opts.tempSlot,
-    ]);
+    const pid = (session as unknown as { processID: number }).processID;
+    await reportingWaits(
+      client,
+      'checking the new slot',
+      { waiter: pid },
+      opts.log,
+      session.query(
+        `CREATE_REPLICATION_SLOT ${quoteIdent(opts.tempSlot)} TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
+      ),
+    );
   } catch (err) {
     // 53400: no slot is free. bgwriter logs the record within its interval; wait for it instead.
     if (stateOf(err) !== '53400') throw err;
@@ -152,9 +155,10 @@ async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Pr
     );
     await sleep(RUNNING_XACTS_INTERVAL_MS + 1_000, opts.signal);
     await olderTransactionsEnded(client, opts);
-    return;
+  } finally {
+    // A temporary slot ends with its session.
+    await session.end().catch(() => {});
   }
-  await q(client, 'source', 'SELECT pg_drop_replication_slot($1)', [opts.tempSlot]);
 }
 
 /** Decoding reads flushed WAL only, and commits made with synchronous_commit off reach it later. */

@@ -4,6 +4,7 @@
 // change, so a transaction that wrote before the table joined the publication and commits after
 // would be in neither the stream nor a snapshot taken now.
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import { stateOf } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
@@ -13,6 +14,7 @@ import { connect, q } from '../../shared/db.js';
 import type { InstallOptions } from '../change-source.js';
 import { CAPTURED_TABLE } from '../registry.js';
 import { underShortLocks } from '../triggers/triggers.js';
+import { reportingWaits } from './waits.js';
 
 export const slotName = (runId: string) => `pgferry_${runId}`;
 export const publicationName = (runId: string) => `pgferry_${runId}`;
@@ -118,11 +120,21 @@ export async function slotInfo(client: pg.Client, runId: string): Promise<SlotIn
  * snapshot is exported: the slot is checked first (slot-probe.ts), which it must not be in use
  * for, and the copy's snapshots, all taken after it, see every change the slot does not stream.
  */
-export async function createSlot(source: ConnInfo, runId: string): Promise<boolean> {
+export async function createSlot(
+  source: ConnInfo,
+  runId: string,
+  report: { client: pg.Client; log: Logger },
+): Promise<boolean> {
   const client = await connect(source, 'replication');
   try {
-    await client.query(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(slotName(runId))} LOGICAL pgoutput NOEXPORT_SNAPSHOT`,
+    const slot = slotName(runId);
+    const pid = (client as unknown as { processID: number }).processID;
+    await reportingWaits(
+      report.client,
+      `creating slot ${slot}`,
+      { waiter: pid },
+      report.log,
+      client.query(`CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput NOEXPORT_SNAPSHOT`),
     );
     return true;
   } catch (err) {
