@@ -94,6 +94,8 @@ export async function probeSlot(
   await walFlushed(client, opts);
   for (let attempt = 1; ; attempt++) {
     try {
+      // Decoding all the WAL since the slot's start can outlast a control statement's timeout.
+      await q(client, 'source', 'SET statement_timeout = 0');
       await q(
         client,
         'source',
@@ -109,6 +111,8 @@ export async function probeSlot(
       if (stateOf(err) !== '55006' || attempt >= 40) throw err;
       opts.signal?.throwIfAborted();
       await sleep(250);
+    } finally {
+      await client.query('RESET statement_timeout').catch(() => {});
     }
   }
 }
