@@ -46,6 +46,8 @@ const TARGETS: Record<string, string> = {
   'source.tps_ratio_vs_logical': '≥ 1',
   'source.cpu_per_txn_ratio_vs_none': '≤ 1.3',
   'source.logical_cpu_per_txn_ratio_vs_none': 'context: native logical replication ÷ none',
+  'source.logical_capture_tps_ratio_vs_logical': '≥ 1 (pgferry with --capture logical)',
+  'source.logical_capture_cpu_per_txn_ratio_vs_none': '≤ 1.3 (pgferry with --capture logical)',
   rss_peak_mb: '< 150',
   'cutover.downtime_reported_s': '< 0.3',
   'cutover.downtime_observed_s': '< 0.3',
@@ -74,6 +76,8 @@ const HEADLINE = [
   'source.tps_ratio_vs_logical',
   'source.cpu_per_txn_ratio_vs_none',
   'source.logical_cpu_per_txn_ratio_vs_none',
+  'source.logical_capture_tps_ratio_vs_logical',
+  'source.logical_capture_cpu_per_txn_ratio_vs_none',
   'rss_peak_mb',
   'cutover.downtime_reported_s',
   'cutover.downtime_observed_s',
@@ -158,7 +162,9 @@ try {
   say(`replay bench: pgbench scale ${scale}`);
   const replay = await replayBench({ scale, quick });
   const replaySeconds = (performance.now() - t0) / 1000 - copySeconds;
-  say(`source-cost bench: pgbench scale ${scale}, none / logical / pgferry, ${quick ? 1 : 2} round(s)`);
+  say(
+    `source-cost bench: pgbench scale ${scale}, none / logical / pgferry / pgferry --capture logical, ${quick ? 1 : 2} round(s)`,
+  );
   const source = await sourceCostBench({ scale, quick });
   const sourceSeconds = (performance.now() - t0) / 1000 - copySeconds - replaySeconds;
   say(`cutover bench: pgbench scale ${scale}`);
@@ -219,6 +225,8 @@ try {
       cpu_per_txn_ratio_vs_none: r3(sc.cpu_per_txn_ratio_vs_none),
       logical_cpu_per_txn_ratio_vs_none: r3(sc.logical_cpu_per_txn_ratio_vs_none),
       logical_tps_ratio_vs_none: r3(sc.logical_tps_ratio_vs_none),
+      logical_capture_tps_ratio_vs_logical: r3(sc.logical_capture_tps_ratio_vs_logical),
+      logical_capture_cpu_per_txn_ratio_vs_none: r3(sc.logical_capture_cpu_per_txn_ratio_vs_none),
       tps: Object.fromEntries(Object.entries(sc.modes).map(([m, v]) => [m, round3(v.tps_median)])),
       cpu_ms_per_txn: Object.fromEntries(
         Object.entries(sc.modes).map(([m, v]) => [m, round3(v.cpu_ms_per_txn_median)]),

@@ -1,10 +1,10 @@
 // The source-cost bench's result and its markdown: per mode (no replication, native logical
-// replication, pgferry capturing and replaying), pgbench's tps on the source and the source server's
+// replication, pgferry capturing and replaying with triggers, and with --capture logical), pgbench's tps on the source and the source server's
 // CPU per committed transaction, medians over the rounds, with the CPU broken down by process kind.
 import type { PgbenchRun } from './pgbench.js';
 import type { ServerCpu } from './source-cpu.js';
 
-export const MODES = ['none', 'logical', 'pgferry'] as const;
+export const MODES = ['none', 'logical', 'pgferry', 'pgferry-logical'] as const;
 export type Mode = (typeof MODES)[number];
 
 export interface SourceCostRun {
@@ -65,6 +65,9 @@ export interface SourceCostResult {
   cpu_per_txn_ratio_vs_none: number | null;
   logical_cpu_per_txn_ratio_vs_none: number | null;
   logical_tps_ratio_vs_none: number | null;
+  /** pgferry with --capture logical: median tps over logical replication's, CPU/txn over none's. */
+  logical_capture_tps_ratio_vs_logical: number | null;
+  logical_capture_cpu_per_txn_ratio_vs_none: number | null;
 }
 
 /** How each mode and figure is made, as the JSON says it. */
@@ -76,6 +79,8 @@ export const METHOD: Record<string, string> = {
     'publication of the three keyed pgbench tables; a subscription (copy_data = false) into a TEMPLATE copy of a copy-only clone; enabled and caught up on what its slot kept before the run, applying during it; disabled after it',
   pgferry:
     'a fresh `pgferry migrate` daemon into a fresh target database every round (pgbench_history excluded), started before the run and timed from its first replay stats; stopped after the catch-up and verify, its capture removed with `pgferry cleanup --force`, its target dropped',
+  'pgferry-logical':
+    "as pgferry, with `--capture logical`: a publication and a slot (pgoutput) instead of triggers, the slot checked before the copy; its catch-up ends when the position pgferry confirmed to its slot (recorded in its state file at most once a second) passes the WAL position read at pgbench's end",
   before_each_run:
     'VACUUM (ANALYZE) of the three keyed tables, TRUNCATE pgbench_history, CHECKPOINT on both clusters, sync',
   cpu: "Δ over the run of the postmaster's utime+stime+cutime+cstime plus its live children's utime+stime, from /proc every 250 ms, per committed pgbench transaction",
@@ -177,7 +182,9 @@ export function markdown(r: SourceCostResult): string {
     '',
     `pgferry ÷ none: tps ${f(r.tps_ratio_vs_none)}, CPU/txn ${f(r.cpu_per_txn_ratio_vs_none)} (target ≤ 1.3); ` +
       `pgferry ÷ logical: tps ${f(r.tps_ratio_vs_logical)} (target ≥ 1); ` +
-      `logical ÷ none: tps ${f(r.logical_tps_ratio_vs_none)}, CPU/txn ${f(r.logical_cpu_per_txn_ratio_vs_none)}.`,
+      `logical ÷ none: tps ${f(r.logical_tps_ratio_vs_none)}, CPU/txn ${f(r.logical_cpu_per_txn_ratio_vs_none)}; ` +
+      `pgferry --capture logical: tps ÷ logical ${f(r.logical_capture_tps_ratio_vs_logical)}, ` +
+      `CPU/txn ÷ none ${f(r.logical_capture_cpu_per_txn_ratio_vs_none)}.`,
   );
   return lines.join('\n');
 }

@@ -3,7 +3,8 @@
 //   none:    nothing replicates;
 //   logical: native logical replication (publication + enabled subscription) applies live;
 //   pgferry: `pgferry migrate` runs as a daemon, its capture triggers firing and its replay applying
-//            live (its initial copy done before the run starts).
+//            live (its initial copy done before the run starts);
+//   pgferry-logical: the same with `--capture logical` (a slot instead of triggers).
 // For each run: tps, and the source server's CPU per committed transaction (the postmaster and its
 // children, from /proc: bench/source-cpu.ts), broken down by kind of process. Rounds of the three
 // modes are interleaved (none, logical, pgferry, none, …) and the medians reported.
@@ -12,7 +13,7 @@
 //
 //   npm run bench:source-cost -- [--scale N] [--quick] [--rounds R] [mode …]
 //
-// The modes given (none, logical, pgferry) are one round's order (default: none logical pgferry).
+// The modes given (none, logical, pgferry, pgferry-logical) are one round's order (default: all, so).
 // Needs `npm run build` first: pgferry runs as its built CLI, the way users run it.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CheckpointStore } from '../checkpoints/store.js';
+import { CONFIRMED_META } from '../engine/capture/logical/logical-source.js';
 import type { ReplayStats } from '../engine/replay/replay.js';
 import { type Cluster, SUPERUSER_PASSWORD, startCluster } from '../test/support/cluster.js';
 import { hostFacts, isMain, requireBuiltCli, wholeNumber, withCleanup, writeResults } from './cli.js';
@@ -59,18 +61,22 @@ export interface SourceCostOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function readReplayStats(stateFile: string): ReplayStats | null {
+function readMeta(stateFile: string, key: string): string | null {
   try {
     const store = CheckpointStore.open(stateFile, { create: false, readonly: true });
     try {
-      const text = store.getMeta('replay');
-      return text ? (JSON.parse(text) as ReplayStats) : null;
+      return store.getMeta(key);
     } finally {
       store.close();
     }
   } catch {
     return null; // not there yet, busy or being written: the next poll reads it
   }
+}
+
+function readReplayStats(stateFile: string): ReplayStats | null {
+  const text = readMeta(stateFile, 'replay');
+  return text ? (JSON.parse(text) as ReplayStats) : null;
 }
 
 export async function sourceCostBench(
@@ -148,15 +154,16 @@ export async function sourceCostBench(
       execFileSync('sync');
     }
 
-    /** No user trigger and no pgferry schema on the source: none and logical run on a clean source. */
+    /** No user trigger, pgferry schema or pgferry slot on the source: none and logical run on a clean source. */
     async function assertNoCapture(): Promise<void> {
-      const [row] = await src.query<{ triggers: string; schema: boolean }>(
+      const [row] = await src.query<{ triggers: string; schema: boolean; slots: string }>(
         `SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
-                EXISTS (SELECT FROM pg_namespace WHERE nspname = 'pgferry') AS schema`,
+                EXISTS (SELECT FROM pg_namespace WHERE nspname = 'pgferry') AS schema,
+                (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%') AS slots`,
         [],
         'bench',
       );
-      if (Number(row?.triggers) !== 0 || row?.schema)
+      if (Number(row?.triggers) !== 0 || row?.schema || Number(row?.slots) !== 0)
         throw new Error(`pgferry's capture is still on the source: ${JSON.stringify(row)}`);
     }
 
@@ -211,15 +218,16 @@ export async function sourceCostBench(
       return { ...m, ready_s: ready, catch_up_s: caughtUp, verified };
     }
 
-    async function runPgferry(round: number): Promise<SourceCostRun> {
+    async function runPgferry(round: number, mode: 'pgferry' | 'pgferry-logical'): Promise<SourceCostRun> {
       // A fresh run into a fresh target database every round; its capture removed afterwards.
-      const db = `ferry_${round}`;
+      const logicalCapture = mode === 'pgferry-logical';
+      const db = `ferry_${round}${logicalCapture ? '_logical' : ''}`;
       await dst.query(`CREATE DATABASE ${db}`);
       const target = dst.url({ db });
       const stateFile = path.join(workDir, `${db}.sqlite`);
-      const args = ['migrate', ...runFlags(stateFile)];
-      commands.pgferryDaemon = cmd(args);
-      say(`round ${round}, pgferry: migrate daemon (schema, capture, copy) into ${db}`);
+      const args = ['migrate', ...runFlags(stateFile), ...(logicalCapture ? ['--capture', 'logical'] : [])];
+      commands[logicalCapture ? 'pgferryLogicalDaemon' : 'pgferryDaemon'] = cmd(args);
+      say(`round ${round}, ${mode}: migrate daemon (schema, capture, copy) into ${db}`);
       const t0 = performance.now();
       const startedAt = new Date().toISOString();
       const daemon = pgferry(args, target);
@@ -236,24 +244,34 @@ export async function sourceCostBench(
       }
       const ready = (performance.now() - t0) / 1000;
       say(`  replicating after ${ready.toFixed(1)} s`);
-      const m = await measure('pgferry', round, daemon.child.pid);
+      const m = await measure(mode, round, daemon.child.pid);
       const ended = performance.now();
       const caughtUp = await withClient(sourceUrl, async (c) => {
+        const [end] = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows;
+        const done = async () => {
+          if (!logicalCapture) return total(await logCounts(c)) === 0;
+          const confirmed = readMeta(stateFile, CONFIRMED_META);
+          if (!confirmed) return false;
+          const [row] = (
+            await c.query<{ ok: boolean }>('SELECT $1::pg_lsn >= $2::pg_lsn AS ok', [confirmed, end!.lsn])
+          ).rows;
+          return row!.ok;
+        };
         for (const deadline = Date.now() + 600_000; Date.now() < deadline; ) {
-          if (total(await logCounts(c)) === 0) return (performance.now() - ended) / 1000;
+          if (await done()) return (performance.now() - ended) / 1000;
           if (daemon.child.exitCode !== null) {
             const exit = await daemon.done;
             throw new Error(
-              `pgferry exited with ${exit.code} before its logs were empty:\n${exit.stderr.slice(-2000)}`,
+              `pgferry exited with ${exit.code} before it caught up:\n${exit.stderr.slice(-2000)}`,
             );
           }
           await sleep(100);
         }
-        throw new Error('pgferry did not empty its logs within 10 minutes of the load ending');
+        throw new Error(`${mode} did not catch up within 10 minutes of the load ending`);
       });
       daemon.child.kill('SIGTERM');
       await expectSuccess(daemon);
-      const verified = await assertEqual(sourceUrl, target, `pgferry, round ${round}`);
+      const verified = await assertEqual(sourceUrl, target, `${mode}, round ${round}`);
       say(`  caught up ${caughtUp.toFixed(2)} s after pgbench ended; target equal; removing the capture`);
       const cleanupArgs = ['cleanup', '--force'];
       commands.pgferryCleanup = `PGFERRY_SOURCE_URL=… ${PGFERRY_COMMAND} ${cleanupArgs.join(' ')}`;
@@ -264,7 +282,12 @@ export async function sourceCostBench(
     }
 
     const runs: SourceCostRun[] = [];
-    const modeRun = { none: runNone, logical: runLogical, pgferry: runPgferry };
+    const modeRun = {
+      none: runNone,
+      logical: runLogical,
+      pgferry: (round: number) => runPgferry(round, 'pgferry'),
+      'pgferry-logical': (round: number) => runPgferry(round, 'pgferry-logical'),
+    };
     for (let round = 1; round <= rounds; round++) {
       for (const mode of order) runs.push(await modeRun[mode](round));
     }
@@ -304,6 +327,14 @@ export async function sourceCostBench(
         modes.none?.cpu_ms_per_txn_median,
       ),
       logical_tps_ratio_vs_none: ratio(modes.logical?.tps_median, modes.none?.tps_median),
+      logical_capture_tps_ratio_vs_logical: ratio(
+        modes['pgferry-logical']?.tps_median,
+        modes.logical?.tps_median,
+      ),
+      logical_capture_cpu_per_txn_ratio_vs_none: ratio(
+        modes['pgferry-logical']?.cpu_ms_per_txn_median,
+        modes.none?.cpu_ms_per_txn_median,
+      ),
     };
     return { result, markdown: markdown(result) };
   }
