@@ -21,9 +21,8 @@ const TIMEOUTS: Record<SessionKind, { statement: number; lock: number; idleInTx:
   ddl: { statement: 3_600_000, lock: 30_000, idleInTx: 600_000 },
   // Index and constraint builds on the target can take hours on big tables.
   index: { statement: 24 * 3_600_000, lock: 60_000, idleInTx: 600_000 },
-  // A logical slot's stream (walsender): it streams for as long as the run replays. Creating a
-  // slot waits for every transaction open on the source (on their ids' locks): however long.
-  replication: { statement: 0, lock: 0, idleInTx: 0 },
+  // A logical slot's stream (walsender): it streams for as long as the run replays.
+  replication: { statement: 0, lock: 5_000, idleInTx: 0 },
 };
 
 export type Client = pg.Client;

@@ -21,7 +21,7 @@ import { sleep } from '../../../lib/sleep.js';
 import { quoteIdent } from '../../../lib/sql.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
 import { connect, q } from '../../shared/db.js';
-import { createSlot, dropSlot, publicationName, slotName } from './slot.js';
+import { createSlot, dropSlot, publicationName, slotName, waitWithoutLockTimeout } from './slot.js';
 import { reportingWaits } from './waits.js';
 
 /** bgwriter logs a running-transactions record this often (LOG_SNAPSHOT_INTERVAL_MS) when WAL moved. */
@@ -142,6 +142,7 @@ async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Pr
   const session = await connect(opts.source, 'replication');
   try {
     const pid = (session as unknown as { processID: number }).processID;
+    await waitWithoutLockTimeout(session);
     await reportingWaits(
       client,
       'checking the new slot',

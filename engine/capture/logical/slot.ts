@@ -120,6 +120,15 @@ export async function slotInfo(client: pg.Client, runId: string): Promise<SlotIn
  * snapshot is exported: the slot is checked first (slot-probe.ts), which it must not be in use
  * for, and the copy's snapshots, all taken after it, see every change the slot does not stream.
  */
+/**
+ * Creating a slot waits for every transaction open on the source, on their ids' locks, however
+ * long they last: the session's lock_timeout would end that wait. A wait on a transaction id
+ * holds nobody else up.
+ */
+export async function waitWithoutLockTimeout(client: pg.Client): Promise<void> {
+  await client.query('SET lock_timeout = 0');
+}
+
 export async function createSlot(
   source: ConnInfo,
   runId: string,
@@ -129,6 +138,7 @@ export async function createSlot(
   try {
     const slot = slotName(runId);
     const pid = (client as unknown as { processID: number }).processID;
+    await waitWithoutLockTimeout(client);
     await reportingWaits(
       report.client,
       `creating slot ${slot}`,
