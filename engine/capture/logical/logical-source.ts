@@ -48,6 +48,7 @@ import { SlotStream } from './stream.js';
 
 /** The checkpoint store's record of the slot position confirmed last. */
 export const CONFIRMED_META = 'logical_confirmed_lsn';
+
 interface Followed {
   schema: string;
   name: string;

@@ -115,12 +115,6 @@ export async function slotInfo(client: pg.Client, runId: string): Promise<SlotIn
 }
 
 /**
- * Creates the run's slot on a replication session, or finds it there (a resumed run): true when it
- * was created now. Creating a slot waits for every transaction running on the source to end. No
- * snapshot is exported: the slot is checked first (slot-probe.ts), which it must not be in use
- * for, and the copy's snapshots, all taken after it, see every change the slot does not stream.
- */
-/**
  * Creating a slot waits for every transaction open on the source, on their ids' locks, however
  * long they last: the session's lock_timeout would end that wait. A wait on a transaction id
  * holds nobody else up.
@@ -129,6 +123,12 @@ export async function waitWithoutLockTimeout(client: pg.Client): Promise<void> {
   await client.query('SET lock_timeout = 0');
 }
 
+/**
+ * Creates the run's slot on a replication session, or finds it there (a resumed run): true when it
+ * was created now. Creating a slot waits for every transaction running on the source to end. No
+ * snapshot is exported: the slot is checked first (slot-probe.ts), which it must not be in use
+ * for, and the copy's snapshots, all taken after it, see every change the slot does not stream.
+ */
 export async function createSlot(
   source: ConnInfo,
   runId: string,
