@@ -159,7 +159,7 @@ export async function sourceCostBench(
       const [row] = await src.query<{ triggers: string; schema: boolean; slots: string }>(
         `SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) AS triggers,
                 EXISTS (SELECT FROM pg_namespace WHERE nspname = 'pgferry') AS schema,
-                (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgferry%') AS slots`,
+                (SELECT count(*) FROM pg_replication_slots WHERE slot_name ~ '^pgferry_[0-9a-f]{10}$') AS slots`,
         [],
         'bench',
       );
