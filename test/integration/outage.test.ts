@@ -289,6 +289,62 @@ describe('outages are waited out', () => {
     await proxyT.close();
   });
 
+  // --capture logical: the slot's walsender dies with the server; the stream starts again from
+  // the confirmed position (after an immediate restart, from the slot's last checkpointed one,
+  // older: applied again, harmlessly).
+  it('rides through restarts of the source with --capture logical (fast in the copy; fast, then immediate in replay)', async () => {
+    const db = 'restarts_logical';
+    await freshDatabases(db);
+    const state = path.join(pair.dir, `${db}.sqlite`);
+    const port = await freePort();
+    const api = `http://127.0.0.1:${port}`;
+    const daemon = startCli([
+      'migrate',
+      '--source',
+      pair.source.url({ db }),
+      '--target',
+      pair.target.url({ db }),
+      '--state',
+      state,
+      '--capture',
+      'logical',
+      '--jobs',
+      '2',
+      '--chunk-size',
+      '2MB',
+      '--http',
+      `127.0.0.1:${port}`,
+    ]);
+    const workload = startWorkload(pair.source.url({ db }), 2);
+    try {
+      await waitFor(
+        'the copy to be under way',
+        () => {
+          alive(daemon);
+          return chunksDone(state) >= 3;
+        },
+        90_000,
+        10,
+      );
+      await pair.source.restart('fast', 1000);
+      await waitFor('replication', async () => (await status(api)).phase === 'replicating', 180_000, 100);
+      for (const mode of ['fast', 'immediate'] as const) {
+        await new Promise((r) => setTimeout(r, 1500));
+        await pair.source.restart(mode, 1000);
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      const ran = await workload.stop();
+      expect(ran.operations).toBeGreaterThan(50);
+    }
+    await drained(api, Date.now(), daemon);
+    daemon.child.kill('SIGTERM');
+    const res = await daemon.done;
+    expect(res.code, res.stderr.slice(-3000)).toBe(0);
+    const cmp = await compareDatabases(pair.source.url({ db }), pair.target.url({ db }));
+    expect(cmp.target).toEqual(cmp.source);
+  }, 240_000);
+
   it('fails an outage longer than --retry-for, naming the side and the time it tried', async () => {
     const db = 'gone';
     await freshDatabases(db);

@@ -122,20 +122,13 @@ async function olderTransactionsEnded(client: pg.Client, opts: ProbeOptions): Pr
   // An id of its own, the next one: a snapshot's xmax is only the newest ended one's successor,
   // and a transaction that took an id after it (and still runs) would not count as older.
   const [now] = await q<{ id: string }>(client, 'source', 'SELECT txid_current()::text AS id');
-  const ended = async () => {
-    for (;;) {
-      const [row] = await q<{ ended: boolean }>(
-        client,
-        'source',
-        'SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint AS ended',
-        [now!.id],
-      );
-      if (row?.ended) return;
-      opts.signal?.throwIfAborted();
-      await sleep(POLL_MS);
-    }
-  };
-  await reportingWaits(client, 'checking the new slot', { olderThan: now!.id }, opts.log, ended());
+  const ended = pollUntil(
+    client,
+    'SELECT txid_snapshot_xmin(txid_current_snapshot()) > $1::bigint AS ok',
+    now!.id,
+    opts.signal,
+  );
+  await reportingWaits(client, 'checking the new slot', { olderThan: now!.id }, opts.log, ended);
 }
 
 async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Promise<void> {
@@ -169,15 +162,15 @@ async function logRunningTransactions(client: pg.Client, opts: ProbeOptions): Pr
 /** Decoding reads flushed WAL only, and commits made with synchronous_commit off reach it later. */
 async function walFlushed(client: pg.Client, opts: ProbeOptions): Promise<void> {
   const [row] = await q<{ lsn: string }>(client, 'source', 'SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  await pollUntil(client, 'SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok', row!.lsn, opts.signal);
+}
+
+/** Runs `sql` (one boolean column `ok`, one parameter) every POLL_MS until it is true. */
+async function pollUntil(client: pg.Client, sql: string, param: string, signal?: AbortSignal): Promise<void> {
   for (;;) {
-    const [done] = await q<{ ok: boolean }>(
-      client,
-      'source',
-      'SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok',
-      [row!.lsn],
-    );
-    if (done?.ok) return;
-    opts.signal?.throwIfAborted();
+    const [row] = await q<{ ok: boolean }>(client, 'source', sql, [param]);
+    if (row?.ok) return;
+    signal?.throwIfAborted();
     await sleep(POLL_MS);
   }
 }
