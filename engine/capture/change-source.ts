@@ -198,9 +198,15 @@ export interface ChangeSource {
   /**
    * Every change pending per table, in the order of `tables`, read at once (one statement):
    * the numbers status, lag and the replay's scheduling go by. A change applied but not yet
-   * consumed still counts. Reads only; never blocks a writer.
+   * consumed still counts. Never blocks a writer. With `exact` (a drain's last look), every
+   * change committed before the call counts, whatever it costs a source that learns of commits
+   * late (a logical stream: one small commit of its own).
    */
-  backlog(client: pg.Client, tables: readonly SourceTable[]): Promise<TableBacklog[]>;
+  backlog(
+    client: pg.Client,
+    tables: readonly SourceTable[],
+    opts?: { exact?: boolean },
+  ): Promise<TableBacklog[]>;
 
   /**
    * Opens a read's transaction on `client` and reads one batch of `table`, oldest changes first.

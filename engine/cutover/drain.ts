@@ -21,7 +21,7 @@ export async function drain(
   for (;;) {
     if (signal.aborted) throw new PgferryError('PGFERRY_RUN_CANCELLED', 'stopped during the cutover drain');
     total += await replayer.catchUp(control, width);
-    const { total: left } = await replayer.backlog(control);
+    const { total: left } = await replayer.backlog(control, { exact: true });
     if (left === 0) return total;
   }
 }

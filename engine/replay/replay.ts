@@ -27,12 +27,7 @@ import { DEFAULT_MIN_SLICE, planSlices, planUnits, type Unit } from './slices.js
 import { UNSLICED } from './table-batch.js';
 import { TableShapes } from './table-shapes.js';
 
-export {
-  type ReplayOptions,
-  type ReplayStats,
-  ROUND_INTERVAL_MS,
-  TABLE_BACKLOGS,
-} from './options.js';
+export { type ReplayOptions, type ReplayStats, ROUND_INTERVAL_MS, TABLE_BACKLOGS } from './options.js';
 
 export class Replayer {
   /** The replayed tables and what they are written with, kept true to both sides' schemas. */
@@ -133,10 +128,10 @@ export class Replayer {
   }
 
   /** Backlog (pending changes) and lag (age of the oldest one) per table, in one query. */
-  async backlog(client: pg.Client): Promise<Backlog> {
+  async backlog(client: pg.Client, opts: { exact?: boolean } = {}): Promise<Backlog> {
     try {
       const tables = this.shapes.tables;
-      return summarize(tables, await this.changes.backlog(client, tables));
+      return summarize(tables, await this.changes.backlog(client, tables, opts));
     } catch (err) {
       throw await explainRemoval(this.changes, this.opts.source, err, client);
     }
@@ -152,7 +147,7 @@ export class Replayer {
     const control = await connect(this.opts.source, 'control');
     let applied = 0;
     try {
-      const { pending } = await this.backlog(control);
+      const { pending } = await this.backlog(control, { exact: true });
       for (const t of pending) {
         const out = await retriedTableBatch(this.batch, t, true, snapshotId);
         if (out && out !== UNSLICED) {
@@ -311,7 +306,9 @@ export class Replayer {
         }
         const closeEnough =
           opts.syncedLagSeconds !== undefined && rounds > 0 && lagSeconds <= opts.syncedLagSeconds;
-        if (opts.untilSynced && (pending.length === 0 || closeEnough)) return stats;
+        // Synced once every change committed until now was seen (an exact backlog).
+        const empty = async () => (await this.backlog(control, { exact: true })).total === 0;
+        if (opts.untilSynced && (closeEnough || (pending.length === 0 && (await empty())))) return stats;
         if (pending.length === 0) {
           await sleep(opts.pollMs ?? 200, opts.signal);
           continue;

@@ -12,6 +12,7 @@ import { columnsChanged, SLICE_TRUNCATED } from '../change-source.js';
 import { type Change, lsnOf } from './change-buffer.js';
 import type { SlotStream } from './stream.js';
 import { visibleIn } from './visibility.js';
+import { WAL_POSITIONS_SQL, type WalFlusher, type WalPositions } from './wal-flush.js';
 
 export interface LogicalBatch extends ChangeBatch {
   oid: number;
@@ -26,29 +27,30 @@ export async function readLogicalBatch(
   { limit, snapshotId, slice }: ReadOptions,
   /** The stream was started again: it may re-send changes already applied (counts unknown). */
   restarted: boolean,
+  flusher: WalFlusher,
 ): Promise<LogicalBatch | null | typeof SLICE_TRUNCATED> {
   const name = `${t.schema}.${t.name}`;
   for (let attempt = 1; ; attempt++) {
     if (stream.buffer.pending(t.oid) === 0 && limit !== null) return null;
     // The table is locked before the snapshot is taken, as trigger-source.ts does and why. The
     // WAL position read after the snapshot is past the commit of every transaction it sees.
-    const [head] = await simple<{ snap: string; lsn: string; sig: string }>(
+    const [head] = await simple<{ snap: string; sig: string } & WalPositions>(
       client,
       'source',
       [
         'BEGIN ISOLATION LEVEL REPEATABLE READ',
         ...(snapshotId ? [`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`] : []),
         `LOCK TABLE ${t.partitioned ? '' : 'ONLY '}${qualified(t.schema, t.name)} IN ACCESS SHARE MODE`,
-        `SELECT txid_current_snapshot()::text AS snap, pg_current_wal_lsn()::text AS lsn, ${columnsSigSql(String(t.oid))} AS sig`,
+        `SELECT txid_current_snapshot()::text AS snap, ${WAL_POSITIONS_SQL}, ${columnsSigSql(String(t.oid))} AS sig`,
       ],
       name,
     ).catch(async (err) => {
       await rollbackQuietly(client);
       throw err;
     });
-    const upTo = lsnOf(head!.lsn);
+    const upTo = lsnOf(head!.inserted);
     // A whole batch holds every change its snapshot sees: the stream must have got that far.
-    const complete = limit === null ? await reach(stream, upTo) : true;
+    const complete = limit === null ? await reach(stream, await flusher.flushedEnd(head!)) : true;
     const held = stream.buffer.peek(t.oid, limit, stream.paused);
     const visible = visibleIn(head!.snap);
     // In an imported snapshot (the cutover's verified point), the batch is what that snapshot
@@ -75,6 +77,12 @@ export async function readLogicalBatch(
     }
     const entries = seen ?? held.slice(0, n);
     const rows = entries.filter((c) => c.op !== 'T');
+    // A change the verified point applied is in its counts: the ledger counts those after it.
+    const counted = rows.filter((c) => !c.atPoint);
+    if (seen) for (const c of seen) c.atPoint = true;
+    // Whole when every change its snapshot sees was received and is in it; the ones after the
+    // consumed prefix (committed since) are left for the next batch, as the source left them.
+    const whole = complete && (seen !== null || !held.slice(n).some((c) => visible(c.txn.xid)));
     return {
       changes: entries.length,
       lagSeconds: Math.max(0, (Date.now() - entries[0]!.txn.committedAt) / 1000),
@@ -84,10 +92,10 @@ export async function readLogicalBatch(
       ...(restarted
         ? {}
         : {
-            inserted: rows.filter((c) => c.op === 'I').length,
-            deleted: rows.filter((c) => c.op === 'D').length,
+            inserted: counted.filter((c) => c.op === 'I').length,
+            deleted: counted.filter((c) => c.op === 'D').length,
           }),
-      ...(complete && (seen !== null || n === held.length) ? {} : { partial: true }),
+      ...(whole ? {} : { partial: true }),
       oid: t.oid,
       entries: seen ? [] : entries,
       stream,

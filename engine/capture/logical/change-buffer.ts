@@ -27,6 +27,8 @@ export interface Change {
   rel?: string;
   /** A change to a relation not known when it arrived: its columns, until its table's key is known. */
   values?: Record<string, string>;
+  /** Applied in the cutover's verified point (not consumed): its count is in the point's. */
+  atPoint?: boolean;
   txn: Txn;
 }
 

@@ -45,6 +45,7 @@ import {
 } from './slot.js';
 import { readySlot, slotUnusable } from './slot-probe.js';
 import { SlotStream } from './stream.js';
+import { WAL_POSITIONS_SQL, WalFlusher, type WalPositions } from './wal-flush.js';
 
 /** The checkpoint store's record of the slot position confirmed last. */
 export const CONFIRMED_META = 'logical_confirmed_lsn';
@@ -73,11 +74,13 @@ export class LogicalSource implements ChangeSource {
   private starting: Promise<SlotStream> | null = null;
   /** Whether a stream was ever replaced: batches after that may hold changes applied before. */
   private restarted = false;
+  private readonly flusher: WalFlusher;
 
   constructor(private readonly opts: LogicalSourceOptions) {
     for (const c of opts.captured) {
       this.tables.set(c.oid, { schema: c.schema, name: c.name, key: JSON.parse(c.keyColumns) });
     }
+    this.flusher = new WalFlusher(opts.source, () => this.run());
   }
 
   private run(): string {
@@ -228,25 +231,31 @@ export class LogicalSource implements ChangeSource {
 
   /**
    * Buffered changes per table. A stream that has not yet told of every commit flushed before the
-   * call counts one change more on the first table: "drained" means every committed change was
-   * received.
+   * call (`exact`: every commit made before it) counts one change more on the first table:
+   * "drained" means every committed change was received.
    */
-  async backlog(client: pg.Client, tables: readonly SourceTable[]): Promise<TableBacklog[]> {
+  async backlog(
+    client: pg.Client,
+    tables: readonly SourceTable[],
+    { exact = false }: { exact?: boolean } = {},
+  ): Promise<TableBacklog[]> {
     const stream = await this.stream(client);
     await this.route(client, stream);
-    const [row] = await q<{ lsn: string }>(
-      client,
-      'source',
-      'SELECT pg_current_wal_flush_lsn()::text AS lsn',
-    );
-    const flushed = lsnOf(row!.lsn);
-    // Nothing held: it is nothing pending only once the stream has told of every commit before
-    // now (a drain's "empty" must cover the last write before the freeze). A walsender answers a
-    // ping at once, so this waits milliseconds; a transaction half received is pending too.
+    const [at] = await q<WalPositions>(client, 'source', `SELECT ${WAL_POSITIONS_SQL}`);
+    const flushed = lsnOf(at!.flushed);
+    // Nothing held: it is nothing pending only once the stream has told of every commit flushed
+    // before now. Exact: of every commit made before now (a drain's "empty" must cover the last
+    // write before the freeze, which, made with synchronous_commit off, may not be flushed yet:
+    // wal-flush.ts). A walsender answers a ping at once, so this waits milliseconds; a
+    // transaction half received is pending too.
     const held = tables.some((t) => stream.buffer.pending(t.oid) > 0);
     const behind =
       stream.buffer.inTransaction ||
-      (held ? stream.buffer.received < flushed : !(await reach(stream, flushed, 250)));
+      (exact
+        ? !(await reach(stream, await this.flusher.flushedEnd(at!), 250))
+        : held
+          ? stream.buffer.received < flushed
+          : !(await reach(stream, flushed, 250)));
     const now = Date.now();
     return tables.map((t, i) => {
       const oldest = stream.buffer.oldest(t.oid);
@@ -264,7 +273,7 @@ export class LogicalSource implements ChangeSource {
   ): Promise<LogicalBatch | null | typeof SLICE_TRUNCATED> {
     const stream = await this.stream(client);
     await this.route(client, stream);
-    return readLogicalBatch(client, stream, t, { limit, snapshotId, slice }, this.restarted);
+    return readLogicalBatch(client, stream, t, { limit, snapshotId, slice }, this.restarted, this.flusher);
   }
 
   /** Closes the read's transaction, then lets the buffer go of the batch and confirms what it can. */
@@ -334,7 +343,7 @@ export class LogicalSource implements ChangeSource {
   }
 
   async close(): Promise<void> {
-    await this.current?.close();
+    await Promise.all([this.current?.close(), this.flusher.close()]);
     this.current = null;
   }
 }
