@@ -1,7 +1,9 @@
-// The write limit of the replay's target (issue 15, target 2): how fast the same target takes a
-// plain COPY of the same table. psql's binary COPY of `pgbench_accounts` from the source piped
+// The write limits of the replay's target (issue 15, target 2): how fast the same target takes a
+// plain COPY of the same table: psql's binary COPY of `pgbench_accounts` from the source piped
 // into an empty copy of the table on the target (`LIKE … INCLUDING ALL`: its primary key too, as
-// replay writes into an indexed table), timed, then dropped.
+// replay writes into an indexed table), timed. Then, on that full copy, how fast the target
+// replaces rows that exist (what a backlog of UPDATEs asks of it): every row deleted and the same
+// rows copied in again from the source, in one transaction, timed; the table is then dropped.
 import { bash, PG_BIN } from './pipe.js';
 
 export interface CopyLimit {
@@ -10,6 +12,8 @@ export interface CopyLimit {
   seconds: number;
   rows_per_s: number;
   script: string;
+  /** Every row of the full copy replaced: DELETE of all, then the same COPY again. */
+  rewrite: { rows: number; seconds: number; rows_per_s: number; script: string };
 }
 
 interface Side {
@@ -34,19 +38,24 @@ export async function copyLimit(
     `-c 'COPY ${table} TO STDOUT (FORMAT binary)' | ` +
     `PGPASSWORD="$DST_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${conn(dst)} ` +
     `-c 'COPY ${COPY_TABLE} FROM STDIN (FORMAT binary)'`;
-  try {
+  const timed = async (script: string) => {
     const started = performance.now();
     const out = await bash(script, { SRC_PW: password, DST_PW: password });
     const seconds = (performance.now() - started) / 1000;
     const rows = Number(/COPY (\d+)/.exec(out)?.[1] ?? Number.NaN);
     if (!Number.isFinite(rows)) throw new Error(`the copy-limit pipe printed no row count: ${out}`);
-    return {
-      table,
-      rows,
-      seconds,
-      rows_per_s: rows / seconds,
-      script: script.replace(/ -p \d+ /g, ' -p <port> '),
-    };
+    return { rows, seconds, rows_per_s: rows / seconds, script: script.replace(/ -p \d+ /g, ' -p <port> ') };
+  };
+  try {
+    const copy = await timed(script);
+    await query(`VACUUM ANALYZE ${COPY_TABLE}`);
+    const rewrite = await timed(
+      `set -o pipefail; PGPASSWORD="$SRC_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${conn(src)} ` +
+        `-c 'COPY ${table} TO STDOUT (FORMAT binary)' | ` +
+        `PGPASSWORD="$DST_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 -1 ${conn(dst)} ` +
+        `-c 'DELETE FROM ${COPY_TABLE}' -c 'COPY ${COPY_TABLE} FROM STDIN (FORMAT binary)'`,
+    );
+    return { table, ...copy, rewrite };
   } finally {
     await query(`DROP TABLE IF EXISTS ${COPY_TABLE}`);
   }

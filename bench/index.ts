@@ -205,6 +205,8 @@ try {
       ratio_vs_logical: round3(r.replay.ratio_vs_logical),
       copy_limit_rows_per_s: Math.round(r.replay.copy_limit.rows_per_s),
       ratio_vs_copy: round3(r.replay.ratio_vs_copy),
+      rewrite_limit_rows_per_s: Math.round(r.replay.copy_limit.rewrite.rows_per_s),
+      ratio_vs_rewrite: round3(r.replay.ratio_vs_rewrite),
       backlog_changes: r.replay.backlog_changes,
       drain_s: round3(r.replay.drain_seconds),
       logical_catch_up_s: round3(r.replay.logical.catch_up_s),

@@ -60,6 +60,8 @@ export interface ReplayBenchResult {
     copy_limit: CopyLimit;
     /** changes_per_s over copy_limit's rows/s (issue 15: ≥ 0.5). */
     ratio_vs_copy: number;
+    /** changes_per_s over the rows/s at which the target replaces existing rows (copy_limit.rewrite). */
+    ratio_vs_rewrite: number;
     lag_pgbench: PgbenchRun;
     lag_pgbench_tps: number;
     lag_p50_s: number;
@@ -117,6 +119,8 @@ export function markdown(r: ReplayBenchResult): string {
     `| **replay.ratio_vs_logical** (pgferry ÷ logical changes/s) | **${fixed(p.ratio_vs_logical, 2)}** |`,
     `| the target's write limit: plain binary COPY of ${p.copy_limit.table} (${int(p.copy_limit.rows)} rows) into a keyed copy, rows/s | ${int(p.copy_limit.rows_per_s)} |`,
     `| **replay.ratio_vs_copy** (pgferry changes/s ÷ that) | **${fixed(p.ratio_vs_copy, 2)}** |`,
+    `| the target replacing existing rows: DELETE of every row of that copy, then the same COPY, one transaction, rows/s | ${int(p.copy_limit.rewrite.rows_per_s)} |`,
+    `| replay.ratio_vs_rewrite (pgferry changes/s ÷ that) | ${fixed(p.ratio_vs_rewrite, 2)} |`,
     `| pgbench tps while pgferry replays (\`-T ${lag.seconds}\`) | ${fixed(p.lag_pgbench_tps)} |`,
     `| lag p50 / **p95 (replay.lag_p95_s)** / max, s | ${fixed(p.lag_p50_s, 2)} / **${fixed(p.lag_p95_s, 2)}** / ${fixed(p.lag_max_s, 2)} |`,
     `| backlog max during the load / at its end, changes | ${int(p.backlog_max)} / ${int(p.backlog_at_pgbench_end)} |`,

@@ -222,7 +222,7 @@ export async function replayBench(
 
     // 2c. The target's write limit: a plain COPY of the same table into it.
     await settle(urls.source, urls.target, 'copy limit', false);
-    say('the write limit: psql binary COPY of pgbench_accounts into an empty keyed copy on the target');
+    say('the write limits: psql binary COPY of pgbench_accounts into an empty keyed copy on the target, then every row replaced');
     const limit = await copyLimit(
       { port: src.port, user: 'postgres', db: 'bench' },
       { port: dst.port, user: 'postgres', db: 'bench' },
@@ -231,7 +231,9 @@ export async function replayBench(
     );
     say(
       `  ${limit.rows} rows in ${limit.seconds.toFixed(2)} s, ${Math.round(limit.rows_per_s)} rows/s ` +
-        `(pgferry's replay ÷ this ${(backlog / drainSeconds / limit.rows_per_s).toFixed(2)})`,
+        `(pgferry's replay ÷ this ${(backlog / drainSeconds / limit.rows_per_s).toFixed(2)}); ` +
+        `every row replaced: ${Math.round(limit.rewrite.rows_per_s)} rows/s ` +
+        `(÷ this ${(backlog / drainSeconds / limit.rewrite.rows_per_s).toFixed(2)})`,
     );
 
     // 3. Lag behind a steady load.
@@ -345,6 +347,7 @@ export async function replayBench(
         ratio_vs_logical: backlog / drainSeconds / logicalRun.changes_per_s,
         copy_limit: limit,
         ratio_vs_copy: backlog / drainSeconds / limit.rows_per_s,
+        ratio_vs_rewrite: backlog / drainSeconds / limit.rewrite.rows_per_s,
         lag_pgbench: lagRun,
         lag_pgbench_tps: lagRun.tps,
         lag_p50_s: percentile(lags, 50),
