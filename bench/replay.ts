@@ -222,7 +222,9 @@ export async function replayBench(
 
     // 2c. The target's write limits: a plain COPY of the same table into it, then every row replaced.
     await settle(urls.source, urls.target, 'copy limit', false);
-    say('the write limits: binary COPY into an empty keyed copy on the target, then every row of it replaced');
+    say(
+      'the write limits: binary COPY into an empty keyed copy on the target, then every row of it replaced',
+    );
     const limit = await copyLimit(
       { port: src.port, user: 'postgres', db: 'bench' },
       { port: dst.port, user: 'postgres', db: 'bench' },
