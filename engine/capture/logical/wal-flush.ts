@@ -2,8 +2,8 @@
 // that far. A commit made with synchronous_commit off is visible before its WAL is flushed, and a
 // walsender decodes flushed WAL only: neither pg_current_wal_lsn() (written) nor the flush position
 // read after a snapshot bounds the commits it sees. The insert position does; the WAL before it is
-// flushed by a commit of our own with synchronous_commit on, which must have written WAL (a commit
-// that only took an xid is flushed lazily), hence the update of the run's registry row.
+// flushed by a commit of our own made with synchronous_commit local, which must have written WAL
+// (a commit that only took an xid is flushed lazily), hence the update of the run's registry row.
 import type pg from 'pg';
 import { qualified, quoteLiteral } from '../../../lib/sql.js';
 import { PGFERRY_SCHEMA } from '../../shared/catalog.js';
@@ -60,7 +60,8 @@ export class WalFlusher {
         [
           // A --freeze readonly makes read-only the default of new sessions, not a rule.
           'BEGIN READ WRITE',
-          'SET LOCAL synchronous_commit = on',
+          // local: flushed here, without waiting for a synchronous standby (one down would hold it).
+          'SET LOCAL synchronous_commit = local',
           `UPDATE ${runs} SET heartbeat_at = now() WHERE run_id = ${run}`,
           'COMMIT',
           `SELECT pg_current_wal_flush_lsn()::text AS lsn, EXISTS (SELECT 1 FROM ${runs} WHERE run_id = ${run}) AS alive`,
