@@ -69,26 +69,14 @@ const lateOnTarget = async () =>
     )[0]!.n,
   );
 
+const synced = () => runCli(['migrate', ...base(), ...state(), '--capture', 'logical', '--exit-when-synced']);
+
 describe('--capture logical with asynchronous commits', () => {
   it('--exit-when-synced waits for a commit not flushed yet', async () => {
-    const first = await runCli([
-      'migrate',
-      ...base(),
-      ...state(),
-      '--capture',
-      'logical',
-      '--exit-when-synced',
-    ]);
+    const first = await synced();
     expect(first.code, first.stderr.slice(-2000)).toBe(0);
     await commitUnflushed(25);
-    const again = await runCli([
-      'migrate',
-      ...base(),
-      ...state(),
-      '--capture',
-      'logical',
-      '--exit-when-synced',
-    ]);
+    const again = await synced();
     expect(again.code, again.stderr.slice(-2000)).toBe(0);
     expect(await lateOnTarget()).toBe(25);
   });
