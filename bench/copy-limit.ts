@@ -6,14 +6,17 @@
 // rows copied in again from the source, in one transaction, timed; the table is then dropped.
 import { bash, PG_BIN } from './pipe.js';
 
-export interface CopyLimit {
-  table: string;
+interface Timed {
   rows: number;
   seconds: number;
   rows_per_s: number;
   script: string;
+}
+
+export interface CopyLimit extends Timed {
+  table: string;
   /** Every row of the full copy replaced: DELETE of all, then the same COPY again. */
-  rewrite: { rows: number; seconds: number; rows_per_s: number; script: string };
+  rewrite: Timed;
 }
 
 interface Side {
@@ -33,12 +36,13 @@ export async function copyLimit(
 ): Promise<CopyLimit> {
   const conn = (s: Side) => `-h 127.0.0.1 -p ${s.port} -U ${s.user} -d ${s.db}`;
   await query(`DROP TABLE IF EXISTS ${COPY_TABLE}; CREATE TABLE ${COPY_TABLE} (LIKE ${table} INCLUDING ALL)`);
-  const script =
+  // The source's binary COPY piped into psql on the target running `into` (extra psql flags first).
+  const pipe = (into: string) =>
     `set -o pipefail; PGPASSWORD="$SRC_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${conn(src)} ` +
     `-c 'COPY ${table} TO STDOUT (FORMAT binary)' | ` +
-    `PGPASSWORD="$DST_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${conn(dst)} ` +
-    `-c 'COPY ${COPY_TABLE} FROM STDIN (FORMAT binary)'`;
-  const timed = async (script: string) => {
+    `PGPASSWORD="$DST_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${into}`;
+  const copyIn = `-c 'COPY ${COPY_TABLE} FROM STDIN (FORMAT binary)'`;
+  const timed = async (script: string): Promise<Timed> => {
     const started = performance.now();
     const out = await bash(script, { SRC_PW: password, DST_PW: password });
     const seconds = (performance.now() - started) / 1000;
@@ -47,14 +51,9 @@ export async function copyLimit(
     return { rows, seconds, rows_per_s: rows / seconds, script: script.replace(/ -p \d+ /g, ' -p <port> ') };
   };
   try {
-    const copy = await timed(script);
+    const copy = await timed(pipe(`${conn(dst)} ${copyIn}`));
     await query(`VACUUM ANALYZE ${COPY_TABLE}`);
-    const rewrite = await timed(
-      `set -o pipefail; PGPASSWORD="$SRC_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 ${conn(src)} ` +
-        `-c 'COPY ${table} TO STDOUT (FORMAT binary)' | ` +
-        `PGPASSWORD="$DST_PW" ${PG_BIN}/psql -X -v ON_ERROR_STOP=1 -1 ${conn(dst)} ` +
-        `-c 'DELETE FROM ${COPY_TABLE}' -c 'COPY ${COPY_TABLE} FROM STDIN (FORMAT binary)'`,
-    );
+    const rewrite = await timed(pipe(`-1 ${conn(dst)} -c 'DELETE FROM ${COPY_TABLE}' ${copyIn}`));
     return { table, ...copy, rewrite };
   } finally {
     await query(`DROP TABLE IF EXISTS ${COPY_TABLE}`);

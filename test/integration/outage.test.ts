@@ -32,6 +32,31 @@ interface Status {
   outage: { source: { attempts: number } | null; target: { attempts: number } | null } | null;
 }
 
+const direct = (db: string) => ({ source: pair.source.url({ db }), target: pair.target.url({ db }) });
+
+/** `migrate` as a daemon, in small chunks (an outage lands mid-copy), its API on `port`. */
+const daemonArgs = (
+  urls: { source: string; target: string },
+  state: string,
+  port: number,
+  ...extra: string[]
+) => [
+  'migrate',
+  '--source',
+  urls.source,
+  '--target',
+  urls.target,
+  '--state',
+  state,
+  ...extra,
+  '--jobs',
+  '2',
+  '--chunk-size',
+  '2MB',
+  '--http',
+  `127.0.0.1:${port}`,
+];
+
 /** Fails at once when the daemon has exited, instead of waiting out a test's timeout. */
 function alive(daemon: ReturnType<typeof startCli>): void {
   if (daemon.child.exitCode !== null) {
@@ -50,6 +75,19 @@ function chunksDone(state: string): number {
   } finally {
     store.close();
   }
+}
+
+/** Waits until the daemon has copied `n` chunks, failing at once if it exits. */
+async function copied(daemon: ReturnType<typeof startCli>, state: string, n: number, what: string) {
+  await waitFor(
+    what,
+    () => {
+      alive(daemon);
+      return chunksDone(state) >= n;
+    },
+    90_000,
+    10,
+  );
 }
 
 /** Waits until the daemon's replay has drained what the stopped workload wrote. */
@@ -86,35 +124,14 @@ describe('outages are waited out', () => {
     const state = path.join(pair.dir, `${db}.sqlite`);
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
-    const daemon = startCli([
-      'migrate',
-      '--source',
-      proxyS.via(pair.source.url({ db })),
-      '--target',
-      proxyT.via(pair.target.url({ db })),
-      '--state',
-      state,
-      '--jobs',
-      '2',
-      '--chunk-size',
-      '2MB',
-      '--http',
-      `127.0.0.1:${port}`,
-    ]);
+    const urls = { source: proxyS.via(pair.source.url({ db })), target: proxyT.via(pair.target.url({ db })) };
+    const daemon = startCli(daemonArgs(urls, state, port));
     const workload = startWorkload(pair.source.url({ db }), 2);
     try {
       await waitFor('the copy to be under way', () => chunksDone(state) >= 3, 90_000, 10);
       alive(daemon);
       expect(proxyT.cut()).toBeGreaterThan(0); // target sessions mid-COPY
-      await waitFor(
-        'more chunks',
-        () => {
-          alive(daemon);
-          return chunksDone(state) >= 8;
-        },
-        90_000,
-        10,
-      );
+      await copied(daemon, state, 8, 'more chunks');
       expect(proxyS.cut()).toBeGreaterThan(0); // source sessions mid-COPY
       await waitFor(
         'replication',
@@ -183,21 +200,7 @@ describe('outages are waited out', () => {
       const state = path.join(pair.dir, `${db}.sqlite`);
       const port = await freePort();
       const api = `http://127.0.0.1:${port}`;
-      const daemon = startCli([
-        'migrate',
-        '--source',
-        pair.source.url({ db }),
-        '--target',
-        pair.target.url({ db }),
-        '--state',
-        state,
-        '--jobs',
-        '2',
-        '--chunk-size',
-        '2MB',
-        '--http',
-        `127.0.0.1:${port}`,
-      ]);
+      const daemon = startCli(daemonArgs(direct(db), state, port));
       const seen = { source: false, target: false };
       const watch = setInterval(() => {
         status(api)
@@ -298,34 +301,10 @@ describe('outages are waited out', () => {
     const state = path.join(pair.dir, `${db}.sqlite`);
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
-    const daemon = startCli([
-      'migrate',
-      '--source',
-      pair.source.url({ db }),
-      '--target',
-      pair.target.url({ db }),
-      '--state',
-      state,
-      '--capture',
-      'logical',
-      '--jobs',
-      '2',
-      '--chunk-size',
-      '2MB',
-      '--http',
-      `127.0.0.1:${port}`,
-    ]);
+    const daemon = startCli(daemonArgs(direct(db), state, port, '--capture', 'logical'));
     const workload = startWorkload(pair.source.url({ db }), 2);
     try {
-      await waitFor(
-        'the copy to be under way',
-        () => {
-          alive(daemon);
-          return chunksDone(state) >= 3;
-        },
-        90_000,
-        10,
-      );
+      await copied(daemon, state, 3, 'the copy to be under way');
       await pair.source.restart('fast', 1000);
       await waitFor('replication', async () => (await status(api)).phase === 'replicating', 180_000, 100);
       for (const mode of ['fast', 'immediate'] as const) {

@@ -242,20 +242,16 @@ export class LogicalSource implements ChangeSource {
     const stream = await this.stream(client);
     await this.route(client, stream);
     const [at] = await q<WalPositions>(client, 'source', `SELECT ${WAL_POSITIONS_SQL}`);
-    const flushed = lsnOf(at!.flushed);
     // Nothing held: it is nothing pending only once the stream has told of every commit flushed
     // before now. Exact: of every commit made before now (a drain's "empty" must cover the last
     // write before the freeze, which, made with synchronous_commit off, may not be flushed yet:
     // wal-flush.ts). A walsender answers a ping at once, so this waits milliseconds; a
     // transaction half received is pending too.
     const held = tables.some((t) => stream.buffer.pending(t.oid) > 0);
+    const end = exact ? await this.flusher.flushedEnd(at!) : lsnOf(at!.flushed);
     const behind =
       stream.buffer.inTransaction ||
-      (exact
-        ? !(await reach(stream, await this.flusher.flushedEnd(at!), 250))
-        : held
-          ? stream.buffer.received < flushed
-          : !(await reach(stream, flushed, 250)));
+      (held && !exact ? stream.buffer.received < end : !(await reach(stream, end, 250)));
     const now = Date.now();
     return tables.map((t, i) => {
       const oldest = stream.buffer.oldest(t.oid);

@@ -37,7 +37,8 @@ export class WalFlusher {
    */
   async flushedEnd(at: WalPositions): Promise<bigint> {
     const end = lsnOf(at.inserted);
-    if (lsnOf(at.flushed) > this.flushed) this.flushed = lsnOf(at.flushed);
+    const flushed = lsnOf(at.flushed);
+    if (flushed > this.flushed) this.flushed = flushed;
     // One flush at a time serves every batch waiting: each waits for one begun after its read.
     while (this.flushed < end) {
       this.running ??= this.force().finally(() => {
