@@ -249,9 +249,11 @@ export class LogicalSource implements ChangeSource {
     // transaction half received is pending too.
     const held = tables.some((t) => stream.buffer.pending(t.oid) > 0);
     const end = exact ? await this.flusher.flushedEnd(at!) : lsnOf(at!.flushed);
+    // Exact waits as long as the stream moves (a stream just started decodes from its slot's
+    // restart position first): a caller may act on the tables it lists, as the verified point does.
     const behind =
       stream.buffer.inTransaction ||
-      (held && !exact ? stream.buffer.received < end : !(await reach(stream, end, 250)));
+      (held && !exact ? stream.buffer.received < end : !(await reach(stream, end, exact ? undefined : 250)));
     const now = Date.now();
     return tables.map((t, i) => {
       const oldest = stream.buffer.oldest(t.oid);
