@@ -59,17 +59,19 @@ export class CopyOut extends Readable {
     super();
   }
 
-  submit(connection: Connection): void {
-    this.connection = connection;
+  /** node-postgres sends a returned error to handleError (a thrown one would escape its queue). */
+  submit(connection: Connection): Error | undefined {
     const socket = connection.stream;
     const listeners = socket.listeners('data') as OnData[];
     if (listeners.length !== 1)
-      throw new Error(`COPY TO STDOUT: expected 1 data listener, found ${listeners.length}`);
+      return new Error(`COPY TO STDOUT: expected 1 data listener, found ${listeners.length}`);
+    this.connection = connection;
     this.parserOnData = listeners[0]!;
     socket.removeListener('data', this.parserOnData);
     socket.pause();
     socket.on('readable', this.onReadable);
     connection.query(this.text);
+    return undefined;
   }
 
   override _read(): void {
