@@ -88,6 +88,8 @@ export interface TableBacklog {
   changes: number;
   /** Seconds since the oldest of them was made; null when there is none. */
   lagSeconds: number | null;
+  /** The source could not yet tell every table's changes (a stream behind): `changes` is a lower bound. */
+  unsure?: boolean;
 }
 
 /** What one read of one table holds; the read's transaction stays open until consume or abandon. */

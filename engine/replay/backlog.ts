@@ -11,6 +11,8 @@ export interface Backlog {
   /** The tables with changes pending. */
   pending: ApplyTable[];
   changes: Map<ApplyTable, number>;
+  /** `pending` may miss tables: the change source could not yet tell (TableBacklog.unsure). */
+  unsure: boolean;
 }
 
 /** The change source's per-table counts (in the order of `tables`) summed up. */
@@ -20,6 +22,7 @@ export function summarize(tables: readonly ApplyTable[], rows: readonly TableBac
     lagSeconds: Math.max(0, ...rows.map((r) => r.lagSeconds ?? 0)),
     pending: tables.filter((_, i) => rows[i]!.changes > 0),
     changes: new Map(tables.map((t, i) => [t, rows[i]!.changes])),
+    unsure: rows.some((r) => r.unsure === true),
   };
 }
 

@@ -147,8 +147,10 @@ export class Replayer {
     const control = await connect(this.opts.source, 'control');
     let applied = 0;
     try {
-      const { pending } = await this.backlog(control, { exact: true });
-      for (const t of pending) {
+      // A logical stream that has not caught up cannot list every table with changes in S: then
+      // every table gets its batch in S (one with none in S applies nothing).
+      const { pending, unsure } = await this.backlog(control, { exact: true });
+      for (const t of unsure ? this.shapes.tables : pending) {
         const out = await retriedTableBatch(this.batch, t, true, snapshotId);
         if (out && out !== UNSLICED) {
           applied += out.changes;
