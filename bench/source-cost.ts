@@ -247,7 +247,16 @@ export async function sourceCostBench(
       const m = await measure(mode, round, daemon.child.pid);
       const ended = performance.now();
       const caughtUp = await withClient(sourceUrl, async (c) => {
-        const [end] = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows;
+        // The clusters run with synchronous_commit off: when pgbench exits, its last commits may not
+        // be written yet, and pg_current_wal_lsn() (the written position) can be short of them (the
+        // target was then compared before it had them). The insert position bounds them; a commit
+        // of our own that writes WAL (a temporary table, streamed to nobody), made with
+        // synchronous_commit on, flushes them, and the stream then passes that position.
+        const [end] = (await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows;
+        if (logicalCapture) {
+          await c.query('SET synchronous_commit = on');
+          await c.query('CREATE TEMPORARY TABLE bench_flush ()');
+        }
         const done = async () => {
           if (!logicalCapture) return total(await logCounts(c)) === 0;
           const confirmed = readMeta(stateFile, CONFIRMED_META);
