@@ -4,7 +4,8 @@
 import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
+import { CopyOut } from './copy-out.js';
 
 export class CopyPipeError extends Error {
   constructor(
@@ -24,45 +25,23 @@ export interface CopyPipe {
   signal?: AbortSignal;
 }
 
-/**
- * Chunks are passed on in runs of at least this many bytes. The source's stream comes in pieces of
- * one network read (over TLS: one record, 8–16 kB), and pg-copy-streams writes each piece to the
- * target as two socket writes (the CopyData header, then the bytes): over TLS each write is a
- * record of its own, encrypted and sent on its own. Joining pieces first makes those per-write
- * costs rare (measured: bench:tls, copy over TLS).
- */
-export const COALESCE_BYTES = 256 * 1024;
-
 export async function pipeCopy(p: CopyPipe): Promise<{ rows: number; bytes: number }> {
-  const out = p.source.query(copyTo(p.copyOut));
+  // The source's rows come in pieces of MIN_PIECE or more (copy-out), each one CopyData message to the
+  // target: over TLS, a message per row or per network read would be a record of its own.
+  const out = p.source.query(new CopyOut(p.copyOut));
   const into = p.target.query(copyFrom(p.copyIn));
   let bytes = 0;
-  let held: Buffer[] = [];
-  let heldBytes = 0;
-  // pg-copy-streams writes a piece's 5-byte CopyData header, the piece, and at the end CopyDone,
-  // each as a socket write of its own: a write is a syscall and, over loopback, the receiving
-  // server's wakeup too. Corked until the stream has passed the piece on, they go as one.
+  // pg-copy-streams writes a piece's 5-byte CopyData header and the piece as two socket writes:
+  // a write is a syscall and, over loopback, the receiving server's wakeup too. Corked until the
+  // stream has passed the piece on, they go as one.
   const socket = (p.target as unknown as { connection: { stream: Writable } }).connection.stream;
-  const release = (t: Transform) => {
-    if (heldBytes === 0) return;
-    socket.cork();
-    setImmediate(() => socket.uncork());
-    t.push(held.length === 1 ? held[0] : Buffer.concat(held, heldBytes));
-    held = [];
-    heldBytes = 0;
-  };
   const count = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       bytes += chunk.length;
       p.onBytes?.(chunk.length);
-      held.push(chunk);
-      heldBytes += chunk.length;
-      if (heldBytes >= COALESCE_BYTES) release(this);
-      cb();
-    },
-    flush(cb) {
-      release(this);
-      cb();
+      socket.cork();
+      setImmediate(() => socket.uncork());
+      cb(null, chunk);
     },
   });
   // The side whose stream failed first: once one fails, pipeline() destroys the other with the

@@ -16,7 +16,15 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(upstreamPort: number): Promise<Proxy> {
+export interface ProxyOptions {
+  /**
+   * Server-to-client bytes are passed on in pieces of these sizes in turn, one write each (a link
+   * that cuts messages anywhere, their headers too).
+   */
+  fragments?: number[];
+}
+
+export async function startProxy(upstreamPort: number, opts: ProxyOptions = {}): Promise<Proxy> {
   const pairs = new Set<{ client: net.Socket; server: net.Socket }>();
   let refusing = false;
   const srv = net.createServer((client) => {
@@ -35,7 +43,28 @@ export async function startProxy(upstreamPort: number): Promise<Proxy> {
     client.on('error', drop).on('close', drop);
     server.on('error', drop).on('close', drop);
     client.pipe(server);
-    server.pipe(client);
+    if (opts.fragments) {
+      // One piece per turn of the event loop, so that the client's reads see pieces, not a stream
+      // the kernel joined again.
+      const sizes = opts.fragments;
+      let turn = 0;
+      const pieces: Buffer[] = [];
+      const next = () => {
+        const piece = pieces.shift();
+        if (!piece) return;
+        client.write(piece);
+        setImmediate(next);
+      };
+      server.on('data', (data: Buffer) => {
+        const idle = pieces.length === 0;
+        for (let i = 0; i < data.length; ) {
+          const size = sizes[turn++ % sizes.length]!;
+          pieces.push(data.subarray(i, i + size));
+          i += size;
+        }
+        if (idle) next();
+      });
+    } else server.pipe(client);
   });
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
   const port = (srv.address() as net.AddressInfo).port;
