@@ -252,7 +252,8 @@ export async function sourceCostBench(
         // target was then compared before it had them). The insert position bounds them; a commit
         // of our own that writes WAL (a temporary table, streamed to nobody), made with
         // synchronous_commit on, flushes them, and the stream then passes that position.
-        const [end] = (await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows;
+        const [end] = (await c.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn'))
+          .rows;
         if (logicalCapture) {
           await c.query('SET synchronous_commit = on');
           await c.query('CREATE TEMPORARY TABLE bench_flush ()');
