@@ -201,6 +201,7 @@ export class Replayer {
             })),
             this.opts.jobs,
             this.opts.minSliceChanges ?? DEFAULT_MIN_SLICE,
+            this.batch.batchSize,
           );
     const units: Unit[] = await planUnits(
       {

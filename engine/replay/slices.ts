@@ -21,12 +21,17 @@ export const DEFAULT_MIN_SLICE = 10_000;
 /**
  * Splits idle workers over the tables with the biggest backlogs: each table gets one unit, then
  * while units < jobs the table with the most changes per unit gets one more, if each of its
- * slices would still have at least `minSlice` changes. Returns the number of slices per table.
+ * slices would still have at least `minSlice` changes. A backlog of `jobs` full batches (`limit`
+ * changes each) or more is cut in `jobs` slices even when every worker has a unit: a round lasts
+ * as long as its longest unit, and one table's full batch can outlast every other table's
+ * together (pgbench: 50,000 changes are 49,000 accounts rows but 200 tellers). Returns the number
+ * of slices per table.
  */
 export function planSlices(
   pending: { changes: number; sliceable: boolean }[],
   jobs: number,
   minSlice: number,
+  limit = Number.POSITIVE_INFINITY,
 ): number[] {
   const slices = pending.map(() => 1);
   for (let units = pending.length; units < jobs; units++) {
@@ -37,6 +42,11 @@ export function planSlices(
     }
     if (best < 0) break;
     slices[best]! += 1;
+  }
+  for (const [i, p] of pending.entries()) {
+    if (p.sliceable && p.changes >= jobs * limit && p.changes / jobs >= minSlice) {
+      slices[i] = Math.max(slices[i]!, jobs);
+    }
   }
   return slices;
 }
