@@ -115,7 +115,7 @@ export async function applyBatch(
   ready: Set<string>,
 ): Promise<ApplyResult> {
   const staged = batch.stagedOut !== undefined && !batch.twoWay;
-  if (staged && !replaceOnly.has(t.oid) && t.columns.some((c) => !t.key.some((k) => k.name === c))) {
+  if (staged && !replaceOnly.has(t.oid) && nonKeyColumns(t).length > 0) {
     try {
       return await applyOnce(source, target, t, batch, ready, 'update');
     } catch (err) {
@@ -126,6 +126,9 @@ export async function applyBatch(
   }
   return applyOnce(source, target, t, batch, ready, 'replace');
 }
+
+/** The columns an update sets: every written one but the key's. */
+const nonKeyColumns = (t: ApplyTable): string[] => t.columns.filter((c) => !t.key.some((k) => k.name === c));
 
 /** Tables (oids) that an update can never write (428C9): replaced from their first refusal on. */
 const replaceOnly = new Set<number>();
@@ -220,19 +223,17 @@ async function applyOnce(
     // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
     // writes them.
     const insertPresent = `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
-    if (staged && method === 'update') {
+    if (method === 'update') {
       // The rows that exist are updated in place: one probe and one new row version per key (a
       // heap-only one where the page has room, with no new index entry), where a delete and an
       // insert cost two probes, two WAL records and a dead index entry (measured on pgbench_accounts:
       // 1.6× faster). Gone rows are deleted first and new ones inserted last, so a UNIQUE value
       // freed by one row can be taken by another; all in one round trip, as below.
-      const keyNames = new Set(t.key.map((k) => k.name));
-      const set = t.columns
-        .filter((c) => !keyNames.has(c))
+      const set = nonKeyColumns(t)
         .map((c) => `${quoteIdent(c)} = pgferry_k.${quoteIdent(c)}`)
         .join(', ');
       const [gone, updated, inserted] = (await target.query(
-        `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match} AND NOT pgferry_k.${present};
+        `${deleteKeys} AND NOT pgferry_k.${present};
          UPDATE ${from} AS pgferry_t SET ${set} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
          ${insertPresent} AND NOT EXISTS (SELECT FROM ${from} AS pgferry_t WHERE ${match});
          COMMIT`,

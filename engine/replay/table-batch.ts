@@ -35,7 +35,7 @@ const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' 
  * and an insert (measured on a 1 M-change pgbench backlog: 182 k changes/s against 158 k with
  * batches over 5,000 changes deleted and copied straight into the table). Two streams (the keys,
  * then the rows) where it cannot: a key column the stream does not write, or a gone row's nulls
- * refused by a domain. Staged requires every key column to be one the stream writes.
+ * refused by a domain.
  */
 const stageable = (t: ApplyTable): boolean => t.key.every((k) => t.columns.includes(k.name));
 

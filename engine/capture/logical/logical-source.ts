@@ -260,7 +260,7 @@ export class LogicalSource implements ChangeSource {
       return {
         changes: stream.buffer.pending(t.oid) + (behind && i === 0 ? 1 : 0),
         lagSeconds: oldest ? Math.max(0, (now - oldest.txn.committedAt) / 1000) : null,
-        ...(behind ? { unsure: true } : {}),
+        unsure: behind,
       };
     });
   }
