@@ -1,7 +1,8 @@
 // Applies one replay batch of one table to the target, in one target transaction: truncates
 // first, then the batch's rows. Staged (one stream: every key's row and whether it still exists,
-// copied into a temporary table): gone rows deleted, existing ones updated in place, new ones
-// inserted. Where the update is refused (two rows swapping a UNIQUE value in one statement), and
+// copied into a temporary table): gone rows deleted, the others upserted on the primary key
+// (existing ones updated in place, new ones inserted). Where the upsert is refused (two rows
+// swapping a UNIQUE value in one statement), and
 // for two streams (`DELETE … USING` the keys, then the current rows copied straight into the
 // table): every key deleted before the rows are inserted, which never violates a secondary
 // UNIQUE constraint. Applying the same batch twice leaves the same result: replay is idempotent.
@@ -52,6 +53,8 @@ export interface BatchSources {
    * change time on the sending side; conflicts are resolved and rows upserted.
    */
   twoWay?: TwoWayApply & { deleteAll?: boolean };
+  /** The caller keeps row counts (the cutover's ledger): the result must tell inserts from updates. */
+  exactCounts?: boolean;
 }
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
@@ -96,6 +99,8 @@ export interface ApplyResult {
   rows: number;
   /** Rows the batch's DELETE removed (with `rows`, the table's row count change; truncates aside). */
   deleted: number;
+  /** False when rows − deleted is not the row count change (an upsert does not tell inserts from updates). */
+  exact: boolean;
   bytes: number;
   /** Two-way: the keys changed on both sides, each with the side whose version stays. */
   conflicts?: Conflict[];
@@ -104,8 +109,9 @@ export interface ApplyResult {
 /**
  * Runs inside the caller's source transaction (which holds the batch's snapshot) and commits the
  * target transaction; the caller then deletes the consumed log rows and commits the source, so a
- * crash in between only means the batch is applied again. A staged batch updates the rows that
- * exist in place; one the update refuses is applied again by delete and insert (REPLACE_ON).
+ * crash in between only means the batch is applied again. A staged batch upserts its rows (or,
+ * for exact counts, updates the rows that exist and inserts the others); one that is refused is
+ * applied again by delete and insert (REPLACE_ON).
  */
 export async function applyBatch(
   source: pg.Client,
@@ -117,11 +123,11 @@ export async function applyBatch(
   const staged = batch.stagedOut !== undefined && !batch.twoWay;
   if (staged && !replaceOnly.has(t.oid) && nonKeyColumns(t).length > 0) {
     try {
-      return await applyOnce(source, target, t, batch, ready, 'update');
+      return await applyOnce(source, target, t, batch, ready, batch.exactCounts ? 'update' : 'upsert');
     } catch (err) {
       const state = sqlstateOf(err) ?? '';
       if (!REPLACE_ON.has(state)) throw err;
-      if (state === '428C9') replaceOnly.add(t.oid);
+      if (REPLACE_ALWAYS.has(state)) replaceOnly.add(t.oid);
     }
   }
   return applyOnce(source, target, t, batch, ready, 'replace');
@@ -130,15 +136,19 @@ export async function applyBatch(
 /** The columns an update sets: every written one but the key's. */
 const nonKeyColumns = (t: ApplyTable): string[] => t.columns.filter((c) => !t.key.some((k) => k.name === c));
 
-/** Tables (oids) that an update can never write (428C9): replaced from their first refusal on. */
+/** Tables (oids) that an update can never write (REPLACE_ALWAYS): replaced from their first refusal on. */
 const replaceOnly = new Set<number>();
 
 /**
- * What an in-place update may refuse where deleting every key first does not: two rows swapping a
- * UNIQUE value (23505) or an excluded range (23P01) in one statement, and an identity column
- * GENERATED ALWAYS, which an UPDATE may only set to DEFAULT (428C9).
+ * What an in-place update or upsert may refuse where deleting every key first does not: two rows
+ * swapping a UNIQUE value (23505) or an excluded range (23P01) in one statement; and, for good
+ * (REPLACE_ALWAYS), an identity column GENERATED ALWAYS, which an UPDATE may only set to DEFAULT
+ * (428C9), or a server that cannot upsert into the table (0A000: ON CONFLICT on a partitioned
+ * table before PostgreSQL 11). And no primary key to upsert on (42P10): a partitioned table's,
+ * on the target, is attached from its partitions' only after replay's first catch-up.
  */
-const REPLACE_ON = new Set(['23505', '23P01', '428C9']);
+const REPLACE_ALWAYS = new Set(['428C9', '0A000']);
+const REPLACE_ON = new Set(['23505', '23P01', '42P10', ...REPLACE_ALWAYS]);
 
 async function applyOnce(
   source: pg.Client,
@@ -146,7 +156,7 @@ async function applyOnce(
   t: ApplyTable,
   batch: BatchSources,
   ready: Set<string>,
-  method: 'update' | 'replace',
+  method: 'upsert' | 'update' | 'replace',
 ): Promise<ApplyResult> {
   const table = qualified(t.schema, t.name);
   const keyCols = t.key.map((k) => quoteIdent(k.name));
@@ -216,25 +226,52 @@ async function applyOnce(
       const conflicts = await resolveConflicts(target, names, twoWay);
       const applied = await upsertStaged(target, names, twoWay, conflicts, twoWay.deleteAll === true);
       await target.query('COMMIT');
-      return { keys: keys.rows, rows: applied.rows, deleted: applied.deleted, bytes: keys.bytes, conflicts };
+      return {
+        keys: keys.rows,
+        rows: applied.rows,
+        deleted: applied.deleted,
+        bytes: keys.bytes,
+        exact: true,
+        conflicts,
+      };
     }
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     const deleteKeys = `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`;
     // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
     // writes them.
     const insertPresent = `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
+    const set = () =>
+      nonKeyColumns(t)
+        .map((c) => `${quoteIdent(c)} = ${method === 'upsert' ? 'EXCLUDED' : 'pgferry_k'}.${quoteIdent(c)}`)
+        .join(', ');
+    if (method === 'upsert') {
+      // One pass over the staged rows: each is inserted, or updates the row with its key (one
+      // probe and one new row version, heap-only where the page has room). An UPDATE … FROM then
+      // an INSERT … WHERE NOT EXISTS probe the key twice (measured on 49,000 rows of a 2 M-row
+      // pgbench_accounts: 225–249 ms against 361–436 ms). Gone rows are deleted first, so a UNIQUE
+      // value freed by one row can be taken by another; one round trip, as below.
+      const [gone, upserted] = (await target.query(
+        `${deleteKeys} AND NOT pgferry_k.${present};
+         ${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set()};
+         COMMIT`,
+      )) as unknown as pg.QueryResult[];
+      return {
+        keys: keys.rows,
+        rows: upserted?.rowCount ?? 0,
+        deleted: gone?.rowCount ?? 0,
+        bytes: keys.bytes,
+        exact: false,
+      };
+    }
     if (method === 'update') {
       // The rows that exist are updated in place: one probe and one new row version per key (a
       // heap-only one where the page has room, with no new index entry), where a delete and an
       // insert cost two probes, two WAL records and a dead index entry (measured on pgbench_accounts:
       // 1.6× faster). Gone rows are deleted first and new ones inserted last, so a UNIQUE value
       // freed by one row can be taken by another; all in one round trip, as below.
-      const set = nonKeyColumns(t)
-        .map((c) => `${quoteIdent(c)} = pgferry_k.${quoteIdent(c)}`)
-        .join(', ');
       const [gone, updated, inserted] = (await target.query(
         `${deleteKeys} AND NOT pgferry_k.${present};
-         UPDATE ${from} AS pgferry_t SET ${set} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
+         UPDATE ${from} AS pgferry_t SET ${set()} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
          ${insertPresent} AND NOT EXISTS (SELECT FROM ${from} AS pgferry_t WHERE ${match});
          COMMIT`,
       )) as unknown as pg.QueryResult[];
@@ -245,6 +282,7 @@ async function applyOnce(
         rows: u + (inserted?.rowCount ?? 0),
         deleted: u + (gone?.rowCount ?? 0),
         bytes: keys.bytes,
+        exact: true,
       };
     }
     if (staged) {
@@ -255,7 +293,13 @@ async function applyOnce(
          ${insertPresent};
          COMMIT`,
       )) as unknown as pg.QueryResult[];
-      return { keys: keys.rows, rows: ins?.rowCount ?? 0, deleted: del?.rowCount ?? 0, bytes: keys.bytes };
+      return {
+        keys: keys.rows,
+        rows: ins?.rowCount ?? 0,
+        deleted: del?.rowCount ?? 0,
+        bytes: keys.bytes,
+        exact: true,
+      };
     }
     const deleted = await target.query(deleteKeys);
     // Every key of the batch is gone from the table now, so the current rows are copied straight
@@ -273,6 +317,7 @@ async function applyOnce(
       rows: rows.rows,
       deleted: deleted.rowCount ?? 0,
       bytes: keys.bytes + rows.bytes,
+      exact: true,
     };
   } catch (err) {
     await rollbackQuietly(target);

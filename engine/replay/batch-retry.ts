@@ -76,8 +76,11 @@ export async function retriedTableBatch(
           ctx.changes,
           t,
           { limit, snapshotId, slice, pending },
-          !ctx.unstaged.has(t),
-          apply ? { ...apply, deleteAll } : undefined,
+          {
+            mayStage: !ctx.unstaged.has(t),
+            exactCounts: ctx.ledger !== undefined,
+            twoWay: apply ? { ...apply, deleteAll } : undefined,
+          },
         );
       const out = tw ? await tw.locks.run(name, batch) : await batch();
       if (out && out !== UNSLICED) ctx.ledger?.record(t, out.counts);
