@@ -1,17 +1,16 @@
 // A logical slot's stream: START_REPLICATION with pgoutput on a replication session, its messages
-// parsed by pg-logical-replication's pgoutput parser into the change buffer (keys only), standby
+// decoded (pgoutput.ts: the key columns only) into the change buffer, standby
 // status updates that confirm only what the buffer says was consumed, and backpressure: the
 // socket is paused while the buffer holds more than MAX_BUFFERED changes (the walsender then
 // waits, and the daemon's memory stays bounded however big the backlog).
 import type pg from 'pg';
-import type { Pgoutput } from 'pg-logical-replication';
-import { PgoutputPlugin } from 'pg-logical-replication';
 import type { Logger } from 'pino';
 import { PgferryError } from '../../../lib/errors.js';
 import { quoteIdent, quoteLiteral } from '../../../lib/sql.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
 import { connect } from '../../shared/db.js';
-import { ChangeBuffer, lsnOf, lsnText } from './change-buffer.js';
+import { ChangeBuffer, lsnText } from './change-buffer.js';
+import { PgoutputDecoder, type Relation, type Tuple } from './pgoutput.js';
 
 /** Changes held before the stream is paused (about 150 bytes each). */
 export const MAX_BUFFERED = 200_000;
@@ -42,7 +41,12 @@ export class SlotStream {
   readonly buffer: ChangeBuffer;
   private client: pg.Client | null = null;
   private wire: Wire | null = null;
-  private readonly plugin: PgoutputPlugin;
+  private readonly decoder: PgoutputDecoder;
+  /** Each relation's key positions for its captured table, as last computed (relations are replaced when described again). */
+  private readonly keyAt = new WeakMap<
+    Relation,
+    { table: number; key: string[]; at: number[]; mask: boolean[] }
+  >();
   private timer: NodeJS.Timeout | undefined;
   /** The socket is paused: the buffer is full. */
   paused = false;
@@ -67,7 +71,9 @@ export class SlotStream {
     },
   ) {
     this.buffer = new ChangeBuffer(opts.start);
-    this.plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [opts.publication] });
+    // A relation routed to a captured table needs its key columns only; one not routed yet keeps
+    // every column until it is (change()).
+    this.decoder = new PgoutputDecoder((r) => this.keyPositions(r)?.mask ?? null);
   }
 
   /** Connects and starts streaming from the start position (the slot's own when it is further). */
@@ -118,35 +124,30 @@ export class SlotStream {
       return;
     }
     if (kind !== 0x77) return;
-    const msg = this.plugin.parse(chunk.subarray(25)) as Pgoutput.Message;
+    const msg = this.decoder.decode(chunk.subarray(25));
     switch (msg.tag) {
       case 'begin':
-        this.buffer.begin(msg.xid >>> 0, Number((msg.commitTime as bigint) / 1000n));
-        break;
-      case 'relation':
-        // Keys travel as the server's text: no JavaScript type conversion (a timestamp key would
-        // lose its microseconds, a bigint its digits).
-        for (const c of msg.columns) c.parser = (raw: unknown) => raw;
+        this.buffer.begin(msg.xid, msg.committedAt);
         break;
       case 'insert':
         this.change(msg.relation, 'I', msg.new, null);
         break;
       case 'update':
-        this.change(msg.relation, 'U', msg.new, msg.key ?? msg.old);
+        this.change(msg.relation, 'U', msg.new, msg.old);
         break;
       case 'delete':
-        this.change(msg.relation, 'D', null, msg.key ?? msg.old);
+        this.change(msg.relation, 'D', null, msg.old);
         break;
       case 'truncate':
         for (const r of msg.relations) {
-          const table = this.opts.routing.tableOf(r.relationOid >>> 0);
+          const table = this.opts.routing.tableOf(r.oid);
           const rel = `${quoteIdent(r.schema)}.${quoteIdent(r.name)}`;
-          if (table === null) this.buffer.add(r.relationOid >>> 0, { key: [], op: 'T', rel, values: {} });
+          if (table === null) this.buffer.add(r.oid, { key: [], op: 'T', rel, values: {} });
           else this.buffer.add(table, { key: [], op: 'T', rel });
         }
         break;
       case 'commit':
-        this.buffer.commit(lsnOf(msg.commitEndLsn ?? '0/0'));
+        this.buffer.commit(msg.endLsn);
         this.confirm(false);
         break;
     }
@@ -156,27 +157,47 @@ export class SlotStream {
     }
   }
 
+  /** Where a relation's tuples carry its captured table's key columns; null while it is not routed. */
+  private keyPositions(r: Relation): { table: number; key: string[]; at: number[]; mask: boolean[] } | null {
+    const table = this.opts.routing.tableOf(r.oid);
+    const key = table === null ? null : this.opts.routing.keyOf(table);
+    if (table === null || key === null) return null;
+    const known = this.keyAt.get(r);
+    if (known && known.table === table && known.key === key) return known;
+    const at = key.map((k) => r.columns.indexOf(k));
+    const mask = r.columns.map((_, i) => at.includes(i));
+    const positions = { table, key, at, mask };
+    this.keyAt.set(r, positions);
+    return positions;
+  }
+
   /**
    * A row change: its new key, and its old key when the key changed (or the row went). A change
    * to a relation not known yet (a partition attached since) keeps its columns until routed.
    */
-  private change(
-    relation: Pgoutput.MessageRelation,
-    op: 'I' | 'U' | 'D',
-    row: Record<string, unknown> | null,
-    old: Record<string, unknown> | null,
-  ): void {
-    const relid = relation.relationOid >>> 0;
-    const table = this.opts.routing.tableOf(relid);
-    const key = table === null ? null : this.opts.routing.keyOf(table);
-    const values = (tuple: Record<string, unknown>): string[] =>
-      (key ?? []).map((k) => {
-        const v = tuple[k];
+  private change(relation: Relation, op: 'I' | 'U' | 'D', row: Tuple | null, old: Tuple | null): void {
+    const positions = this.keyPositions(relation);
+    if (positions === null) {
+      const columns = (tuple: Tuple) => {
+        const out: Record<string, string> = {};
+        relation.columns.forEach((c, i) => {
+          const v = tuple[i];
+          if (typeof v === 'string') out[c] = v;
+        });
+        return out;
+      };
+      if (row) this.buffer.add(relation.oid, { key: [], op, values: columns(row) });
+      if (old) this.buffer.add(relation.oid, { key: [], op: op === 'D' ? 'D' : 'U', values: columns(old) });
+      return;
+    }
+    const values = (tuple: Tuple): string[] =>
+      positions.at.map((i, n) => {
+        const v = i < 0 ? undefined : tuple[i];
         if (typeof v !== 'string') {
           // An unchanged TOASTed key value comes without its value and without the old key.
           throw new PgferryError(
             'PGFERRY_SOURCE_QUERY',
-            `${relation.schema}.${relation.name}: the logical stream sent no value for key column ${k}`,
+            `${relation.schema}.${relation.name}: the logical stream sent no value for key column ${positions.key[n]}`,
             {
               side: 'source',
               object: `${relation.schema}.${relation.name}`,
@@ -186,20 +207,11 @@ export class SlotStream {
         }
         return v;
       });
-    const columns = (tuple: Record<string, unknown>) =>
-      Object.fromEntries(
-        Object.entries(tuple).filter((e): e is [string, string] => typeof e[1] === 'string'),
-      );
-    if (table === null || key === null) {
-      if (row) this.buffer.add(relid, { key: [], op, values: columns(row) });
-      if (old) this.buffer.add(relid, { key: [], op: op === 'D' ? 'D' : 'U', values: columns(old) });
-      return;
-    }
     const newKey = row ? values(row) : null;
     const oldKey = old ? values(old) : null;
-    if (newKey) this.buffer.add(table, { key: newKey, op });
+    if (newKey) this.buffer.add(positions.table, { key: newKey, op });
     if (oldKey && (!newKey || oldKey.some((v, i) => v !== newKey[i]))) {
-      this.buffer.add(table, { key: oldKey, op: op === 'D' ? 'D' : 'U' });
+      this.buffer.add(positions.table, { key: oldKey, op: op === 'D' ? 'D' : 'U' });
     }
   }
 
