@@ -143,11 +143,12 @@ const replaceOnly = new Set<number>();
  * What an in-place update or upsert may refuse where deleting every key first does not: two rows
  * swapping a UNIQUE value (23505) or an excluded range (23P01) in one statement; and, for good
  * (REPLACE_ALWAYS), an identity column GENERATED ALWAYS, which an UPDATE may only set to DEFAULT
- * (428C9), or a server that cannot upsert into the table (0A000: ON CONFLICT on a partitioned
- * table before PostgreSQL 11). And no primary key to upsert on (42P10): a partitioned table's,
- * on the target, is attached from its partitions' only after replay's first catch-up.
+ * (428C9), a DEFERRABLE primary key, which ON CONFLICT cannot use (55000), or a server that cannot
+ * upsert into the table (0A000: ON CONFLICT on a partitioned table before PostgreSQL 11). And no
+ * primary key to upsert on (42P10): a partitioned table's, on the target, is attached from its
+ * partitions' only after replay's first catch-up.
  */
-const REPLACE_ALWAYS = new Set(['428C9', '0A000']);
+const REPLACE_ALWAYS = new Set(['428C9', '55000', '0A000']);
 const REPLACE_ON = new Set(['23505', '23P01', '42P10', ...REPLACE_ALWAYS]);
 
 async function applyOnce(

@@ -1,8 +1,9 @@
 // Small batches are applied through one staged stream (engine/replay/table-batch.ts): every key's
 // row with a presence flag, the gone rows' columns null. A column whose domain refuses NULL cannot
 // be staged for a deleted row: the table falls back to the two-stream apply and nothing is lost.
-// Rows that exist are updated in place; a batch the update refuses (two rows swapping a UNIQUE
-// value, an identity GENERATED ALWAYS column that is not the key) is applied by delete and insert.
+// Rows are upserted on the primary key; a batch the upsert refuses (two rows swapping a UNIQUE
+// value, an identity GENERATED ALWAYS column that is not the key, a DEFERRABLE primary key, which
+// ON CONFLICT cannot use) is applied by delete and insert.
 // Identity GENERATED ALWAYS columns keep the source's values, and a partitioned table's rows reach
 // their partitions.
 import { describe, expect, it } from 'vitest';
@@ -28,7 +29,9 @@ const pair = clusterPair({
     CREATE TABLE uniq (id int PRIMARY KEY, email text NOT NULL UNIQUE, v int);
     INSERT INTO uniq SELECT g, 'e' || g, g FROM generate_series(1, 100) g;
     CREATE TABLE counter (id int PRIMARY KEY, seq int GENERATED ALWAYS AS IDENTITY, v text);
-    INSERT INTO counter (id, v) SELECT g, 'v' || g FROM generate_series(1, 100) g;`,
+    INSERT INTO counter (id, v) SELECT g, 'v' || g FROM generate_series(1, 100) g;
+    CREATE TABLE deferred (id int PRIMARY KEY DEFERRABLE INITIALLY IMMEDIATE, v text);
+    INSERT INTO deferred SELECT g, 'v' || g FROM generate_series(1, 100) g;`,
 });
 
 describe('staged small batches', () => {
@@ -52,7 +55,10 @@ describe('staged small batches', () => {
        UPDATE uniq SET email = 'swap' WHERE id = 1;
        UPDATE uniq SET email = 'e1' WHERE id = 2;
        UPDATE uniq SET email = 'e2' WHERE id = 1;
-       UPDATE counter SET v = v || '?' WHERE id % 3 = 0;`,
+       UPDATE counter SET v = v || '?' WHERE id % 3 = 0;
+       UPDATE deferred SET v = v || '!' WHERE id % 4 = 0;
+       DELETE FROM deferred WHERE id > 95;
+       INSERT INTO deferred VALUES (101, 'new');`,
       [],
       'app',
     );
