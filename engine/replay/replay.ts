@@ -203,17 +203,8 @@ export class Replayer {
             this.opts.minSliceChanges ?? DEFAULT_MIN_SLICE,
             this.batch.batchSize,
           );
-    const units: Unit[] = await planUnits(
-      {
-        changes: this.changes,
-        sessions: this.sessions,
-        log: this.opts.log,
-        limit: this.batch.batchSize,
-        unsliceable: this.unsliceable,
-      },
-      pending,
-      counts,
-    );
+    const plan = { ...this.batch, limit: this.batch.batchSize, jobs: this.opts.jobs };
+    const units: Unit[] = await planUnits(plan, pending, counts);
     const queue = [...units];
     const unsliced = new Set<ApplyTable>();
     let failure: unknown;

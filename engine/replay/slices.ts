@@ -5,6 +5,7 @@
 // key: each slice then touches its own part of the indexes and heap on both servers (measured:
 // 88–100 k changes/s with ranges, 74 k/s with hashed keys, on 2 cores).
 import type { Logger } from 'pino';
+import { allOrFirstError } from '../../lib/all-settled.js';
 import { dbError } from '../../lib/errors.js';
 import type { ApplyTable } from '../../sinks/batch-applier.js';
 import type { ChangeSource, Slice } from '../capture/change-source.js';
@@ -57,37 +58,47 @@ export interface UnitContext {
   log: Logger;
   /** Most changes per batch: a slice's ranges cover the next `limit` × slices changes. */
   limit: number;
+  /** Tables whose ranges are read at once, each on a session of its own (--jobs). */
+  jobs: number;
   /** Tables that replay unsliced: one whose ranges cannot be read is added. */
   unsliceable: Set<ApplyTable>;
 }
 
-/** The round's units: a table planned for one unit as a whole, the others in their key ranges. */
+/**
+ * The round's units: a table planned for one unit as a whole, the others in their key ranges.
+ * The ranges of several tables are read at once: every worker waits for the plan (measured on a
+ * 1 M-change pgbench backlog: 170–185 ms of planning per round for three tables read one after
+ * the other, while the round's batches took about a second).
+ */
 export async function planUnits(ctx: UnitContext, pending: ApplyTable[], counts: number[]): Promise<Unit[]> {
-  const units: Unit[] = [];
-  for (const [i, table] of pending.entries()) {
-    if (counts[i] === 1) {
-      units.push({ table });
-      continue;
+  const planned: Unit[][] = pending.map((table) => [{ table }]);
+  const todo = pending.flatMap((_, i) => (counts[i] === 1 ? [] : [i]));
+  const worker = async () => {
+    for (let i = todo.shift(); i !== undefined; i = todo.shift()) {
+      planned[i] = await sliceTable(ctx, pending[i]!, counts[i]!);
     }
-    const s = await ctx.sessions.take();
-    try {
-      const slices = await ctx.changes.sliceRanges(s.src, table, counts[i]!, ctx.limit);
-      ctx.sessions.give(s);
-      if (slices.length > 1) {
-        ctx.log.debug(
-          { table: `${table.schema}.${table.name}`, slices: slices.length },
-          'replaying a table in slices',
-        );
-        units.push(...slices.map((slice) => ({ table, slice })));
-      } else units.push({ table });
-    } catch (err) {
-      // Slicing only speeds things up: a table whose ranges cannot be read replays whole.
-      await ctx.sessions.discard(s);
-      const name = `${table.schema}.${table.name}`;
-      ctx.log.warn({ table: name, err: dbError('source', err, name).message }, 'table not sliced');
-      ctx.unsliceable.add(table);
-      units.push({ table });
-    }
+  };
+  await allOrFirstError(Array.from({ length: Math.min(ctx.jobs, todo.length) }, worker));
+  return planned.flat();
+}
+
+async function sliceTable(ctx: UnitContext, table: ApplyTable, count: number): Promise<Unit[]> {
+  const s = await ctx.sessions.take();
+  try {
+    const slices = await ctx.changes.sliceRanges(s.src, table, count, ctx.limit);
+    ctx.sessions.give(s);
+    if (slices.length <= 1) return [{ table }];
+    ctx.log.debug(
+      { table: `${table.schema}.${table.name}`, slices: slices.length },
+      'replaying a table in slices',
+    );
+    return slices.map((slice) => ({ table, slice }));
+  } catch (err) {
+    // Slicing only speeds things up: a table whose ranges cannot be read replays whole.
+    await ctx.sessions.discard(s);
+    const name = `${table.schema}.${table.name}`;
+    ctx.log.warn({ table: name, err: dbError('source', err, name).message }, 'table not sliced');
+    ctx.unsliceable.add(table);
+    return [{ table }];
   }
-  return units;
 }
