@@ -239,8 +239,8 @@ async function applyOnce(
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
     const deleteKeys = `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`;
     // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
-    // writes them.
-    const insertPresent = `INSERT INTO ${table} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
+    // writes them. The alias: an upsert into a table named "excluded" would find EXCLUDED ambiguous.
+    const insertPresent = `INSERT INTO ${table} AS pgferry_t (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
     const set = () =>
       nonKeyColumns(t)
         .map((c) => `${quoteIdent(c)} = ${method === 'upsert' ? 'EXCLUDED' : 'pgferry_k'}.${quoteIdent(c)}`)

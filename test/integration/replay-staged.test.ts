@@ -3,7 +3,7 @@
 // be staged for a deleted row: the table falls back to the two-stream apply and nothing is lost.
 // Rows are upserted on the primary key; a batch the upsert refuses (two rows swapping a UNIQUE
 // value, an identity GENERATED ALWAYS column that is not the key, a DEFERRABLE primary key, which
-// ON CONFLICT cannot use) is applied by delete and insert.
+// ON CONFLICT cannot use) is applied by delete and insert. A table named "excluded" is upserted too.
 // Identity GENERATED ALWAYS columns keep the source's values, and a partitioned table's rows reach
 // their partitions.
 import { describe, expect, it } from 'vitest';
@@ -30,6 +30,8 @@ const pair = clusterPair({
     INSERT INTO uniq SELECT g, 'e' || g, g FROM generate_series(1, 100) g;
     CREATE TABLE counter (id int PRIMARY KEY, seq int GENERATED ALWAYS AS IDENTITY, v text);
     INSERT INTO counter (id, v) SELECT g, 'v' || g FROM generate_series(1, 100) g;
+    CREATE TABLE excluded (id int PRIMARY KEY, excluded text);
+    INSERT INTO excluded SELECT g, 'v' || g FROM generate_series(1, 100) g;
     CREATE TABLE deferred (id int PRIMARY KEY DEFERRABLE INITIALLY IMMEDIATE, v text);
     INSERT INTO deferred SELECT g, 'v' || g FROM generate_series(1, 100) g;`,
 });
@@ -56,6 +58,8 @@ describe('staged small batches', () => {
        UPDATE uniq SET email = 'e1' WHERE id = 2;
        UPDATE uniq SET email = 'e2' WHERE id = 1;
        UPDATE counter SET v = v || '?' WHERE id % 3 = 0;
+       UPDATE excluded SET excluded = excluded || '!' WHERE id % 4 = 0;
+       INSERT INTO excluded VALUES (101, 'new');
        UPDATE deferred SET v = v || '!' WHERE id % 4 = 0;
        DELETE FROM deferred WHERE id > 95;
        INSERT INTO deferred VALUES (101, 'new');`,
