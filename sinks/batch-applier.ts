@@ -245,31 +245,30 @@ async function applyOnce(
       nonKeyColumns(t)
         .map((c) => `${quoteIdent(c)} = ${method === 'upsert' ? 'EXCLUDED' : 'pgferry_k'}.${quoteIdent(c)}`)
         .join(', ');
+    // One round trip for the rest of a staged batch: a failing statement ends the string there (the
+    // COMMIT is not run), and the catch below rolls back (so its callers return it awaited).
+    const deleteThenInsert = async (del: string, ins: string, exact: boolean): Promise<ApplyResult> => {
+      const [d, i] = (await target.query(`${del};\n${ins};\nCOMMIT`)) as unknown as pg.QueryResult[];
+      return { keys: keys.rows, rows: i?.rowCount ?? 0, deleted: d?.rowCount ?? 0, bytes: keys.bytes, exact };
+    };
     if (method === 'upsert') {
       // One pass over the staged rows: each is inserted, or updates the row with its key (one
       // probe and one new row version, heap-only where the page has room). An UPDATE … FROM then
       // an INSERT … WHERE NOT EXISTS probe the key twice (measured on 49,000 rows of a 2 M-row
       // pgbench_accounts: 225–249 ms against 361–436 ms). Gone rows are deleted first, so a UNIQUE
-      // value freed by one row can be taken by another; one round trip, as below.
-      const [gone, upserted] = (await target.query(
-        `${deleteKeys} AND NOT pgferry_k.${present};
-         ${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set()};
-         COMMIT`,
-      )) as unknown as pg.QueryResult[];
-      return {
-        keys: keys.rows,
-        rows: upserted?.rowCount ?? 0,
-        deleted: gone?.rowCount ?? 0,
-        bytes: keys.bytes,
-        exact: false,
-      };
+      // value freed by one row can be taken by another.
+      return await deleteThenInsert(
+        `${deleteKeys} AND NOT pgferry_k.${present}`,
+        `${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set()}`,
+        false,
+      );
     }
     if (method === 'update') {
       // The rows that exist are updated in place: one probe and one new row version per key (a
       // heap-only one where the page has room, with no new index entry), where a delete and an
       // insert cost two probes, two WAL records and a dead index entry (measured on pgbench_accounts:
       // 1.6× faster). Gone rows are deleted first and new ones inserted last, so a UNIQUE value
-      // freed by one row can be taken by another; all in one round trip, as below.
+      // freed by one row can be taken by another; all in one round trip, as above.
       const [gone, updated, inserted] = (await target.query(
         `${deleteKeys} AND NOT pgferry_k.${present};
          UPDATE ${from} AS pgferry_t SET ${set()} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
@@ -286,22 +285,7 @@ async function applyOnce(
         exact: true,
       };
     }
-    if (staged) {
-      // One round trip for the rest of a small batch: a failing statement ends the string there
-      // (the COMMIT is not run), and the catch below rolls back.
-      const [del, ins] = (await target.query(
-        `${deleteKeys};
-         ${insertPresent};
-         COMMIT`,
-      )) as unknown as pg.QueryResult[];
-      return {
-        keys: keys.rows,
-        rows: ins?.rowCount ?? 0,
-        deleted: del?.rowCount ?? 0,
-        bytes: keys.bytes,
-        exact: true,
-      };
-    }
+    if (staged) return await deleteThenInsert(deleteKeys, insertPresent, true);
     const deleted = await target.query(deleteKeys);
     // Every key of the batch is gone from the table now, so the current rows are copied straight
     // into it (no staging table: one write per row). COPY writes identity GENERATED ALWAYS columns
