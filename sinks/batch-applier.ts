@@ -241,9 +241,10 @@ async function applyOnce(
     // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
     // writes them. The alias: an upsert into a table named "excluded" would find EXCLUDED ambiguous.
     const insertPresent = `INSERT INTO ${table} AS pgferry_t (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
-    const set = () =>
+    /** Every non-key column set from `row` (EXCLUDED, or the staged row). */
+    const set = (row: string) =>
       nonKeyColumns(t)
-        .map((c) => `${quoteIdent(c)} = ${method === 'upsert' ? 'EXCLUDED' : 'pgferry_k'}.${quoteIdent(c)}`)
+        .map((c) => `${quoteIdent(c)} = ${row}.${quoteIdent(c)}`)
         .join(', ');
     // One round trip for the rest of a staged batch: a failing statement ends the string there (the
     // COMMIT is not run), and the catch below rolls back (so its callers return it awaited).
@@ -259,7 +260,7 @@ async function applyOnce(
       // value freed by one row can be taken by another.
       return await deleteThenInsert(
         `${deleteKeys} AND NOT pgferry_k.${present}`,
-        `${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set()}`,
+        `${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set('EXCLUDED')}`,
         false,
       );
     }
@@ -271,7 +272,7 @@ async function applyOnce(
       // freed by one row can be taken by another; all in one round trip, as above.
       const [gone, updated, inserted] = (await target.query(
         `${deleteKeys} AND NOT pgferry_k.${present};
-         UPDATE ${from} AS pgferry_t SET ${set()} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
+         UPDATE ${from} AS pgferry_t SET ${set('pgferry_k')} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
          ${insertPresent} AND NOT EXISTS (SELECT FROM ${from} AS pgferry_t WHERE ${match});
          COMMIT`,
       )) as unknown as pg.QueryResult[];

@@ -54,7 +54,7 @@ export async function replayTableBatch(
     twoWay?: TwoWayApply & { deleteAll?: boolean };
   },
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
-  const { mayStage, twoWay } = how;
+  const { mayStage, exactCounts, twoWay } = how;
   const batch = await source.readBatch(s.src, t, read);
   if (batch === null) return null;
   if (batch === SLICE_TRUNCATED) return UNSLICED;
@@ -91,7 +91,7 @@ export async function replayTableBatch(
         stagedOut,
         truncates: batch.truncates,
         twoWay,
-        exactCounts: how.exactCounts,
+        exactCounts,
       },
       s.temps,
     );

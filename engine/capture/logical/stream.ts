@@ -37,16 +37,21 @@ interface Wire {
   sendCopyFromChunk(b: Buffer): void;
 }
 
+/** A relation's captured table, its key, the key columns' positions in the relation's tuples, and those positions as a mask. */
+interface KeyPositions {
+  table: number;
+  key: string[];
+  at: number[];
+  mask: boolean[];
+}
+
 export class SlotStream {
   readonly buffer: ChangeBuffer;
   private client: pg.Client | null = null;
   private wire: Wire | null = null;
   private readonly decoder: PgoutputDecoder;
   /** Each relation's key positions for its captured table, as last computed (relations are replaced when described again). */
-  private readonly keyAt = new WeakMap<
-    Relation,
-    { table: number; key: string[]; at: number[]; mask: boolean[] }
-  >();
+  private readonly keyAt = new WeakMap<Relation, KeyPositions>();
   private timer: NodeJS.Timeout | undefined;
   /** The socket is paused: the buffer is full. */
   paused = false;
@@ -158,7 +163,7 @@ export class SlotStream {
   }
 
   /** Where a relation's tuples carry its captured table's key columns; null while it is not routed. */
-  private keyPositions(r: Relation): { table: number; key: string[]; at: number[]; mask: boolean[] } | null {
+  private keyPositions(r: Relation): KeyPositions | null {
     const table = this.opts.routing.tableOf(r.oid);
     const key = table === null ? null : this.opts.routing.keyOf(table);
     if (table === null || key === null) return null;
