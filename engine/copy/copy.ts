@@ -30,6 +30,8 @@ export interface CopyContext {
   onProgress?: (p: ProgressSnapshot) => void;
   /** A table's last chunk committed in this run (its indexes can be built while others copy). */
   onTableCopied?: (table: TableRecord) => void;
+  /** One of the `jobs` slots has no chunk left to copy (or never had one): other work may take it. */
+  onSlotFree?: () => void;
   /** A chunk failed with a transient error and is copied again (metrics). */
   onRetry?: (code: string) => void;
   /** A chunk failed: the error, so that a lost connection shows as an outage while it is retried. */
@@ -125,7 +127,10 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
     try {
       while (!stop.signal.aborted) {
         const chunk = takeChunk();
-        if (!chunk) break;
+        if (!chunk) {
+          ctx.onSlotFree?.();
+          break;
+        }
         const table = tables.get(chunk.tableId)!;
         const name = `${table.schema}.${table.name}`;
         const ct = chunkTable(table);
@@ -213,10 +218,10 @@ export async function runCopy(ctx: CopyContext): Promise<ProgressSnapshot> {
     }
   };
 
+  const workers = Math.max(1, Math.min(ctx.jobs, work.length));
+  for (let i = workers; i < ctx.jobs; i++) ctx.onSlotFree?.();
   try {
-    await Promise.all(
-      Array.from({ length: Math.max(1, Math.min(ctx.jobs, work.length)) }, (_, i) => worker(i)),
-    );
+    await Promise.all(Array.from({ length: workers }, (_, i) => worker(i)));
   } finally {
     clearInterval(timer);
     ctx.signal.removeEventListener('abort', onAbort);

@@ -20,6 +20,8 @@ export class RunContext {
   heartbeat: CaptureHeartbeat | undefined;
   /** The copy's snapshots while they are held. */
   snapshots: SnapshotPool | undefined;
+  /** Index builds of copied tables still running when the copy's last chunk is in (index phase). */
+  earlyIndexes: Promise<void> | undefined;
   resumed = false;
 
   private constructor(
@@ -132,8 +134,10 @@ export class RunContext {
     return err;
   }
 
-  /** Stops the heartbeat, releases the snapshots, closes both control sessions. */
+  /** Waits for early index builds, stops the heartbeat, releases the snapshots, closes both control sessions. */
   async close(): Promise<void> {
+    // A build left running would race the next attempt's index phase for the same objects.
+    await this.earlyIndexes;
     await this.heartbeat?.stop();
     await this.releaseSnapshots();
     await Promise.all([this.src.end().catch(() => {}), this.dst.end().catch(() => {})]);

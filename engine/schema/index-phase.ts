@@ -1,5 +1,5 @@
 // The index phase of `migrate`: primary keys and indexes built on the target after the copy (a
-// table's own as soon as its last chunk is in, while the others still copy), then unique and
+// table's own once its last chunk is in and a copy worker is free, while others copy), then unique and
 // exclusion constraints, partition index attachment and planner statistics: at once without
 // capture, after the first catch-up of replay with it.
 import type { TableRecord } from '../../checkpoints/store.js';
@@ -14,6 +14,8 @@ export async function indexPhase(run: RunContext): Promise<void> {
   const { store, opts } = run;
   run.enter('indexes');
   const t0 = Date.now();
+  await run.earlyIndexes;
+  run.earlyIndexes = undefined;
   const built = await createDeferred({
     target: opts.target,
     store,
@@ -31,7 +33,7 @@ export async function indexPhase(run: RunContext): Promise<void> {
 }
 
 /**
- * One copied table's primary key and indexes, one build at a time while the other tables still
+ * One copied table's primary key and indexes, one statement at a time, while other tables may still
  * copy. A failure here is only logged: the index phase builds whatever is left and reports it.
  */
 export async function buildTableIndexes(run: RunContext, t: TableRecord): Promise<void> {
