@@ -9,7 +9,7 @@ import { CheckpointStore } from '../checkpoints/store.js';
 
 export const PGFERRY_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/pgferry.js');
 /** Node's flags as the container's ENTRYPOINT gives them (Dockerfile): the bench runs pgferry as it is deployed. */
-export const NODE_FLAGS = ['--max-semi-space-size=2'];
+export const NODE_FLAGS = ['--max-semi-space-size=2', '--initial-old-space-size=32'];
 /** How the results files write the command pgferry ran as. */
 export const PGFERRY_COMMAND = `node ${NODE_FLAGS.join(' ')} bin/pgferry.js`;
 const GNU_TIME = '/usr/bin/time';

@@ -58,6 +58,8 @@ const OTHER_TOOLS: Record<string, string> = {
   '--table': 'pg_dump',
   '--list': 'pg_restore',
   '--max-semi-space-size': 'node, in the container ENTRYPOINT',
+  '--initial-old-space-size': 'node, in the container ENTRYPOINT',
+  '--trace-gc': 'node',
 };
 
 interface Cmd {
