@@ -15,7 +15,7 @@ import {
   AT_COLUMN,
   type Conflict,
   resolveConflicts,
-  type TwoWayApply,
+  type TwoWayBatch,
   upsertStaged,
 } from './two-way-apply.js';
 
@@ -52,7 +52,7 @@ export interface BatchSources {
    * Two-way sync (two-way-apply.ts): stagedOut then carries a last column more, each key's last
    * change time on the sending side; conflicts are resolved and rows upserted.
    */
-  twoWay?: TwoWayApply & { deleteAll?: boolean };
+  twoWay?: TwoWayBatch;
   /** The caller keeps row counts (the cutover's ledger): the result must tell inserts from updates. */
   exactCounts?: boolean;
 }
@@ -225,7 +225,7 @@ async function applyOnce(
         keyNames: new Set(t.key.map((k) => k.name)),
       };
       const conflicts = await resolveConflicts(target, names, twoWay);
-      const applied = await upsertStaged(target, names, twoWay, conflicts, twoWay.deleteAll === true);
+      const applied = await upsertStaged(target, names, twoWay, conflicts);
       await target.query('COMMIT');
       return {
         keys: keys.rows,

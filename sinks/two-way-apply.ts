@@ -19,6 +19,14 @@ export interface TwoWayApply {
   tie: ConflictWinner;
 }
 
+/** One batch's way of applying: the fallbacks its table needed so far. */
+export interface TwoWayBatch extends TwoWayApply {
+  /** Every staged key deleted first (an upsert broke a unique constraint: two rows swapped a value). */
+  deleteAll?: boolean;
+  /** UPDATE, then INSERT the keys not there: ON CONFLICT refuses the key as arbiter (DEFERRABLE). */
+  updateInsert?: boolean;
+}
+
 export interface Conflict {
   /** The key's columns in their text form. */
   key: string[];
@@ -80,17 +88,16 @@ export async function resolveConflicts(
 }
 
 /**
- * Deletes the keys gone on the sending side and upserts the others (all of them deleted first
- * with `deleteAll`: the fallback when an upsert breaks a unique constraint, two rows having
- * swapped a value). Then checks that no key of the batch became pending here meanwhile (ConflictRace).
+ * Deletes the keys gone on the sending side and upserts the others (see TwoWayBatch for the
+ * fallbacks). Then checks that no key of the batch became pending here meanwhile (ConflictRace).
  */
 export async function upsertStaged(
   target: pg.Client,
   n: Names & { cols: string[]; keyNames: Set<string> },
-  twoWay: TwoWayApply,
+  twoWay: TwoWayBatch,
   conflicts: Conflict[],
-  deleteAll: boolean,
 ): Promise<{ rows: number; deleted: number }> {
+  const deleteAll = twoWay.deleteAll === true;
   // The staged keys still pending here are the conflicts the sending side won: any more is a race.
   const before = conflicts.filter((c) => c.winner === 'incoming').length;
   const deleted = await target.query(
@@ -102,16 +109,36 @@ export async function upsertStaged(
       ? 'DO NOTHING'
       : `DO UPDATE SET ${others.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
   const list = n.cols.map(quoteIdent).join(', ');
-  const res = await target.query(
-    `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
-       SELECT ${list} FROM ${n.temp} WHERE ${n.present}
-       ON CONFLICT (${n.keyCols.join(', ')}) ${onConflict}`,
-  );
-  const { rows } = await target.query<{ n: number }>(
+  let rows = 0;
+  if (twoWay.updateInsert) {
+    // An application's insert of a batch key after resolveConflicts fails the INSERT (23505): the
+    // batch is applied again, and that key is then a conflict.
+    if (others.length > 0 && !deleteAll) {
+      const updated = await target.query(
+        `UPDATE ${n.from} AS pgferry_t SET ${others.map((c) => `${c} = pgferry_k.${c}`).join(', ')}
+           FROM ${n.temp} AS pgferry_k WHERE ${n.match} AND pgferry_k.${n.present}`,
+      );
+      rows += updated.rowCount ?? 0;
+    }
+    const inserted = await target.query(
+      `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
+         SELECT ${list} FROM ${n.temp} AS pgferry_k
+          WHERE pgferry_k.${n.present} AND NOT EXISTS (SELECT 1 FROM ${n.from} AS pgferry_t WHERE ${n.match})`,
+    );
+    rows += inserted.rowCount ?? 0;
+  } else {
+    const res = await target.query(
+      `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
+         SELECT ${list} FROM ${n.temp} WHERE ${n.present}
+         ON CONFLICT (${n.keyCols.join(', ')}) ${onConflict}`,
+    );
+    rows = res.rowCount ?? 0;
+  }
+  const still = await target.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (${pending(n, twoWay.ownLog)}) p`,
   );
-  if ((rows[0]?.n ?? 0) > before) {
+  if ((still.rows[0]?.n ?? 0) > before) {
     throw new ConflictRace(`${n.table}: a key of the batch changed on this side while it was applied`);
   }
-  return { rows: res.rowCount ?? 0, deleted: deleted.rowCount ?? 0 };
+  return { rows, deleted: deleted.rowCount ?? 0 };
 }

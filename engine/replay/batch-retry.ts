@@ -23,6 +23,8 @@ export interface TwoWayContext {
   onConflicts: (t: ApplyTable, conflicts: Conflict[]) => void;
   /** Since when a table's batches are refused by a foreign key (its parent row comes in another table's batch). */
   refused: Map<ApplyTable, number>;
+  /** Tables whose key ON CONFLICT refuses as arbiter (a DEFERRABLE primary key): updated, then inserted. */
+  noUpsert: Set<ApplyTable>;
 }
 
 /** How long a two-way table's batches may be refused by a foreign key before the run stops. */
@@ -79,7 +81,7 @@ export async function retriedTableBatch(
           {
             mayStage: !ctx.unstaged.has(t),
             exactCounts: ctx.ledger !== undefined,
-            twoWay: apply ? { ...apply, deleteAll } : undefined,
+            twoWay: apply ? { ...apply, deleteAll, updateInsert: tw!.noUpsert.has(t) } : undefined,
           },
         );
       const out = tw ? await tw.locks.run(name, batch) : await batch();
@@ -106,6 +108,13 @@ export async function retriedTableBatch(
         const next = twoWayFailure(ctx, t, err, state, deleteAll);
         if (next === 'later') return null;
         if (next === 'delete all') deleteAll = true;
+        if (next === 'no upsert') {
+          ctx.log.info(
+            { table: name, err: (err as Error).message },
+            'two-way: the primary key cannot arbitrate an upsert (DEFERRABLE): the table is updated, then inserted',
+          );
+          tw.noUpsert.add(t);
+        }
         // A key raced again and again (an application rewriting it without pause) fails the run.
         if (next === 'again' && ++races > 50) {
           throw new PgferryError('PGFERRY_REPLAY_CONFLICT', `${(err as Error).message}, 50 times in a row`, {
@@ -167,7 +176,8 @@ export async function retriedTableBatch(
 /**
  * A two-way batch that failed: a key changed on the side written while it was applied (again),
  * a foreign key waiting for its parent row from another table's batch (later: the next round),
- * or a unique constraint an upsert broke where the whole set deleted first would not.
+ * a unique constraint an upsert broke where the whole set deleted first would not, or a key that
+ * cannot arbitrate an upsert (55000: DEFERRABLE).
  */
 function twoWayFailure(
   ctx: BatchRetryContext,
@@ -175,8 +185,9 @@ function twoWayFailure(
   err: unknown,
   state: string | undefined,
   deleteAll: boolean,
-): 'again' | 'later' | 'delete all' | 'fail' {
+): 'again' | 'later' | 'delete all' | 'no upsert' | 'fail' {
   if (err instanceof ConflictRace) return 'again';
+  if (state === '55000' && !ctx.twoWay!.noUpsert.has(t)) return 'no upsert';
   if (state === '23505' && !deleteAll) return 'delete all';
   if (state !== '23503') return 'fail';
   const refused = ctx.twoWay!.refused;

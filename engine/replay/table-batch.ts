@@ -6,7 +6,7 @@
 import { crashPoint } from '../../lib/crash-point.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
-import type { Conflict, TwoWayApply } from '../../sinks/two-way-apply.js';
+import type { Conflict, TwoWayBatch } from '../../sinks/two-way-apply.js';
 import { type ChangeSource, type ReadOptions, SLICE_TRUNCATED } from '../capture/change-source.js';
 import type { BatchCounts } from './count-ledger.js';
 import type { Session } from './sessions.js';
@@ -51,7 +51,7 @@ export async function replayTableBatch(
     /** The target's row count change must be known (the cutover's ledger is kept). */
     exactCounts: boolean;
     /** Two-way sync: conflicts resolved on the target, rows upserted (always staged). */
-    twoWay?: TwoWayApply & { deleteAll?: boolean };
+    twoWay?: TwoWayBatch;
   },
 ): Promise<BatchOutcome | null | typeof UNSLICED> {
   const { mayStage, exactCounts, twoWay } = how;

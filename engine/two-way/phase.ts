@@ -101,6 +101,7 @@ export async function twoWayPhase(
     },
     locks,
     refused: new Map(),
+    noUpsert: new Set(),
     onConflicts: (t, conflicts: Conflict[]) => {
       const table = `${t.schema}.${t.name}`;
       const sourceSide: ConflictWinner = into === 'target' ? 'incoming' : 'own';

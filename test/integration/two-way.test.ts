@@ -1,10 +1,11 @@
 // Two-way sync: `migrate --two-way` refuses key sequences that would give both sides the same
 // keys (naming the fix) and starts once they are odd/even; then, for each conflict rule, writers
 // on both sides (inserts with each side's keys, updates of the same keys on both sides, a parent
-// and its child, deletes cascading to children, a trigger that must fire once per row) run while
-// the daemon replays each side into the other; a key changed on both sides while replay is paused
-// ends as the rule says and is reported with its key; afterwards both sides are equal, both logs
-// drain to zero and stay there (no echo). And kill -9 in the middle of two-way replay, restart, equal.
+// and its child, deletes cascading to children, a trigger that must fire once per row, a DEFERRABLE
+// primary key that cannot arbitrate an upsert) run while the daemon replays each side into the
+// other; a key changed on both sides while replay is paused ends as the rule says and is reported
+// with its key; afterwards both sides are equal, both logs drain to zero and stay there (no echo).
+// And kill -9 in the middle of two-way replay, restart, equal.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,9 @@ CREATE TRIGGER items_log AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION log
 INSERT INTO items (name, qty) SELECT 'item ' || g, g FROM generate_series(1, 2000) g;
 INSERT INTO orders (item_id, n) SELECT g, g FROM generate_series(1, 2000, 3) g;
 INSERT INTO kv SELECT 'k' || g, 'v' || g FROM generate_series(1, 500) g;
+-- ON CONFLICT refuses a DEFERRABLE key as arbiter (55000): this table is updated, then inserted.
+CREATE TABLE dkv (k int PRIMARY KEY DEFERRABLE INITIALLY IMMEDIATE, v text NOT NULL);
+INSERT INTO dkv SELECT g, 'v' || g FROM generate_series(1, 100) g;
 CREATE TABLE "Odd ""Name"" ü" ("Key A" int, "key b" text, val text, PRIMARY KEY ("Key A", "key b"));
 CREATE FUNCTION "odd touch"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.val := NEW.val || '+'; RETURN NEW; END $$;
@@ -95,6 +99,11 @@ function startWriter(url: string, side: 'source' | 'target') {
           );
           await c.query('INSERT INTO orders (item_id, n) VALUES ($1, $2)', [rows[0]!.id, n]);
           await c.query('UPDATE kv SET v = $2 WHERE k = $1', [`k${1 + (n % 20)}`, `${side} ${n}`]);
+          await c.query('UPDATE dkv SET v = $2 WHERE k = $1', [1 + (n % 50), `${side} ${n}`]);
+          await c.query('INSERT INTO dkv VALUES ($1, $2)', [
+            (side === 'source' ? 1_000_000 : 2_000_000) + n,
+            side,
+          ]);
           await c.query('UPDATE items SET qty = qty + 1, note = $2 WHERE id = $1', [1 + (n % 2000), side]);
           // A composite key with odd names, a BEFORE trigger that changes the row: it must run once.
           await c.query(`UPDATE "Odd ""Name"" ü" SET val = $3 WHERE "Key A" = $1 AND "key b" = $2`, [
