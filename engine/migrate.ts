@@ -18,6 +18,7 @@ import { RunContext } from './run/context.js';
 import type { RunControl } from './run/control.js';
 import { dropRunMark } from './run/identity.js';
 import { waitOutOutages } from './run/wait-out-outages.js';
+import { resumeAutovacuum } from './schema/autovacuum.js';
 import { finishPhase } from './schema/finish-phase.js';
 import { indexPhase } from './schema/index-phase.js';
 import { schemaPhase } from './schema/phase.js';
@@ -102,6 +103,7 @@ async function forward(run: RunContext): Promise<Pick<MigrateResult, 'replay' | 
   if (!store.phaseDone('copy')) await copyPhase(run);
   await run.releaseSnapshots();
   if (!store.phaseDone('indexes')) await indexPhase(run);
+  await resumeAutovacuum(run.dst, store, run.opts.log);
   if (!run.copyOnly) return replicatePhase(run);
   if (!store.phaseDone('cutover')) await finishPhase(run);
   store.setPhase('done');

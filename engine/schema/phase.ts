@@ -4,8 +4,10 @@
 import { ExportedSnapshot, SnapshotPool } from '../copy/snapshot.js';
 import type { RunContext } from '../run/context.js';
 import { runMarkSql } from '../run/identity.js';
+import { copyUnits } from '../shared/catalog.js';
 import { q } from '../shared/db.js';
 import { requireTool } from '../shared/pg-tools.js';
+import { pauseAutovacuumSql } from './autovacuum.js';
 import { applyPreData, classifyPostData, dumpSection, parseDump, preparePreData } from './schema.js';
 
 export async function schemaPhase(run: RunContext): Promise<void> {
@@ -31,7 +33,8 @@ export async function schemaPhase(run: RunContext): Promise<void> {
     for (const s of skipped) store.event('info', 'schema', `left out: ${s.type} ${s.name}`);
     // The run's mark commits with the schema: the target is this run's exactly when it has tables.
     const setup = store.setup()!;
-    await applyPreData(psql, opts.target, `${script}\n${runMarkSql(setup.runId, setup.source)}\n`);
+    const pause = await pauseAutovacuumSql(run.src, store, copyUnits(selected));
+    await applyPreData(psql, opts.target, `${script}\n${pause}\n${runMarkSql(setup.runId, setup.source)}\n`);
     store.setMeta('predata_applied', new Date().toISOString());
     opts.log.info({ tables: selected.length }, 'schema created on the target (pre-data)');
   }
