@@ -37,8 +37,8 @@ export async function copyPhase(run: RunContext): Promise<void> {
       }),
     );
   // A copied table's indexes are built in a slot the copy no longer needs, so that copy workers and
-  // builds together stay within --jobs: a build beside a full set of copy workers (and its own
-  // parallel workers) slowed a CPU-bound target's copy by a fifth and the whole clone too.
+  // builds together stay within --jobs: a build beside a full set of copy workers (with its own
+  // parallel workers) competes with them for a CPU-bound target.
   let freeSlots = 0;
   const early = new PQueue({ concurrency: 1, autoStart: false });
   let rateSaved = 0;

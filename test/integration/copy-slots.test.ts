@@ -1,6 +1,6 @@
 // A table's indexes are built early, in a worker slot the copy no longer needs: copy workers and
 // index builds together never exceed --jobs. With --jobs 1, no build may start before the last
-// chunk is in (a build beside the copy slowed a CPU-bound target's copy by a fifth).
+// chunk is in (the old way started one beside the copy, one process more than --jobs asks for).
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
