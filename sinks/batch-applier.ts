@@ -12,6 +12,14 @@ import { sqlstateOf } from '../lib/errors.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
 import { CopyPipeError, pipeCopy } from './copy-pipe.js';
 import {
+  deleteStagedSql,
+  insertMissingSql,
+  insertPresentSql,
+  type StagedNames,
+  updatePresentSql,
+  upsertPresentSql,
+} from './staged-sql.js';
+import {
   AT_COLUMN,
   type Conflict,
   resolveConflicts,
@@ -213,17 +221,17 @@ async function applyOnce(
         : `(${keyCols.map((c) => `pgferry_t.${c}`).join(', ')}) = (${keyCols.map((c) => `pgferry_k.${c}`).join(', ')})`;
     // ONLY: an inheritance parent's batch must not delete (or lock) its children's rows with the same key.
     const from = `${t.partitioned ? '' : 'ONLY '}${table}`;
+    const names: StagedNames = {
+      table,
+      from,
+      temp,
+      present,
+      keyCols,
+      match,
+      cols,
+      nonKeyCols: nonKeyColumns(t).map(quoteIdent),
+    };
     if (twoWay) {
-      const names = {
-        table,
-        from,
-        temp,
-        present,
-        keyCols,
-        match,
-        cols: t.columns,
-        keyNames: new Set(t.key.map((k) => k.name)),
-      };
       const conflicts = await resolveConflicts(target, names, twoWay);
       const applied = await upsertStaged(target, names, twoWay, conflicts);
       await target.query('COMMIT');
@@ -237,15 +245,7 @@ async function applyOnce(
       };
     }
     // The caller's session plans it as one primary-key probe per key (engine/replay/sessions.ts).
-    const deleteKeys = `DELETE FROM ${from} AS pgferry_t USING ${temp} AS pgferry_k WHERE ${match}`;
-    // OVERRIDING SYSTEM VALUE: identity GENERATED ALWAYS columns take the source's values, as COPY
-    // writes them. The alias: an upsert into a table named "excluded" would find EXCLUDED ambiguous.
-    const insertPresent = `INSERT INTO ${table} AS pgferry_t (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${temp} AS pgferry_k WHERE ${present}`;
-    /** Every non-key column set from `row` (EXCLUDED, or the staged row). */
-    const set = (row: string) =>
-      nonKeyColumns(t)
-        .map((c) => `${quoteIdent(c)} = ${row}.${quoteIdent(c)}`)
-        .join(', ');
+    const deleteKeys = deleteStagedSql(names, false);
     // One round trip for the rest of a staged batch: a failing statement ends the string there (the
     // COMMIT is not run), and the catch below rolls back (so its callers return it awaited).
     const deleteThenInsert = async (del: string, ins: string, exact: boolean): Promise<ApplyResult> => {
@@ -258,11 +258,7 @@ async function applyOnce(
       // an INSERT … WHERE NOT EXISTS probe the key twice (measured on 49,000 rows of a 2 M-row
       // pgbench_accounts: 225–249 ms against 361–436 ms). Gone rows are deleted first, so a UNIQUE
       // value freed by one row can be taken by another.
-      return await deleteThenInsert(
-        `${deleteKeys} AND NOT pgferry_k.${present}`,
-        `${insertPresent} ON CONFLICT (${keyCols.join(', ')}) DO UPDATE SET ${set('EXCLUDED')}`,
-        false,
-      );
+      return await deleteThenInsert(deleteStagedSql(names, true), upsertPresentSql(names), false);
     }
     if (method === 'update') {
       // The rows that exist are updated in place: one probe and one new row version per key (a
@@ -271,10 +267,7 @@ async function applyOnce(
       // 1.6× faster). Gone rows are deleted first and new ones inserted last, so a UNIQUE value
       // freed by one row can be taken by another; all in one round trip, as above.
       const [gone, updated, inserted] = (await target.query(
-        `${deleteKeys} AND NOT pgferry_k.${present};
-         UPDATE ${from} AS pgferry_t SET ${set('pgferry_k')} FROM ${temp} AS pgferry_k WHERE ${match} AND pgferry_k.${present};
-         ${insertPresent} AND NOT EXISTS (SELECT FROM ${from} AS pgferry_t WHERE ${match});
-         COMMIT`,
+        `${deleteStagedSql(names, true)};\n${updatePresentSql(names)};\n${insertMissingSql(names)};\nCOMMIT`,
       )) as unknown as pg.QueryResult[];
       const u = updated?.rowCount ?? 0;
       // Counted as a replace would count them (the ledger's row count change is rows − deleted).
@@ -286,7 +279,7 @@ async function applyOnce(
         exact: true,
       };
     }
-    if (staged) return await deleteThenInsert(deleteKeys, insertPresent, true);
+    if (staged) return await deleteThenInsert(deleteKeys, insertPresentSql(names), true);
     const deleted = await target.query(deleteKeys);
     // Every key of the batch is gone from the table now, so the current rows are copied straight
     // into it (no staging table: one write per row). COPY writes identity GENERATED ALWAYS columns

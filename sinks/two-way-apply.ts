@@ -6,7 +6,13 @@
 // deleted and the others upserted (INSERT … ON CONFLICT DO UPDATE), never deleted and inserted
 // again: a delete would cascade to this side's child rows, or be refused by their foreign keys.
 import type pg from 'pg';
-import { quoteIdent } from '../lib/sql.js';
+import {
+  deleteStagedSql,
+  insertMissingSql,
+  type StagedNames,
+  updatePresentSql,
+  upsertPresentSql,
+} from './staged-sql.js';
 
 /** Who wins a key changed on both sides: the sending side, this side, or the later change. */
 export type ConflictWinner = 'incoming' | 'own';
@@ -42,17 +48,7 @@ export const AT_COLUMN = 'pgferry_at';
  */
 export class ConflictRace extends Error {}
 
-interface Names {
-  table: string;
-  /** The table as replay writes it: ONLY for a plain table (inheritance children are their own). */
-  from: string;
-  temp: string;
-  present: string;
-  keyCols: string[];
-  match: string;
-}
-
-const pending = (n: Names, log: string) =>
+const pending = (n: StagedNames, log: string) =>
   `SELECT ${n.keyCols.map((c) => `l.${c}`).join(', ')}, max(l.pgferry_at) AS own_at FROM ${log} l
     WHERE l.pgferry_op <> 'T' AND (${n.keyCols.map((c) => `l.${c}`).join(', ')}) IN (SELECT ${n.keyCols.join(', ')} FROM ${n.temp})
     GROUP BY ${n.keyCols.map((c) => `l.${c}`).join(', ')}`;
@@ -64,7 +60,7 @@ const pending = (n: Names, log: string) =>
  */
 export async function resolveConflicts(
   target: pg.Client,
-  n: Names,
+  n: StagedNames,
   twoWay: TwoWayApply,
 ): Promise<Conflict[]> {
   await target.query(
@@ -93,46 +89,23 @@ export async function resolveConflicts(
  */
 export async function upsertStaged(
   target: pg.Client,
-  n: Names & { cols: string[]; keyNames: Set<string> },
+  n: StagedNames,
   twoWay: TwoWayBatch,
   conflicts: Conflict[],
 ): Promise<{ rows: number; deleted: number }> {
   const deleteAll = twoWay.deleteAll === true;
   // The staged keys still pending here are the conflicts the sending side won: any more is a race.
   const before = conflicts.filter((c) => c.winner === 'incoming').length;
-  const deleted = await target.query(
-    `DELETE FROM ${n.from} AS pgferry_t USING ${n.temp} AS pgferry_k WHERE ${n.match}${deleteAll ? '' : ` AND NOT pgferry_k.${n.present}`}`,
-  );
-  const others = n.cols.filter((c) => !n.keyNames.has(c)).map(quoteIdent);
-  const onConflict =
-    others.length === 0
-      ? 'DO NOTHING'
-      : `DO UPDATE SET ${others.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`;
-  const list = n.cols.map(quoteIdent).join(', ');
+  const deleted = await target.query(deleteStagedSql(n, !deleteAll));
   let rows = 0;
   if (twoWay.updateInsert) {
     // An application's insert of a batch key after resolveConflicts fails the INSERT (23505): the
     // batch is applied again, and that key is then a conflict.
-    if (others.length > 0 && !deleteAll) {
-      const updated = await target.query(
-        `UPDATE ${n.from} AS pgferry_t SET ${others.map((c) => `${c} = pgferry_k.${c}`).join(', ')}
-           FROM ${n.temp} AS pgferry_k WHERE ${n.match} AND pgferry_k.${n.present}`,
-      );
-      rows += updated.rowCount ?? 0;
-    }
-    const inserted = await target.query(
-      `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
-         SELECT ${list} FROM ${n.temp} AS pgferry_k
-          WHERE pgferry_k.${n.present} AND NOT EXISTS (SELECT 1 FROM ${n.from} AS pgferry_t WHERE ${n.match})`,
-    );
-    rows += inserted.rowCount ?? 0;
+    if (n.nonKeyCols.length > 0 && !deleteAll)
+      rows += (await target.query(updatePresentSql(n))).rowCount ?? 0;
+    rows += (await target.query(insertMissingSql(n))).rowCount ?? 0;
   } else {
-    const res = await target.query(
-      `INSERT INTO ${n.table} AS pgferry_t (${list}) OVERRIDING SYSTEM VALUE
-         SELECT ${list} FROM ${n.temp} WHERE ${n.present}
-         ON CONFLICT (${n.keyCols.join(', ')}) ${onConflict}`,
-    );
-    rows = res.rowCount ?? 0;
+    rows = (await target.query(upsertPresentSql(n))).rowCount ?? 0;
   }
   const still = await target.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM (${pending(n, twoWay.ownLog)}) p`,
