@@ -1,7 +1,8 @@
 // `--capture logical` as an operator meets it: a role without REPLICATION is refused before
 // anything is written (named, with the fix) and the same command works once the fix is made; a
 // crash between the target's commit and the slot's confirmation replays the batch again and loses
-// nothing; the slot's confirmed position never passes what the checkpoint store recorded; TOASTed
+// nothing; the slot's confirmed position never passes what the checkpoint store recorded, which
+// takes in a batch consumed right after another within a moment; TOASTed
 // values left unchanged, truncates and rows moving between partitions arrive; a table added while
 // it replicates joins with the changes made during its copy; the run cannot be
 // resumed with another --capture; `cleanup` drops the slot and the publication.
@@ -152,6 +153,45 @@ describe('--capture logical', () => {
       'shop',
     );
     expect(Number(big[0]!.n)).toBe(200);
+  });
+
+  it('records a batch consumed right after another one within a moment, not at the next status', async () => {
+    const run = startCli(args());
+    await waitFor('replicating', () => replicating(true));
+    // Flushed at commit, so that each reaches the stream at once (the clusters run with it off).
+    const commit = (sql: string) =>
+      pair.source.query(`BEGIN; SET LOCAL synchronous_commit = on; ${sql}; COMMIT`, [], 'shop');
+    await commit('UPDATE docs SET n = 100 WHERE id = 7');
+    await waitFor('the first change on the target', async () => {
+      const rows = await pair.target.query('SELECT 1 FROM docs WHERE id = 7 AND n = 100', [], 'shop');
+      return rows.length === 1;
+    });
+    // The first batch's position is recorded; the second batch is consumed well within CONFIRM_MS
+    // of it, so its position is held back, then recorded, long before the stream's 5 s status.
+    const [mark] = await pair.source.query<{ lsn: string }>(
+      'SELECT pg_current_wal_insert_lsn()::text AS lsn',
+      [],
+      'shop',
+    );
+    await commit("INSERT INTO kv VALUES ('soon', 'z')");
+    await waitFor('the second change on the target', async () => {
+      const rows = await pair.target.query("SELECT 1 FROM kv WHERE k = 'soon'", [], 'shop');
+      return rows.length === 1;
+    });
+    const past = async () => {
+      const s = CheckpointStore.open(state(), { create: false, readonly: true });
+      const recorded = s.getMeta(CONFIRMED_META)!;
+      s.close();
+      const [row] = await pair.source.query<{ past: boolean }>(
+        'SELECT $1::pg_lsn > $2::pg_lsn AS past',
+        [recorded, mark!.lsn],
+        'shop',
+      );
+      return row!.past;
+    };
+    await waitFor('the second position recorded', past, 700);
+    run.child.kill('SIGTERM');
+    expect((await run.done).code).toBe(0);
   });
 
   it('takes in a table added while it replicates, its changes during the join included', async () => {

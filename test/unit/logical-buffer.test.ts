@@ -1,8 +1,11 @@
 // The logical source's bookkeeping, without a server: which streamed transactions a snapshot sees,
-// which changes a batch takes, and which slot position may be confirmed.
+// which changes a batch takes, which slot position may be confirmed, and how often it is recorded.
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ChangeBuffer } from '../../engine/capture/logical/change-buffer.js';
+import { SlotStream } from '../../engine/capture/logical/stream.js';
 import { visibleIn } from '../../engine/capture/logical/visibility.js';
+import { ConnInfo } from '../../engine/shared/conn-info.js';
 
 describe('visibleIn', () => {
   it('sees what committed before the snapshot, not what was running or began after it', () => {
@@ -114,5 +117,33 @@ describe('ChangeBuffer', () => {
       ['I', ['7', 'eu']],
       ['T', []],
     ]);
+  });
+});
+
+describe('SlotStream confirmations', () => {
+  it('records a position consumed right after another one once a moment has passed, not at the next status', async () => {
+    const recorded: string[] = [];
+    // Never started: no server, so no status is sent; the record is what is checked.
+    const stream = new SlotStream({
+      source: new ConnInfo('source', 'postgresql://u:p@127.0.0.1:1/db'),
+      slot: 's',
+      publication: 'p',
+      start: 0n,
+      routing: { tableOf: () => null, keyOf: () => null },
+      log: pino({ level: 'silent' }),
+      onConfirm: (lsn) => recorded.push(lsn),
+    });
+    stream.buffer.keepalive(0x100n);
+    stream.consumed();
+    expect(recorded).toEqual(['0/100']);
+    stream.buffer.keepalive(0x200n);
+    stream.consumed();
+    stream.buffer.keepalive(0x300n);
+    stream.consumed();
+    // Both within CONFIRM_MS of the first record: held back, then the latest recorded once.
+    expect(recorded).toEqual(['0/100']);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(recorded).toEqual(['0/100', '0/300']);
+    await stream.close();
   });
 });
