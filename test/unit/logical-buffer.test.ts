@@ -121,10 +121,9 @@ describe('ChangeBuffer', () => {
 });
 
 describe('SlotStream confirmations', () => {
-  it('records a position consumed right after another one once a moment has passed, not at the next status', async () => {
-    const recorded: string[] = [];
-    // Never started: no server, so no status is sent; the record is what is checked.
-    const stream = new SlotStream({
+  // Never started: no server, so no status is sent; the record is what is checked.
+  const unstarted = (recorded: string[]) =>
+    new SlotStream({
       source: new ConnInfo('source', 'postgresql://u:p@127.0.0.1:1/db'),
       slot: 's',
       publication: 'p',
@@ -133,6 +132,10 @@ describe('SlotStream confirmations', () => {
       log: pino({ level: 'silent' }),
       onConfirm: (lsn) => recorded.push(lsn),
     });
+
+  it('records a position consumed right after another one once a moment has passed, not at the next status', async () => {
+    const recorded: string[] = [];
+    const stream = unstarted(recorded);
     stream.buffer.keepalive(0x100n);
     stream.consumed();
     expect(recorded).toEqual(['0/100']);
@@ -145,5 +148,17 @@ describe('SlotStream confirmations', () => {
     await new Promise((r) => setTimeout(r, 400));
     expect(recorded).toEqual(['0/100', '0/300']);
     await stream.close();
+  });
+
+  it('records a held-back position when it closes (a stream started again would get those changes again, as lag)', async () => {
+    const recorded: string[] = [];
+    const stream = unstarted(recorded);
+    stream.buffer.keepalive(0x100n);
+    stream.consumed();
+    stream.buffer.keepalive(0x200n);
+    stream.consumed();
+    expect(recorded).toEqual(['0/100']);
+    await stream.close();
+    expect(recorded).toEqual(['0/100', '0/200']);
   });
 });

@@ -278,11 +278,17 @@ export class SlotStream {
       }, CONFIRM_MS - since).unref();
       return;
     }
-    this.confirmedAt = Date.now();
+    this.record();
+    this.status(false);
+  }
+
+  /** Records the confirmed position in the checkpoint store: the most the slot may be told. */
+  private record(): void {
     const lsn = this.buffer.confirmed;
+    if (lsn === this.recorded) return;
+    this.confirmedAt = Date.now();
     this.opts.onConfirm(lsnText(lsn));
     this.recorded = lsn;
-    this.status(false);
   }
 
   /**
@@ -308,7 +314,17 @@ export class SlotStream {
     this.closing = true;
     clearInterval(this.timer);
     clearTimeout(this.confirmLater);
-    if (!this.failed) this.status(false);
+    if (!this.failed) {
+      // Everything consumed is recorded and told, a held-back position too: a stream started
+      // again (the standalone cutover's) would otherwise receive those changes again, old enough
+      // to count as lag.
+      try {
+        this.record();
+      } catch {
+        // The checkpoint store is closed already: the slot keeps the last recorded position.
+      }
+      this.status(false);
+    }
     await this.client?.end().catch(() => {});
     this.client = null;
     this.wire = null;
