@@ -64,7 +64,6 @@ export class SlotStream {
   paused = false;
   /** Whole batches waiting for the stream to reach their snapshot: the buffer may grow for them. */
   private wanted = 0;
-  private sentConfirmed = -1n;
   /** The last position the checkpoint store recorded (onConfirm): the most the slot is told. */
   private recorded: bigint;
   private confirmedAt = 0;
@@ -268,7 +267,7 @@ export class SlotStream {
    * it: many per second on a busy source) at most once a second.
    */
   private confirm(now: boolean): void {
-    if (this.buffer.confirmed === this.sentConfirmed) return;
+    if (this.buffer.confirmed === this.recorded) return;
     const since = Date.now() - this.confirmedAt;
     if (!now && since < 1000) return;
     if (since < CONFIRM_MS) {
@@ -307,7 +306,6 @@ export class SlotStream {
     msg.writeBigInt64BE(BigInt(Date.now()) * 1000n - PG_EPOCH_US, 25);
     msg[33] = ping ? 1 : 0;
     this.wire.sendCopyFromChunk(msg);
-    this.sentConfirmed = lsn;
   }
 
   async close(): Promise<void> {
