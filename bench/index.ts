@@ -48,6 +48,8 @@ const TARGETS: Record<string, string> = {
   'source.logical_cpu_per_txn_ratio_vs_none': 'context: native logical replication ÷ none',
   'source.logical_capture_tps_ratio_vs_logical': '≥ 1 (pgferry with --capture logical)',
   'source.logical_capture_cpu_per_txn_ratio_vs_none': '≤ 1.3 (pgferry with --capture logical)',
+  'source.triggers_cpu_per_txn_ratio_vs_none':
+    "context: pgferry's capture triggers alone, nothing replaying: the floor of trigger capture",
   rss_peak_mb: '< 150',
   'cutover.downtime_reported_s': '< 0.3',
   'cutover.downtime_observed_s': '< 0.3',
@@ -78,6 +80,7 @@ const HEADLINE = [
   'source.logical_cpu_per_txn_ratio_vs_none',
   'source.logical_capture_tps_ratio_vs_logical',
   'source.logical_capture_cpu_per_txn_ratio_vs_none',
+  'source.triggers_cpu_per_txn_ratio_vs_none',
   'rss_peak_mb',
   'cutover.downtime_reported_s',
   'cutover.downtime_observed_s',
@@ -229,6 +232,8 @@ try {
       logical_tps_ratio_vs_none: r3(sc.logical_tps_ratio_vs_none),
       logical_capture_tps_ratio_vs_logical: r3(sc.logical_capture_tps_ratio_vs_logical),
       logical_capture_cpu_per_txn_ratio_vs_none: r3(sc.logical_capture_cpu_per_txn_ratio_vs_none),
+      triggers_cpu_per_txn_ratio_vs_none: r3(sc.triggers_cpu_per_txn_ratio_vs_none),
+      triggers_tps_ratio_vs_none: r3(sc.triggers_tps_ratio_vs_none),
       tps: Object.fromEntries(Object.entries(sc.modes).map(([m, v]) => [m, round3(v.tps_median)])),
       cpu_ms_per_txn: Object.fromEntries(
         Object.entries(sc.modes).map(([m, v]) => [m, round3(v.cpu_ms_per_txn_median)]),

@@ -1,11 +1,15 @@
 // The source-cost bench's result and its markdown: per mode (no replication, native logical
-// replication, pgferry capturing and replaying with triggers, and with --capture logical), pgbench's tps on the source and the source server's
-// CPU per committed transaction, medians over the rounds, with the CPU broken down by process kind.
+// replication, pgferry capturing and replaying with triggers, its triggers alone with nothing
+// replaying, and pgferry with --capture logical), pgbench's tps on the source and the source
+// server's CPU per committed transaction, medians over the rounds, with the CPU broken down by
+// process kind.
 import type { PgbenchRun } from './pgbench.js';
 import type { ServerCpu } from './source-cpu.js';
 
-export const MODES = ['none', 'logical', 'pgferry', 'pgferry-logical'] as const;
+export const MODES = ['none', 'logical', 'pgferry', 'triggers', 'pgferry-logical'] as const;
 export type Mode = (typeof MODES)[number];
+/** The modes a round is ordered by: `triggers` is measured right after each `pgferry` run, on its capture. */
+export const ROUND_MODES = MODES.filter((m): m is Exclude<Mode, 'triggers'> => m !== 'triggers');
 
 export interface SourceCostRun {
   round: number;
@@ -68,6 +72,9 @@ export interface SourceCostResult {
   /** pgferry with --capture logical: median tps over logical replication's, CPU/txn over none's. */
   logical_capture_tps_ratio_vs_logical: number | null;
   logical_capture_cpu_per_txn_ratio_vs_none: number | null;
+  /** pgferry's capture triggers alone, nothing replaying: CPU/txn and tps over none's (the floor of trigger capture). */
+  triggers_cpu_per_txn_ratio_vs_none: number | null;
+  triggers_tps_ratio_vs_none: number | null;
 }
 
 /** How each mode and figure is made, as the JSON says it. */
@@ -79,6 +86,8 @@ export const METHOD: Record<string, string> = {
     'publication of the three keyed pgbench tables; a subscription (copy_data = false) into a TEMPLATE copy of a copy-only clone; enabled and caught up on what its slot kept before the run, applying during it; disabled after it',
   pgferry:
     'a fresh `pgferry migrate` daemon into a fresh target database every round (pgbench_history excluded), started before the run and timed from its first replay stats; stopped after the catch-up and verify, its capture removed with `pgferry cleanup --force`, its target dropped',
+  triggers:
+    "right after each pgferry run, on its source as it left it: the daemon stopped (SIGTERM) after its catch-up, so its capture triggers fire and fill the logs but nothing reads or deletes them; then `pgferry cleanup --force`. The application's cost of trigger capture with no replay at all",
   'pgferry-logical':
     "as pgferry, with `--capture logical`: a publication and a slot (pgoutput) instead of triggers, the slot checked before the copy; its catch-up ends when the position pgferry confirmed to its slot (recorded in its state file at most once a second) passes the WAL position read at pgbench's end",
   before_each_run:
@@ -184,7 +193,9 @@ export function markdown(r: SourceCostResult): string {
       `pgferry ÷ logical: tps ${f(r.tps_ratio_vs_logical)} (target ≥ 1); ` +
       `logical ÷ none: tps ${f(r.logical_tps_ratio_vs_none)}, CPU/txn ${f(r.logical_cpu_per_txn_ratio_vs_none)}; ` +
       `pgferry --capture logical: tps ÷ logical ${f(r.logical_capture_tps_ratio_vs_logical)}, ` +
-      `CPU/txn ÷ none ${f(r.logical_capture_cpu_per_txn_ratio_vs_none)}.`,
+      `CPU/txn ÷ none ${f(r.logical_capture_cpu_per_txn_ratio_vs_none)}; ` +
+      `pgferry's triggers alone (nothing replaying) ÷ none: tps ${f(r.triggers_tps_ratio_vs_none)}, ` +
+      `CPU/txn ${f(r.triggers_cpu_per_txn_ratio_vs_none)}: the floor of trigger capture, whatever the replay costs.`,
   );
   return lines.join('\n');
 }

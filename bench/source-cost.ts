@@ -4,7 +4,10 @@
 //   logical: native logical replication (publication + enabled subscription) applies live;
 //   pgferry: `pgferry migrate` runs as a daemon, its capture triggers firing and its replay applying
 //            live (its initial copy done before the run starts);
-//   pgferry-logical: the same with `--capture logical` (a slot instead of triggers).
+//   triggers: right after each pgferry run, its capture triggers alone (the daemon stopped, nothing
+//            reading or deleting the logs): what trigger capture costs the application whatever
+//            the replay does;
+//   pgferry-logical: the same as pgferry with `--capture logical` (a slot instead of triggers).
 // For each run: tps, and the source server's CPU per committed transaction (the postmaster and its
 // children, from /proc: bench/source-cpu.ts), broken down by kind of process. Rounds of the three
 // modes are interleaved (none, logical, pgferry, none, …) and the medians reported.
@@ -13,7 +16,8 @@
 //
 //   npm run bench:source-cost -- [--scale N] [--quick] [--rounds R] [mode …]
 //
-// The modes given (none, logical, pgferry, pgferry-logical) are one round's order (default: all, so).
+// The modes given (none, logical, pgferry, pgferry-logical) are one round's order (default: all, so);
+// triggers runs after each pgferry run.
 // Needs `npm run build` first: pgferry runs as its built CLI, the way users run it.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -35,6 +39,7 @@ import {
   MODES,
   type Mode,
   markdown,
+  ROUND_MODES,
   type SourceCostResult,
   type SourceCostRun,
   summarise,
@@ -54,8 +59,8 @@ export interface SourceCostOptions {
   quick: boolean;
   /** Rounds of every mode (default 2, 1 with quick). */
   rounds?: number;
-  /** One round's modes, in order (default none, logical, pgferry). */
-  order?: Mode[];
+  /** One round's modes, in order (default none, logical, pgferry, pgferry-logical; triggers follows pgferry). */
+  order?: Exclude<Mode, 'triggers'>[];
   say?: (msg: string) => void;
 }
 
@@ -86,7 +91,7 @@ export async function sourceCostBench(
   const say = opts.say ?? ((msg: string) => console.error(`[bench] ${msg}`));
   const rounds =
     opts.rounds ?? (quick ? SOURCE_COST_DEFAULTS.rounds.quick : SOURCE_COST_DEFAULTS.rounds.full);
-  const order = opts.order ?? [...MODES];
+  const order = opts.order ?? [...ROUND_MODES];
   const seconds = quick ? SOURCE_COST_DEFAULTS.seconds.quick : SOURCE_COST_DEFAULTS.seconds.full;
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-bench-source-cost-'));
   const clusters: Cluster[] = [];
@@ -198,13 +203,13 @@ export async function sourceCostBench(
       };
     }
 
-    async function runNone(round: number): Promise<SourceCostRun> {
+    async function runNone(round: number): Promise<SourceCostRun[]> {
       await assertNoCapture();
       const m = await measure('none', round);
-      return { ...m, ready_s: null, catch_up_s: null, verified: null };
+      return [{ ...m, ready_s: null, catch_up_s: null, verified: null }];
     }
 
-    async function runLogical(round: number): Promise<SourceCostRun> {
+    async function runLogical(round: number): Promise<SourceCostRun[]> {
       const peer = logical!;
       await assertNoCapture();
       // What the slot kept from the other modes' runs is applied before the run, not during it.
@@ -215,10 +220,10 @@ export async function sourceCostBench(
       await peer.setEnabled(false);
       const verified = await assertEqual(sourceUrl, peer.url, `logical replication, round ${round}`);
       say(`  caught up ${caughtUp.toFixed(2)} s after pgbench ended; subscriber equal`);
-      return { ...m, ready_s: ready, catch_up_s: caughtUp, verified };
+      return [{ ...m, ready_s: ready, catch_up_s: caughtUp, verified }];
     }
 
-    async function runPgferry(round: number, mode: 'pgferry' | 'pgferry-logical'): Promise<SourceCostRun> {
+    async function runPgferry(round: number, mode: 'pgferry' | 'pgferry-logical'): Promise<SourceCostRun[]> {
       // A fresh run into a fresh target database every round; its capture removed afterwards.
       const logicalCapture = mode === 'pgferry-logical';
       const db = `ferry_${round}${logicalCapture ? '_logical' : ''}`;
@@ -282,13 +287,20 @@ export async function sourceCostBench(
       daemon.child.kill('SIGTERM');
       await expectSuccess(daemon);
       const verified = await assertEqual(sourceUrl, target, `${mode}, round ${round}`);
-      say(`  caught up ${caughtUp.toFixed(2)} s after pgbench ended; target equal; removing the capture`);
+      say(`  caught up ${caughtUp.toFixed(2)} s after pgbench ended; target equal`);
+      const runs: SourceCostRun[] = [{ ...m, ready_s: ready, catch_up_s: caughtUp, verified }];
+      if (!logicalCapture) {
+        // The same source with the daemon gone: its triggers still fire, nothing consumes.
+        const alone = await measure('triggers', round);
+        runs.push({ ...alone, ready_s: null, catch_up_s: null, verified: null });
+      }
+      say('  removing the capture');
       const cleanupArgs = ['cleanup', '--force'];
       commands.pgferryCleanup = `PGFERRY_SOURCE_URL=… ${PGFERRY_COMMAND} ${cleanupArgs.join(' ')}`;
       await expectSuccess(pgferry(cleanupArgs, target));
       await dst.query(`DROP DATABASE ${db} WITH (FORCE)`);
       fs.rmSync(stateFile, { force: true });
-      return { ...m, ready_s: ready, catch_up_s: caughtUp, verified };
+      return runs;
     }
 
     const runs: SourceCostRun[] = [];
@@ -299,7 +311,7 @@ export async function sourceCostBench(
       'pgferry-logical': (round: number) => runPgferry(round, 'pgferry-logical'),
     };
     for (let round = 1; round <= rounds; round++) {
-      for (const mode of order) runs.push(await modeRun[mode](round));
+      for (const mode of order) runs.push(...(await modeRun[mode](round)));
     }
     await assertNoCapture();
 
@@ -345,6 +357,11 @@ export async function sourceCostBench(
         modes['pgferry-logical']?.cpu_ms_per_txn_median,
         modes.none?.cpu_ms_per_txn_median,
       ),
+      triggers_cpu_per_txn_ratio_vs_none: ratio(
+        modes.triggers?.cpu_ms_per_txn_median,
+        modes.none?.cpu_ms_per_txn_median,
+      ),
+      triggers_tps_ratio_vs_none: ratio(modes.triggers?.tps_median, modes.none?.tps_median),
     };
     return { result, markdown: markdown(result) };
   }
@@ -365,14 +382,16 @@ async function main(): Promise<void> {
   const scale = wholeNumber('scale', flags.scale, defaultScale);
   const defaultRounds = quick ? SOURCE_COST_DEFAULTS.rounds.quick : SOURCE_COST_DEFAULTS.rounds.full;
   const rounds = wholeNumber('rounds', flags.rounds, defaultRounds);
-  const bad = positionals.filter((p) => !(MODES as readonly string[]).includes(p));
+  const bad = positionals.filter((p) => !(ROUND_MODES as readonly string[]).includes(p));
   if (bad.length > 0 || new Set(positionals).size !== positionals.length) {
-    console.error(`modes are ${MODES.join(', ')}, each at most once; not "${positionals.join(' ')}"`);
+    console.error(
+      `modes are ${ROUND_MODES.join(', ')}, each at most once (triggers follows pgferry); not "${positionals.join(' ')}"`,
+    );
     process.exit(2);
   }
   requireBuiltCli();
   try {
-    const order = positionals.length > 0 ? (positionals as Mode[]) : undefined;
+    const order = positionals.length > 0 ? (positionals as Exclude<Mode, 'triggers'>[]) : undefined;
     const { result, markdown: md } = await sourceCostBench({ scale, quick, rounds, order });
     console.log(md);
     const suffix = `${quick ? '-quick' : ''}${scale !== defaultScale ? `-s${scale}` : ''}`;

@@ -6,18 +6,24 @@ import { type MigrateResult, migrate } from '../../engine/migrate.js';
 import { ConnInfo } from '../../engine/shared/conn-info.js';
 import type { ClusterPair } from './pair.js';
 
-/** `migrate --exit-when-synced --jobs 2` on the pair's databases, with its state file in `dir`. */
-export const migrateInProcess = (pair: ClusterPair, opts: { batchSize: number }): Promise<MigrateResult> =>
+/**
+ * `migrate --exit-when-synced --jobs 2` on the pair's databases, with its state file in `dir`;
+ * with `signal`, `migrate` that replicates until it aborts.
+ */
+export const migrateInProcess = (
+  pair: ClusterPair,
+  opts: { batchSize: number; signal?: AbortSignal },
+): Promise<MigrateResult> =>
   migrate({
     source: new ConnInfo('source', pair.source.url({ db: pair.db })),
     target: new ConnInfo('target', pair.target.url({ db: pair.db })),
     statePath: path.join(pair.dir, 'state.sqlite'),
     jobs: 2,
     filter: { include: [], exclude: [] },
-    mode: 'exit-when-synced',
+    mode: opts.signal ? 'run' : 'exit-when-synced',
     chunkBytes: 128 * 1024 * 1024,
     maxSnapshotAgeMs: 600_000,
     batchSize: opts.batchSize,
     log: pino({ level: 'silent' }),
-    signal: new AbortController().signal,
+    signal: opts.signal ?? new AbortController().signal,
   });
