@@ -150,7 +150,7 @@ export function markdown(r: SourceCostResult): string {
       `${r.rounds} round(s)${r.quick ? ' (--quick)' : ''}, ${r.date}`,
     '',
     `\`pgbench -c 4 -j 2 -T ${r.seconds_per_run} -n\` on the source; rounds interleaved in the order ` +
-      `${r.order.join(', ')}; medians (min–max). CPU is the source server's (postmaster and its ` +
+      `${r.order.join(', ')}${r.order.includes('pgferry') ? ' (triggers right after each pgferry run)' : ''}; medians (min–max). CPU is the source server's (postmaster and its ` +
       `children, from /proc) per committed pgbench transaction. ${r.machine.cpus} CPUs shared by ` +
       'pgbench, both servers and the replicator: the tps of a replicating mode also pays for the ' +
       "replica's CPU on this machine (the target server's, and pgferry's own process's, shown for context).",
