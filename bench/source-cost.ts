@@ -9,8 +9,9 @@
 //            the replay does;
 //   pgferry-logical: the same as pgferry with `--capture logical` (a slot instead of triggers).
 // For each run: tps, and the source server's CPU per committed transaction (the postmaster and its
-// children, from /proc: bench/source-cpu.ts), broken down by kind of process. Rounds of the three
-// modes are interleaved (none, logical, pgferry, none, …) and the medians reported.
+// children, from /proc: bench/source-cpu.ts), broken down by kind of process. Rounds of the
+// modes are interleaved (none, logical, pgferry, triggers, pgferry-logical, none, …) and the
+// medians reported.
 // Run on its own, prints a markdown table and writes bench/results/source-cost-<date>.json;
 // `sourceCostBench` is also called by bench/index.ts (`npm run bench`).
 //
