@@ -3,7 +3,8 @@
 // crash between the target's commit and the slot's confirmation replays the batch again and loses
 // nothing; the slot's confirmed position never passes what the checkpoint store recorded, which
 // takes in a batch consumed right after another within a moment; TOASTed
-// values left unchanged, truncates and rows moving between partitions arrive; a table added while
+// values left unchanged, truncates, keys an array literal must quote (quotes, backslashes, braces,
+// NULL, blanks) and rows moving between partitions arrive; a table added while
 // it replicates joins with the changes made during its copy; the run cannot be
 // resumed with another --capture; `cleanup` drops the slot and the publication.
 import fs from 'node:fs';
@@ -117,6 +118,7 @@ describe('--capture logical', () => {
     await pair.source.query(
       `UPDATE docs SET n = n + 1 WHERE id <= 50;
        TRUNCATE kv; INSERT INTO kv SELECT 'r' || g, 'w' FROM generate_series(1, 40) g;
+       INSERT INTO kv VALUES (E'q"u\\\\o', 'odd'), ('{a,b}', 'odd'), ('NULL', 'odd'), (' ', 'odd'), ('', 'odd');
        UPDATE events SET region = 'eu' WHERE id BETWEEN 1 AND 20 AND region = 'us';
        DELETE FROM events WHERE id > 290;`,
       [],

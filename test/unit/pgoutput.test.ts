@@ -60,6 +60,26 @@ describe('pgoutput decoder', () => {
     expect(commit).toEqual({ tag: 'commit', endLsn: 0xab_0000_0068n });
   });
 
+  it('reads a message in place after its XLogData header', () => {
+    const d = new PgoutputDecoder(() => null);
+    const us = 123_456_789n;
+    const header = Buffer.alloc(25, 0xee);
+    const begin = d.decode(Buffer.concat([header, tag('B'), int64(1n), int64(us), int32(77)]), 25);
+    expect(begin).toEqual({ tag: 'begin', xid: 77, committedAt: 946_684_800_000 + 123_456 });
+    const commit = d.decode(
+      Buffer.concat([header, tag('C'), int8(0), int64(1n), int64(0x2_0000_0010n), int64(us)]),
+      25,
+    );
+    expect(commit).toEqual({ tag: 'commit', endLsn: 0x2_0000_0010n });
+    d.decode(Buffer.concat([header, relation(5, 's', 't', ['k', 'v'])]), 25);
+    const ins = d.decode(Buffer.concat([header, tag('I'), int32(5), tag('N'), tuple(['k1', null])]), 25);
+    expect(ins).toMatchObject({
+      tag: 'insert',
+      relation: { oid: 5, columns: ['k', 'v'] },
+      new: ['k1', null],
+    });
+  });
+
   it('decodes the wanted columns only, with unchanged values from the old row', () => {
     // Only the columns named "id" and "region" are wanted.
     const d = new PgoutputDecoder((r: Relation) => r.columns.map((c) => c === 'id' || c === 'region'));

@@ -139,10 +139,14 @@ export async function reach(stream: SlotStream, lsn: bigint, patienceMs = 10_000
  * statement however many keys (a COPY cannot take bind parameters, so the arrays are literals).
  */
 function keysQuery(t: SourceTable, rows: Change[]): string {
-  const element = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-  const arrays = t.key.map(
-    (_, i) => `${quoteLiteral(`{${rows.map((c) => element(c.key[i]!)).join(',')}}`)}::text[]`,
-  );
+  // Each element double-quoted; backslashes and quotes escaped only in a batch that holds any
+  // (most keys, numbers or uuids, hold neither: one join then, no per-key string).
+  const array = (values: string[]) => {
+    const plain = !values.some((v) => v.includes('\\') || v.includes('"'));
+    const elements = plain ? values : values.map((v) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
+    return `${quoteLiteral(values.length === 0 ? '{}' : `{"${elements.join('","')}"}`)}::text[]`;
+  };
+  const arrays = t.key.map((_, i) => array(rows.map((c) => c.key[i]!)));
   const cols = t.key.map((_, i) => `pgferry_c${i}`);
   const select = t.key.map((k, i) => `${cols[i]}::${k.type} AS ${quoteIdent(k.name)}`).join(', ');
   return `SELECT DISTINCT ${select} FROM unnest(${arrays.join(', ')}) AS pgferry_k(${cols.join(', ')}) ORDER BY ${t.key.map((_, i) => i + 1).join(', ')}`;

@@ -54,6 +54,12 @@ interface Followed {
   schema: string;
   name: string;
   key: { name: string; type: string }[];
+  /** The key's column names, made once: the stream looks them up for every change. */
+  keyNames: string[];
+}
+
+function followed(schema: string, name: string, key: Followed['key']): Followed {
+  return { schema, name, key, keyNames: key.map((k) => k.name) };
 }
 
 export interface LogicalSourceOptions {
@@ -78,7 +84,7 @@ export class LogicalSource implements ChangeSource {
 
   constructor(private readonly opts: LogicalSourceOptions) {
     for (const c of opts.captured) {
-      this.tables.set(c.oid, { schema: c.schema, name: c.name, key: JSON.parse(c.keyColumns) });
+      this.tables.set(c.oid, followed(c.schema, c.name, JSON.parse(c.keyColumns)));
     }
     this.flusher = new WalFlusher(opts.source, () => this.run());
   }
@@ -127,7 +133,7 @@ export class LogicalSource implements ChangeSource {
   }
 
   follow(table: InstalledTable): void {
-    this.tables.set(table.oid, { schema: table.schema, name: table.name, key: table.key });
+    this.tables.set(table.oid, followed(table.schema, table.name, table.key));
   }
 
   unfollow(oid: number): void {
@@ -160,7 +166,7 @@ export class LogicalSource implements ChangeSource {
       start: stored ? lsnOf(stored) : 0n,
       routing: {
         tableOf: (relid) => (this.tables.has(relid) ? relid : (this.partitions.get(relid) ?? null)),
-        keyOf: (oid) => this.tables.get(oid)?.key.map((k) => k.name) ?? null,
+        keyOf: (oid) => this.tables.get(oid)?.keyNames ?? null,
       },
       log: this.opts.log,
       onConfirm: (lsn) => this.opts.store?.setMeta(CONFIRMED_META, lsn),
@@ -206,12 +212,7 @@ export class LogicalSource implements ChangeSource {
     if (unknown.length > 0) await this.findPartitions(client, unknown);
     for (const r of unkeyed) {
       const table = this.tables.has(r) ? r : this.partitions.get(r);
-      if (table !== undefined)
-        stream.buffer.rekey(
-          r,
-          table,
-          this.tables.get(table)!.key.map((k) => k.name),
-        );
+      if (table !== undefined) stream.buffer.rekey(r, table, this.tables.get(table)!.keyNames);
     }
     // Still unknown: a table joining the run (published, not yet replayed: kept), or one that
     // left it (streamed before it was unpublished: dropped, or the slot's position would stop).

@@ -43,19 +43,26 @@ export class PgoutputDecoder {
 
   constructor(private readonly wanted: Wanted) {}
 
-  /** One message: the payload of an XLogData ('w') message, its 25-byte header removed. */
-  decode(buf: Buffer): Message {
+  /**
+   * One message: the payload of an XLogData ('w') message, which starts at `at` in `buf` (after
+   * its 25-byte header: read in place, no Buffer made per message).
+   */
+  decode(buf: Buffer, at = 0): Message {
     this.b = buf;
-    this.p = 1;
-    switch (buf[0]) {
+    this.p = at + 1;
+    switch (buf[at]) {
       case 0x42: {
         // Begin: final LSN, commit time (µs since 2000-01-01), xid.
-        const us = buf.readUInt32BE(9) * 2 ** 32 + buf.readUInt32BE(13);
-        return { tag: 'begin', xid: buf.readUInt32BE(17), committedAt: Math.floor(us / 1000) + PG_EPOCH_MS };
+        const us = buf.readUInt32BE(at + 9) * 2 ** 32 + buf.readUInt32BE(at + 13);
+        return {
+          tag: 'begin',
+          xid: buf.readUInt32BE(at + 17),
+          committedAt: Math.floor(us / 1000) + PG_EPOCH_MS,
+        };
       }
       case 0x43:
         // Commit: flags, commit LSN, end LSN, commit time.
-        return { tag: 'commit', endLsn: buf.readBigUInt64BE(10) };
+        return { tag: 'commit', endLsn: buf.readBigUInt64BE(at + 10) };
       case 0x52:
         return { tag: 'relation', relation: this.relation() };
       case 0x49: {

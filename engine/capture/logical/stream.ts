@@ -35,6 +35,7 @@ const PG_EPOCH_US = 946_684_800_000_000n;
 export interface Routing {
   /** The captured table a relation's changes belong to (itself, or the root of a partition), or null if unknown yet. */
   tableOf(relid: number): number | null;
+  /** The table's key columns: the same array until the table is described again (its positions are cached by it). */
   keyOf(table: number): string[] | null;
 }
 
@@ -141,7 +142,7 @@ export class SlotStream {
       return;
     }
     if (kind !== 0x77) return;
-    const msg = this.decoder.decode(chunk.subarray(25));
+    const msg = this.decoder.decode(chunk, 25);
     switch (msg.tag) {
       case 'begin':
         this.buffer.begin(msg.xid, msg.committedAt);
