@@ -189,7 +189,11 @@ async function applyOnce(
       ? `SELECT ${cols}, true AS ${present}${twoWay ? `, now() AS ${at}` : ''} FROM ${table}`
       : `SELECT ${keyCols.join(', ')} FROM ${table}`,
   );
-  await target.query('BEGIN');
+  // Without truncates the transaction begins in the COPY's own query string ("BEGIN; COPY …"):
+  // one round trip and one socket write fewer per batch (pg-copy-streams takes BEGIN's
+  // CommandComplete in its stride: only "COPY n" sets its row count).
+  const begun = batch.truncates.length > 0;
+  if (begun) await target.query('BEGIN');
   try {
     for (const rel of batch.truncates) {
       // The name was written by pgferry's own trigger with format('%I.%I'); resolving it on the
@@ -207,9 +211,11 @@ async function applyOnce(
       source,
       target,
       copyOut: staged ? (batch.stagedOut as string) : batch.keysOut,
-      copyIn: staged
-        ? `COPY ${temp} (${cols}, ${present}${twoWay ? `, ${at}` : ''}) FROM STDIN${fmt(t.format)}`
-        : `COPY ${temp} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`,
+      copyIn: `${begun ? '' : 'BEGIN; '}${
+        staged
+          ? `COPY ${temp} (${cols}, ${present}${twoWay ? `, ${at}` : ''}) FROM STDIN${fmt(t.format)}`
+          : `COPY ${temp} (${keyCols.join(', ')}) FROM STDIN${fmt(t.keyFormat)}`
+      }`,
     }).catch((err: unknown) => {
       // 23502 not_null_violation, 23514 check_violation: a domain refused a gone row's null.
       const state = err instanceof CopyPipeError ? sqlstateOf(err.cause) : undefined;
