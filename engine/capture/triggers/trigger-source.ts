@@ -5,7 +5,7 @@
 // and commits late is simply in a later batch.
 import type pg from 'pg';
 import { PgferryError, stateOf } from '../../../lib/errors.js';
-import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../lib/sql.js';
+import { qualified, rollbackQuietly } from '../../../lib/sql.js';
 import { columnsSigSql } from '../../drift/shape.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
 import type { ConnInfo } from '../../shared/conn-info.js';
@@ -31,6 +31,7 @@ import {
   missingCapture,
   registerRun,
 } from '../registry.js';
+import { keyIdents, lastPosition, sliceFilter } from './log-windows.js';
 import {
   type CapturedTable,
   describeCapture,
@@ -52,23 +53,6 @@ interface TriggerBatch extends ChangeBatch {
 
 /** Backlogs up to this many changes are read with a head query planned once per session. */
 const PLANNED_ONCE_MAX = 5_000;
-
-/** The key columns, quoted. */
-const keyIdents = (t: SourceTable): string[] => t.key.map((k) => quoteIdent(k.name));
-
-/** The log rows of one slice, and the TRUNCATE rows (which every slice sees, so that none applies across one). */
-function sliceFilter(t: SourceTable, slice: Slice | undefined): string {
-  if (!slice) return 'true';
-  // Row comparison orders like ORDER BY on the key columns; the untyped literals take the
-  // columns' types, and values come back exactly: every session pins the output formats.
-  const key = `(${keyIdents(t).join(', ')})`;
-  const bound = (values: string[]) => `(${values.map(quoteLiteral).join(', ')})`;
-  const range = [
-    slice.from ? `${key} >= ${bound(slice.from)}` : null,
-    slice.to ? `${key} < ${bound(slice.to)}` : null,
-  ].filter((c): c is string => c !== null);
-  return `(${LOG_OP} = 'T' OR (${range.join(' AND ') || 'true'}))`;
-}
 
 export class TriggerSource implements ChangeSource {
   readonly kind = 'triggers' as const;
@@ -186,12 +170,14 @@ export class TriggerSource implements ChangeSource {
               count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag,
               ${columnsSigSql(String(t.oid))} AS sig`;
-    // A slice's window is read through the log's index first and filtered after: with the range
-    // filter in the same scan, the planner (no statistics on the log) would sort the whole log.
+    // A slice's window is its rows of every position up to the last of the oldest limit × slices
+    // rows, that position's rows past the cut included, as sliceRanges sampled them: a transaction
+    // bigger than the window is then split between the slices by its keys, not left to the slice
+    // its first rows' keys missed.
     const window = (rows: number) =>
       slice
-        ? `(SELECT ${LOG_SEQ} FROM (SELECT ${LOG_SEQ}, ${LOG_OP}, ${keyCols} FROM ${log}
-                ORDER BY ${LOG_SEQ} LIMIT ${rows * slice.of}) w WHERE ${sliceFilter(t, slice)}) s`
+        ? `(SELECT ${LOG_SEQ} FROM ${log}
+             WHERE ${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, rows * slice.of)} AND ${sliceFilter(t, slice)}) s`
         : `(SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${rows}) s`;
     const headSql =
       limit === null
@@ -278,19 +264,21 @@ export class TriggerSource implements ChangeSource {
   }
 
   /**
-   * The first key of each ntile of a sample of the next log rows: every 8th row (not every 8th
-   * position, which is a whole transaction's rows), TRUNCATEs left out.
+   * The first key of each ntile of a sample of the next log rows (those of every position up to
+   * the last of the next limit × count, as a slice's window reads them): every 8th row (not every
+   * 8th position, which is a whole transaction's rows), TRUNCATEs left out.
    */
   async sliceRanges(client: pg.Client, t: SourceTable, count: number, limit: number): Promise<Slice[]> {
     const cols = keyIdents(t);
+    const log = qualified(PGFERRY_SCHEMA, this.log(t));
     const rows = await q<{ tile: number; key: string[] }>(
       client,
       'source',
       `SELECT DISTINCT ON (pgferry_tile) pgferry_tile AS tile, ARRAY[${cols.map((c) => `${c}::text`).join(', ')}] AS key
        FROM (SELECT ${cols.join(', ')}, ntile(${count}) OVER (ORDER BY ${cols.join(', ')}) AS pgferry_tile
                FROM (SELECT ${cols.join(', ')}, row_number() OVER () AS pgferry_n
-                       FROM (SELECT ${cols.join(', ')} FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}
-                              WHERE ${LOG_OP} <> 'T' ORDER BY ${LOG_SEQ} LIMIT ${limit * count}) w0) w
+                       FROM (SELECT ${cols.join(', ')} FROM ${log}
+                              WHERE ${LOG_OP} <> 'T' AND ${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, limit * count)}) w0) w
               WHERE pgferry_n % 8 = 0) x
       ORDER BY pgferry_tile, ${cols.join(', ')}`,
       [],
