@@ -170,22 +170,20 @@ export class TriggerSource implements ChangeSource {
               count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
               extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag,
               ${columnsSigSql(String(t.oid))} AS sig`;
-    // A slice's window is its rows of every position up to the last of the oldest limit × slices
+    // A slice's batch is its rows of every position up to the last of the oldest limit × slices
     // rows, that position's rows past the cut included, as sliceRanges sampled them: a transaction
     // bigger than the window is then split between the slices by its keys, not left to the slice
-    // its first rows' keys missed.
-    const window = (rows: number) =>
-      slice
-        ? `(SELECT ${LOG_SEQ} FROM ${log}
-             WHERE ${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, rows * slice.of)} AND ${sliceFilter(t, slice)}) s`
-        : `(SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${rows}) s`;
+    // its first rows' keys missed. Those rows are the window itself, read once.
+    const upTo =
+      slice && limit !== null ? `${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, limit * slice.of)} AND ` : '';
     const headSql =
-      limit === null
+      limit === null || slice
         ? `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff, ${aggregates}
-             FROM ${log} WHERE ${sliceFilter(t, slice)}`
-        : `WITH pgferry_w AS (SELECT min(${LOG_SEQ}) AS pgferry_first, max(${LOG_SEQ}) AS pgferry_cutoff FROM ${window(limit)})
+             FROM ${log} WHERE ${upTo}${sliceFilter(t, slice)}`
+        : `WITH pgferry_w AS (SELECT min(${LOG_SEQ}) AS pgferry_first, max(${LOG_SEQ}) AS pgferry_cutoff
+                                FROM (SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${limit}) s)
            SELECT count(*)::int AS n, min(pgferry_first)::text AS first, min(pgferry_cutoff)::text AS cutoff, ${aggregates}
-             FROM pgferry_w JOIN ${log} ON ${LOG_SEQ} BETWEEN pgferry_first AND pgferry_cutoff AND ${sliceFilter(t, slice)}`;
+             FROM pgferry_w JOIN ${log} ON ${LOG_SEQ} BETWEEN pgferry_first AND pgferry_cutoff`;
     try {
       type Head = {
         n: number;
