@@ -179,6 +179,33 @@ export class Replayer {
     }
   }
 
+  private stats(backlog: number, lagSeconds: number, changes: Map<ApplyTable, number>): ReplayStats {
+    return {
+      lagSeconds: Math.round(lagSeconds * 1000) / 1000,
+      backlog,
+      changesPerSec: this.rate.perSecond(),
+      appliedTotal: this.applied,
+      batches: this.batches,
+      at: new Date().toISOString(),
+      lastBatchAt: this.lastBatchAt,
+      tableBacklogs: [...changes]
+        .filter(([, n]) => n > 0)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, TABLE_BACKLOGS)
+        .map(([t, n]) => ({ table: `${t.schema}.${t.name}`, changes: n })),
+    };
+  }
+
+  /** How many slices each table's batch is cut in (planSlices). */
+  private sliceCounts(pending: ApplyTable[], changes: Map<ApplyTable, number>): number[] {
+    return planSlices(
+      pending.map((table) => ({ changes: changes.get(table) ?? 0, sliceable: !this.unsliceable.has(table) })),
+      this.opts.jobs,
+      this.opts.minSliceChanges ?? DEFAULT_MIN_SLICE,
+      this.batch.batchSize,
+    );
+  }
+
   /**
    * Runs one batch for each of these tables (or for each slice of a table split by planSlices),
    * `jobs` at a time; then an unsliced batch for every table whose slice could not be applied.
@@ -191,18 +218,7 @@ export class Replayer {
     width = this.opts.jobs,
   ): Promise<number> {
     pending = this.shapes.replayable(pending);
-    const counts =
-      whole || !changes
-        ? pending.map(() => 1)
-        : planSlices(
-            pending.map((table) => ({
-              changes: changes.get(table) ?? 0,
-              sliceable: !this.unsliceable.has(table),
-            })),
-            this.opts.jobs,
-            this.opts.minSliceChanges ?? DEFAULT_MIN_SLICE,
-            this.batch.batchSize,
-          );
+    const counts = whole || !changes ? pending.map(() => 1) : this.sliceCounts(pending, changes);
     const plan = { ...this.batch, limit: this.batch.batchSize, jobs: this.opts.jobs };
     const units: Unit[] = await planUnits(plan, pending, counts);
     const queue = [...units];
@@ -238,43 +254,22 @@ export class Replayer {
   }
 
   /**
-   * Replays until the signal aborts or stop() is called (or, with untilSynced, until a round finds
-   * nothing to do). While paused it keeps measuring lag and backlog but applies nothing.
+   * Replays until the signal aborts or stop() is called (or, with untilSynced, until the backlog
+   * as of some moment is applied: the log seen empty, or a last whole round). While paused it keeps measuring lag and backlog but applies nothing.
    */
   async run(): Promise<ReplayStats> {
     const { opts } = this;
     const control = await connect(opts.source, 'control');
-    let stats: ReplayStats = {
-      lagSeconds: 0,
-      backlog: 0,
-      changesPerSec: 0,
-      appliedTotal: 0,
-      batches: 0,
-      at: '',
-      lastBatchAt: this.lastBatchAt,
-      tableBacklogs: [],
-    };
+    let stats = this.stats(0, 0, new Map());
     let rounds = 0;
     let wasPaused = false;
+    let drained = false;
     try {
       while (!opts.signal.aborted && !this.stopping) {
         this.members.letGo(this.shapes, this.changes, this.unsliceable);
         if (opts.drift?.due()) await this.shapes.check();
         const { total, lagSeconds, pending, changes } = await this.backlog(control);
-        stats = {
-          lagSeconds: Math.round(lagSeconds * 1000) / 1000,
-          backlog: total,
-          changesPerSec: this.rate.perSecond(),
-          appliedTotal: this.applied,
-          batches: this.batches,
-          at: new Date().toISOString(),
-          lastBatchAt: this.lastBatchAt,
-          tableBacklogs: [...changes]
-            .filter(([, n]) => n > 0)
-            .sort((a, b) => b[1] - a[1])
-            .slice(0, TABLE_BACKLOGS)
-            .map(([t, n]) => ({ table: `${t.schema}.${t.name}`, changes: n })),
-        };
+        stats = this.stats(total, lagSeconds, changes);
         opts.onStats?.(stats);
         const reason = opts.store.pauseReason();
         if (reason !== null) {
@@ -300,17 +295,31 @@ export class Replayer {
         }
         const closeEnough =
           opts.syncedLagSeconds !== undefined && rounds > 0 && lagSeconds <= opts.syncedLagSeconds;
+        const untilEmpty = opts.untilSynced && opts.syncedLagSeconds === undefined;
         // Synced once every change committed until now was seen (an exact backlog).
         const empty = async () => (await this.backlog(control, { exact: true })).total === 0;
-        if (opts.untilSynced && (closeEnough || (pending.length === 0 && (await empty())))) return stats;
+        if (opts.untilSynced && (closeEnough || drained || (pending.length === 0 && (await empty()))))
+          return stats;
         if (pending.length === 0) {
           await sleep(opts.pollMs ?? 200, opts.signal);
           continue;
         }
+        // A writer that never stops never leaves the log empty. Once every table's backlog is one
+        // unsliced batch, one whole batch per table with changes in an exact backlog applies every
+        // change committed before that count (each batch's snapshot is taken after it): the
+        // backlog as of that moment is drained to zero, and the loop ends on its next turn.
+        const last =
+          untilEmpty &&
+          pending.every((t) => (changes.get(t) ?? 0) <= this.batch.batchSize) &&
+          this.sliceCounts(pending, changes).every((n) => n === 1);
         const started = performance.now();
         let applied: number;
         try {
-          applied = await this.round(pending, false, changes);
+          if (last) {
+            const exact = await this.backlog(control, { exact: true });
+            applied = await this.round(exact.unsure ? this.shapes.tables : exact.pending, true);
+            drained = true;
+          } else applied = await this.round(pending, false, changes);
         } catch (err) {
           // A shape difference is drift, not a failure: a check confirms it (and pauses) or finds
           // the sides matching with new columns (replay takes them); anything else still fails.
@@ -327,7 +336,6 @@ export class Replayer {
         // A backlog (a full batch) is drained without a pause, and so is everything until the log
         // is seen empty (--exit-when-synced: a pause would let a steady writer refill it each time).
         const rest = ROUND_INTERVAL_MS - (performance.now() - started);
-        const untilEmpty = opts.untilSynced && opts.syncedLagSeconds === undefined;
         if (applied < this.batch.batchSize && rest > 0 && !untilEmpty) await sleep(rest, opts.signal);
       }
       return stats;
