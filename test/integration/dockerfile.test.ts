@@ -4,7 +4,7 @@
 // directories, only its apt-get line is checked instead of run. Then ENTRYPOINT + CMD start the way
 // the image starts them: its ENV, its USER, its WORKDIR, under tini when this machine has it
 // (.ci/run installs it), against two test clusters.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +32,23 @@ function localPgBin(): string {
   return `/usr/lib/postgresql/${majors[0]}/bin`;
 }
 
+/**
+ * better-sqlite3's install script downloads its prebuilt addon from GitHub, which these machines
+ * cannot reach: it would compile it instead (two minutes here). Its download is served from the
+ * checkout's own addon (built by `npm ci` for this Node), as prebuild-install's local prebuilds.
+ */
+function localPrebuild(scratch: string): Record<string, string> {
+  const pkg = path.join(ROOT, 'node_modules/better-sqlite3');
+  const { version } = JSON.parse(fs.readFileSync(path.join(pkg, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  const dir = path.join(scratch, 'prebuilds');
+  fs.mkdirSync(dir);
+  const file = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  execFileSync('tar', ['-czf', path.join(dir, file), '-C', pkg, 'build/Release/better_sqlite3.node']);
+  return { npm_config_better_sqlite3_local_prebuilds: dir };
+}
+
 describe('Dockerfile', () => {
   it('builds; the image runs as its user under tini, is healthy on PGFERRY_HTTP, exits 0 on SIGTERM', {
     timeout: 600_000,
@@ -44,6 +61,7 @@ describe('Dockerfile', () => {
         dockerfile: path.join(ROOT, 'Dockerfile'),
         context: ROOT,
         scratch,
+        runEnv: localPrebuild(scratch),
       });
       const { image } = replay;
       const build = replay.stages[0]!;

@@ -313,6 +313,8 @@ export async function replayDockerfile(opts: {
   dockerfile: string;
   context: string;
   scratch: string;
+  /** Added to every RUN step's environment (stand-ins for what a networked build would fetch). */
+  runEnv?: Record<string, string>;
 }): Promise<Replay> {
   const ignoreFile = path.join(opts.context, '.dockerignore');
   const ignored = dockerignore(fs.existsSync(ignoreFile) ? fs.readFileSync(ignoreFile, 'utf8') : '');
@@ -378,7 +380,12 @@ export async function replayDockerfile(opts: {
           break;
         }
         const user = stage.user ? unixUser(stage.user) : null;
-        const env = { ...baseEnv(user?.home ?? process.env.HOME ?? '/root'), ...args, ...stage.env };
+        const env = {
+          ...baseEnv(user?.home ?? process.env.HOME ?? '/root'),
+          ...opts.runEnv,
+          ...args,
+          ...stage.env,
+        };
         try {
           await run(commandArgv(ins.args), path.join(stage.root, stage.workdir), env, user);
         } catch (err) {
