@@ -255,7 +255,8 @@ export class Replayer {
 
   /**
    * Replays until the signal aborts or stop() is called (or, with untilSynced, until the backlog
-   * as of some moment is applied: the log seen empty, or a last whole round). While paused it keeps measuring lag and backlog but applies nothing.
+   * as of some moment is applied: the log seen empty, or a last whole round). While paused it
+   * keeps measuring lag and backlog but applies nothing.
    */
   async run(): Promise<ReplayStats> {
     const { opts } = this;
