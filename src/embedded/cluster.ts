@@ -95,7 +95,16 @@ export async function startCluster(version: ServerVersion = 15, opts: ClusterOpt
   }
 }
 
-function initdb(bin: string, dataDir: string, pwfile: string, spawnOpts: object): void {
+/** initdb into `dataDir`, the superuser's password from a file beside it. */
+function initdb(
+  bin: string,
+  dataDir: string,
+  ids: { uid: number; gid: number } | undefined,
+  spawnOpts: object,
+): void {
+  const pwfile = path.join(path.dirname(dataDir), 'pwfile');
+  fs.writeFileSync(pwfile, `${SUPERUSER_PASSWORD}\n`);
+  if (ids) fs.chownSync(pwfile, ids.uid, ids.gid);
   execFileSync(
     path.join(bin, 'initdb'),
     [
@@ -138,13 +147,8 @@ function templateDir(
   fs.mkdirSync(root, { recursive: true, mode: 0o755 });
   const work = fs.mkdtempSync(path.join(root, 'making-'));
   try {
-    const pwfile = path.join(work, 'pwfile');
-    fs.writeFileSync(pwfile, `${SUPERUSER_PASSWORD}\n`);
-    if (ids) {
-      fs.chownSync(work, ids.uid, ids.gid);
-      fs.chownSync(pwfile, ids.uid, ids.gid);
-    }
-    initdb(bin, path.join(work, 'data'), pwfile, spawnOpts);
+    if (ids) fs.chownSync(work, ids.uid, ids.gid);
+    initdb(bin, path.join(work, 'data'), ids, spawnOpts);
     try {
       fs.renameSync(path.join(work, 'data'), dir);
     } catch (err) {
@@ -164,12 +168,7 @@ async function startIn(
   opts: ClusterOptions,
 ): Promise<Cluster> {
   const dataDir = path.join(base, 'data');
-  const pwfile = path.join(base, 'pwfile');
-  fs.writeFileSync(pwfile, `${SUPERUSER_PASSWORD}\n`);
-  if (ids) {
-    fs.chownSync(base, ids.uid, ids.gid);
-    fs.chownSync(pwfile, ids.uid, ids.gid);
-  }
+  if (ids) fs.chownSync(base, ids.uid, ids.gid);
   const spawnOpts = { ...(ids ?? {}), env: { ...process.env, LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' } };
   // A template that cannot be made (a directory of another user's, a full disk): initdb says why.
   let template: string | undefined;
@@ -177,7 +176,7 @@ async function startIn(
     template = templateDir(bin, version, ids, spawnOpts);
   } catch {}
   if (template) execFileSync('cp', ['-a', template, dataDir], { stdio: 'pipe' });
-  else initdb(bin, dataDir, pwfile, spawnOpts);
+  else initdb(bin, dataDir, ids, spawnOpts);
   const port = await freePort();
   const settings: Record<string, string | number> = {
     port,
