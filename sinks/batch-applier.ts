@@ -142,6 +142,9 @@ export async function applyBatch(
 }
 
 /** The columns an update sets: every written one but the key's. */
+/** Key types whose equal values are equal bytes, and that an identity column may have. */
+const ONE_SPELLING = new Set(['smallint', 'integer', 'bigint']);
+
 const nonKeyColumns = (t: ApplyTable): string[] => t.columns.filter((c) => !t.key.some((k) => k.name === c));
 
 /** Tables (oids) that an update can never write (REPLACE_ALWAYS): replaced from their first refusal on. */
@@ -236,6 +239,7 @@ async function applyOnce(
       match,
       cols,
       nonKeyCols: nonKeyColumns(t).map(quoteIdent),
+      respelledKeyCols: t.key.filter((k) => !ONE_SPELLING.has(k.type)).map((k) => quoteIdent(k.name)),
     };
     if (twoWay) {
       const conflicts = await resolveConflicts(target, names, twoWay);

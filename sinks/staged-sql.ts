@@ -15,9 +15,17 @@ export interface StagedNames {
   /** Every written column, in a list. */
   cols: string;
   nonKeyCols: string[];
+  /**
+   * Key columns whose equal values may be spelled otherwise (a text key under a case-insensitive
+   * collation, citext, numeric's scale): an update rewrites them too, so that the row keeps the
+   * source's spelling. Integer columns are left out: one spelling each, and an identity GENERATED
+   * ALWAYS column cannot be set.
+   */
+  respelledKeyCols: string[];
 }
 
-const setFrom = (n: StagedNames, row: string) => n.nonKeyCols.map((c) => `${c} = ${row}.${c}`).join(', ');
+const setFrom = (n: StagedNames, row: string) =>
+  [...n.respelledKeyCols, ...n.nonKeyCols].map((c) => `${c} = ${row}.${c}`).join(', ');
 
 /** Deletes the batch's keys (only the gone ones with `goneOnly`). */
 export const deleteStagedSql = (n: StagedNames, goneOnly: boolean): string =>

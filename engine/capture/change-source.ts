@@ -39,11 +39,19 @@ export const CHANGE_SOURCE_KINDS = ['triggers', 'bucardo', 'logical'] as const;
 export type ChangeSourceKind = (typeof CHANGE_SOURCE_KINDS)[number];
 
 /** A captured table as a change source knows it: name, oid, and primary key (columns and types). */
+/**
+ * A key column's type with its collation, for a log's column or a cast: DISTINCT keys and their
+ * order are then the table's (under a case-insensitive collation 'A' and 'a' are one key).
+ */
+export const keyType = (k: { type: string; collation?: string }): string =>
+  k.collation ? `${k.type} COLLATE ${k.collation}` : k.type;
+
 export interface SourceTable {
   schema: string;
   name: string;
   oid: number;
-  key: { name: string; type: string }[];
+  /** `collation`: the column's, where it is not its type's own (KeyColumn.collation). */
+  key: { name: string; type: string; collation?: string }[];
   /** A table partitioned on the source: its batches read (and lock) its partitions too. */
   partitioned?: boolean;
   /**

@@ -281,7 +281,7 @@ export function replayShape(s: TableShape, t: TableShape): ReplayShape | null {
   return {
     schema: s.schema,
     name: s.name,
-    key: key.map((k) => ({ name: k.name, type: k.type })),
+    key: key.map((k) => ({ name: k.name, type: k.type, ...(k.collation ? { collation: k.collation } : {}) })),
     columns: written.map((c) => c.name),
     format: written.every(alike) ? 'binary' : 'text',
     keyFormat: key.every(alike) ? 'binary' : 'text',

@@ -26,6 +26,8 @@ export interface ColumnShape {
   missingValue: string | null;
   /** Whether the type's binary COPY form means the same on any server (catalog.ts). */
   binaryPortable: boolean;
+  /** The column's collation where it is not its type's own (catalog.ts's KeyColumn.collation). */
+  collation: string | null;
 }
 
 export interface PartitionShape {
@@ -79,10 +81,12 @@ SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS k
             'default', pg_get_expr(d.adbin, d.adrelid), 'missingDefault', a.atthasmissing,
             'missingValue', a.attmissingval::text,
             'binaryPortable', (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = ANY(${BINARY_SAFE}))
-              OR (t.typcategory = 'A' AND e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY(${BINARY_SAFE})))
+              OR (t.typcategory = 'A' AND e.typnamespace = 'pg_catalog'::regnamespace AND e.typname = ANY(${BINARY_SAFE})),
+            'collation', CASE WHEN a.attcollation NOT IN (0, t.typcollation) THEN format('%I.%I', cn.nspname, co.collname) END)
           ORDER BY a.attnum), '[]')
      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
      JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typelem <> 0
+     LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
   (SELECT coalesce(json_agg(a.attname ORDER BY k.pos), '[]')
      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)

@@ -70,8 +70,16 @@ export async function replayTableBatch(
     // order, which measured 1.5× faster than the keys' hash order.
     const order = keys.map((k) => `pgferry_k.${k}`).join(', ');
     const keyNames = new Set(t.key.map((k) => k.name));
+    // A present row's key as the table spells it, a gone row's as the log does: under a
+    // case-insensitive collation or citext the log may hold another spelling of the same key.
     const stagedCols = () =>
-      t.columns.map((c) => `${keyNames.has(c) ? 'pgferry_k' : 'pgferry_t'}.${quoteIdent(c)}`).join(', ');
+      t.columns
+        .map((c) =>
+          keyNames.has(c)
+            ? `coalesce(pgferry_t.${quoteIdent(c)}, pgferry_k.${quoteIdent(c)})`
+            : `pgferry_t.${quoteIdent(c)}`,
+        )
+        .join(', ');
     const staged = (keysQuery: string, extra = '') =>
       `COPY (SELECT ${stagedCols()}, pgferry_t.${keys[0]} IS NOT NULL${extra} FROM (${keysQuery}) pgferry_k
               LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`;

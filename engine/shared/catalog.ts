@@ -33,6 +33,12 @@ export interface KeyColumn {
    * differ between two servers.
    */
   collated: boolean;
+  /**
+   * The column's collation where it is not its type's own (quoted and schema-qualified), else
+   * null. Under a nondeterministic one, two spellings of a key are one key: whatever holds or
+   * compares keys on the column's behalf (a capture log, a cast) must carry it.
+   */
+  collation: string | null;
 }
 
 export interface TableInfo {
@@ -152,16 +158,26 @@ export async function listTables(
   const oids = selected.map((r) => r.oid);
 
   // Collation oids 950 and 951 are the built-in "C" and "POSIX": byte order everywhere.
-  const keyRows = await q<{ relid: number; name: string; type: string; type_oid: number; collated: boolean }>(
+  const keyRows = await q<{
+    relid: number;
+    name: string;
+    type: string;
+    type_oid: number;
+    collated: boolean;
+    collation: string | null;
+  }>(
     client,
     side,
     `SELECT i.indrelid::int AS relid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
             a.atttypid::int AS type_oid,
-            (a.attcollation NOT IN (0, 950, 951) OR t.typtype IN ('c', 'r', 'm')) AS collated
+            (a.attcollation NOT IN (0, 950, 951) OR t.typtype IN ('c', 'r', 'm')) AS collated,
+            CASE WHEN a.attcollation NOT IN (0, t.typcollation) THEN format('%I.%I', cn.nspname, co.collname) END AS collation
        FROM pg_index i
        CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos)
        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
        JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_collation co ON co.oid = a.attcollation
+       LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
       WHERE i.indisprimary AND i.indrelid = ANY($1::oid[])
       ORDER BY i.indrelid, k.pos`,
     [oids],
@@ -184,7 +200,13 @@ export async function listTables(
   const keys = new Map<number, KeyColumn[]>();
   for (const k of keyRows) {
     const list = keys.get(k.relid) ?? [];
-    list.push({ name: k.name, type: k.type, typeOid: k.type_oid, collated: k.collated });
+    list.push({
+      name: k.name,
+      type: k.type,
+      typeOid: k.type_oid,
+      collated: k.collated,
+      collation: k.collation,
+    });
     keys.set(k.relid, list);
   }
   const cols = new Map<number, Column[]>();

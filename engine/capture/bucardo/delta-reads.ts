@@ -64,7 +64,11 @@ const inBatch = (f: Followed, me: string, cutoff: string | null) =>
 /** The batch's distinct keys in key order, named as the table's key columns. */
 export function keysSql(f: Followed, me: string, cutoff: string | null): string {
   const cols = f.t.key.map((k) => quoteIdent(k.name));
-  return `SELECT DISTINCT ${cols.map((c) => `d.${c} AS ${c}`).join(', ')} FROM ${inBatch(f, me, cutoff)} ORDER BY ${cols.join(', ')}`;
+  // Under the key's collation (Bucardo's delta columns have their type's): one row per key.
+  const distinct = f.t.key.map(
+    (k, i) => `d.${cols[i]}${k.collation ? ` COLLATE ${k.collation}` : ''} AS ${cols[i]}`,
+  );
+  return `SELECT DISTINCT ${distinct.join(', ')} FROM ${inBatch(f, me, cutoff)} ORDER BY ${cols.join(', ')}`;
 }
 
 /**

@@ -8,7 +8,7 @@ import { qualified, quoteIdent, quoteLiteral, rollbackQuietly } from '../../../l
 import { columnsSigSql } from '../../drift/shape.js';
 import { q, simple } from '../../shared/db.js';
 import type { ChangeBatch, ReadOptions, SourceTable } from '../change-source.js';
-import { columnsChanged, SLICE_TRUNCATED } from '../change-source.js';
+import { columnsChanged, keyType, SLICE_TRUNCATED } from '../change-source.js';
 import { type Change, lsnOf } from './change-buffer.js';
 import type { SlotStream } from './stream.js';
 import { visibleIn } from './visibility.js';
@@ -148,6 +148,7 @@ function keysQuery(t: SourceTable, rows: Change[]): string {
   };
   const arrays = t.key.map((_, i) => array(rows.map((c) => c.key[i]!)));
   const cols = t.key.map((_, i) => `pgferry_c${i}`);
-  const select = t.key.map((k, i) => `${cols[i]}::${k.type} AS ${quoteIdent(k.name)}`).join(', ');
+  // The key's collation too: under a case-insensitive one two spellings are one key, one row.
+  const select = t.key.map((k, i) => `${cols[i]}::${keyType(k)} AS ${quoteIdent(k.name)}`).join(', ');
   return `SELECT DISTINCT ${select} FROM unnest(${arrays.join(', ')}) AS pgferry_k(${cols.join(', ')}) ORDER BY ${t.key.map((_, i) => i + 1).join(', ')}`;
 }

@@ -18,7 +18,7 @@ import { classify, dbError, PgferryError } from '../../../lib/errors.js';
 import { sleep } from '../../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
 import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
-import type { InstallOptions } from '../change-source.js';
+import { type InstallOptions, keyType } from '../change-source.js';
 
 /** The capture triggers of one run. */
 export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;
@@ -36,7 +36,7 @@ export interface CapturedTable {
   name: string;
   oid: number;
   logTable: string;
-  key: { name: string; type: string }[];
+  key: { name: string; type: string; collation?: string }[];
   partitioned: boolean;
 }
 
@@ -61,7 +61,11 @@ export function describeCapture(runId: string, t: TableInfo): CapturedTable {
     name: t.name,
     oid: t.oid,
     logTable: logTableName(runId, t.oid),
-    key: t.primaryKey.map((k) => ({ name: k.name, type: k.type })),
+    key: t.primaryKey.map((k) => ({
+      name: k.name,
+      type: k.type,
+      ...(k.collation ? { collation: k.collation } : {}),
+    })),
     partitioned: t.kind === 'p',
   };
 }
@@ -134,7 +138,7 @@ export function captureDdl(c: CapturedTable, origin?: string): string[] {
        ${LOG_OP} "char" NOT NULL,
        ${LOG_AT} timestamptz NOT NULL DEFAULT clock_timestamp(),
        ${LOG_REL} text,
-       ${c.key.map((k) => `${quoteIdent(k.name)} ${k.type}`).join(',\n       ')}
+       ${c.key.map((k) => `${quoteIdent(k.name)} ${keyType(k)}`).join(',\n       ')}
      ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
     `CREATE INDEX ON ${log} (${LOG_SEQ})`,
     `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
