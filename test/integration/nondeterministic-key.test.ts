@@ -1,8 +1,9 @@
 // Keys whose equality is not byte equality: a text key under a nondeterministic (case-insensitive)
-// ICU collation, and a citext key. Two spellings of one key are the same row, so an UPDATE that
-// changes only a key's case is not a key change to PostgreSQL (no second key is logged) and the
-// target's row with the old spelling is the row to rewrite: replay must write the source row's own
-// key (not the log's spelling) and rewrite the key on the target too, for every change source.
+// ICU collation, a citext key, a numeric key (1.5 = 1.500). Two spellings of one key are one row,
+// so an UPDATE that changes only a key's spelling is no key change to PostgreSQL (no second key
+// is logged), and the target's row with the old spelling is the row to rewrite: replay must write
+// the source row's own key (not the log's spelling) and rewrite the key on the target too, for
+// every change source.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,7 +33,9 @@ const SCHEMA = `CREATE EXTENSION citext;
   CREATE TABLE handles (h citext PRIMARY KEY);
   INSERT INTO handles SELECT 'Handle' || g FROM generate_series(1, 3000) g;
   CREATE TABLE tags (t text COLLATE ci, k int, note text, PRIMARY KEY (t, k));
-  INSERT INTO tags SELECT 'Tag' || (g % 100), g, 'x' FROM generate_series(1, 3000) g;`;
+  INSERT INTO tags SELECT 'Tag' || (g % 100), g, 'x' FROM generate_series(1, 3000) g;
+  CREATE TABLE prices (p numeric PRIMARY KEY, note text);
+  INSERT INTO prices SELECT g / 4.0, 'p' FROM generate_series(1, 3000) g;`;
 
 // Each statement commits alone: a later one reads the spelling an earlier one wrote.
 const CHANGES = [
@@ -45,6 +48,7 @@ const CHANGES = [
   "DELETE FROM handles WHERE right(h::text, 1) = '9'",
   `UPDATE tags SET t = lower(t) WHERE k % 5 = 0`,
   `UPDATE tags SET t = upper(t), note = 'y' WHERE k % 10 = 0`,
+  'UPDATE prices SET p = round(p, 3) WHERE p < 200',
 ];
 
 describe.each(['triggers', 'logical'] as const)(
