@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { sqlstateOf } from '../lib/errors.js';
+import { logColumns } from '../lib/log-columns.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
 import { CopyPipeError, pipeCopy } from './copy-pipe.js';
 import {
@@ -19,13 +20,7 @@ import {
   updatePresentSql,
   upsertPresentSql,
 } from './staged-sql.js';
-import {
-  AT_COLUMN,
-  type Conflict,
-  resolveConflicts,
-  type TwoWayBatch,
-  upsertStaged,
-} from './two-way-apply.js';
+import { type Conflict, resolveConflicts, type TwoWayBatch, upsertStaged } from './two-way-apply.js';
 
 export interface ApplyTable {
   schema: string;
@@ -67,9 +62,12 @@ export interface BatchSources {
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
 
-/** The staged stream's last column: a name no column of the table has. */
-function presentColumn(t: ApplyTable): string {
-  let name = 'pgferry_present';
+/**
+ * A staged stream's own column (the presence flag, two-way's time): `base`, with underscores
+ * added while the table has a column so named.
+ */
+function freeColumn(t: ApplyTable, base: string): string {
+  let name = base;
   while (t.columns.includes(name)) name += '_';
   return name;
 }
@@ -174,11 +172,11 @@ async function applyOnce(
   const keyCols = t.key.map((k) => quoteIdent(k.name));
   const cols = t.columns.map(quoteIdent).join(', ');
   const staged = batch.stagedOut !== undefined;
-  const present = quoteIdent(presentColumn(t));
+  const present = quoteIdent(freeColumn(t, 'pgferry_present'));
   // The batch's keys: a table of the key columns, or (staged) of every key's row and its flag.
   // Named for the columns too: a session's temporary table outlives a change of the table's shape.
   const twoWay = staged ? batch.twoWay : undefined;
-  const at = quoteIdent(AT_COLUMN);
+  const at = quoteIdent(freeColumn(t, 'pgferry_at'));
   const shape = createHash('md5')
     .update(`${cols}|${keyCols.join(',')}|${t.columnsSig ?? ''}|${twoWay ? 'two-way' : ''}`)
     .digest('hex')
@@ -240,6 +238,8 @@ async function applyOnce(
       cols,
       nonKeyCols: nonKeyColumns(t).map(quoteIdent),
       respelledKeyCols: t.key.filter((k) => !ONE_SPELLING.has(k.type)).map((k) => quoteIdent(k.name)),
+      atCol: at,
+      log: logColumns(t.key),
     };
     if (twoWay) {
       const conflicts = await resolveConflicts(target, names, twoWay);

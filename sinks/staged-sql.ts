@@ -1,6 +1,7 @@
 // The statements that write a staged batch into its table: the batch's rows are in a temporary
 // table (`pgferry_k`), each with a presence flag (false: the key is gone on the sending side).
 // Replay (batch-applier.ts) and two-way sync (two-way-apply.ts) write with the same ones.
+import type { LogColumns } from '../lib/log-columns.js';
 
 /** A staged batch's names, every identifier already quoted. */
 export interface StagedNames {
@@ -22,6 +23,9 @@ export interface StagedNames {
    * ALWAYS column cannot be set.
    */
   respelledKeyCols: string[];
+  /** Two-way sync: the staged rows' time column, and the names of the log's own columns. */
+  atCol: string;
+  log: LogColumns;
 }
 
 const setFrom = (n: StagedNames, row: string) =>

@@ -39,9 +39,6 @@ export interface Conflict {
   winner: ConflictWinner;
 }
 
-/** The staged stream's time column (each key's last change on the sending side). */
-export const AT_COLUMN = 'pgferry_at';
-
 /**
  * An application transaction on this side changed a key of the batch while it was applied: the
  * batch is rolled back and applied again, which then sees the change as a conflict.
@@ -49,8 +46,8 @@ export const AT_COLUMN = 'pgferry_at';
 export class ConflictRace extends Error {}
 
 const pending = (n: StagedNames, log: string) =>
-  `SELECT ${n.keyCols.map((c) => `l.${c}`).join(', ')}, max(l.pgferry_at) AS own_at FROM ${log} l
-    WHERE l.pgferry_op <> 'T' AND (${n.keyCols.map((c) => `l.${c}`).join(', ')}) IN (SELECT ${n.keyCols.join(', ')} FROM ${n.temp})
+  `SELECT ${n.keyCols.map((c) => `l.${c}`).join(', ')}, max(l.${n.log.at}) AS own_at FROM ${log} l
+    WHERE l.${n.log.op} <> 'T' AND (${n.keyCols.map((c) => `l.${c}`).join(', ')}) IN (SELECT ${n.keyCols.join(', ')} FROM ${n.temp})
     GROUP BY ${n.keyCols.map((c) => `l.${c}`).join(', ')}`;
 
 /**
@@ -68,7 +65,7 @@ export async function resolveConflicts(
   );
   const ownWins =
     twoWay.rule === 'latest'
-      ? `(p.own_at > pgferry_k.${AT_COLUMN} OR (p.own_at = pgferry_k.${AT_COLUMN} AND ${twoWay.tie === 'own'}))`
+      ? `(p.own_at > pgferry_k.${n.atCol} OR (p.own_at = pgferry_k.${n.atCol} AND ${twoWay.tie === 'own'}))`
       : String(twoWay.rule === 'own');
   const keyText = `ARRAY[${n.keyCols.map((c) => `p.${c}::text`).join(', ')}]`;
   const { rows } = await target.query<{ key: string[]; own: boolean }>(

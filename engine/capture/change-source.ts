@@ -114,8 +114,8 @@ export interface ChangeBatch {
    */
   keys: string;
   /**
-   * The same keys with each one's last change time (column pgferry_at), in key order: two-way
-   * sync resolves a key changed on both sides by it. The trigger source only.
+   * The same keys with each one's last change time (the log's `at` column, lib/log-columns.ts),
+   * in key order: two-way sync resolves a key changed on both sides by it. The trigger source only.
    */
   keysAt?: string;
   /**

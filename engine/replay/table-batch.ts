@@ -4,6 +4,7 @@
 // which commits the target; only then does the source consume what the batch read.
 
 import { crashPoint } from '../../lib/crash-point.js';
+import { logColumns } from '../../lib/log-columns.js';
 import { qualified, quoteIdent } from '../../lib/sql.js';
 import { type ApplyTable, applyBatch } from '../../sinks/batch-applier.js';
 import type { Conflict, TwoWayBatch } from '../../sinks/two-way-apply.js';
@@ -84,7 +85,7 @@ export async function replayTableBatch(
       `COPY (SELECT ${stagedCols()}, pgferry_t.${keys[0]} IS NOT NULL${extra} FROM (${keysQuery}) pgferry_k
               LEFT JOIN ${from} AS pgferry_t ON ${match.join(' AND ')} ORDER BY ${order}) TO STDOUT${fmt(t.format)}`;
     const stagedOut = twoWay
-      ? staged(batch.keysAt ?? batch.keys, batch.keysAt ? ', pgferry_k.pgferry_at' : ', now()')
+      ? staged(batch.keysAt ?? batch.keys, batch.keysAt ? `, pgferry_k.${logColumns(t.key).at}` : ', now()')
       : mayStage && stageable(t)
         ? staged(batch.keys)
         : undefined;

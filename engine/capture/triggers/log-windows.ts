@@ -1,16 +1,16 @@
 // The SQL that bounds a batch's rows in a trigger log (trigger-source.ts): the key columns, a
 // slice's filter, and the last position of a window of the oldest rows.
+import { logColumns } from '../../../lib/log-columns.js';
 import { quoteIdent, quoteLiteral } from '../../../lib/sql.js';
 import type { Slice, SourceTable } from '../change-source.js';
-import { LOG_OP, LOG_SEQ } from './triggers.js';
 
 /**
  * The last position among the log's oldest `rows` rows, read through its index. A range up to it
  * with a lower bound (positions are positive) is read through the index too, even before the log
  * has statistics.
  */
-export const lastPosition = (log: string, rows: number) =>
-  `(SELECT max(${LOG_SEQ}) FROM (SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${rows}) pgferry_c)`;
+export const lastPosition = (log: string, seq: string, rows: number) =>
+  `(SELECT max(${seq}) FROM (SELECT ${seq} FROM ${log} ORDER BY ${seq} LIMIT ${rows}) pgferry_c)`;
 
 /** The key columns, quoted. */
 export const keyIdents = (t: SourceTable): string[] => t.key.map((k) => quoteIdent(k.name));
@@ -26,5 +26,5 @@ export function sliceFilter(t: SourceTable, slice: Slice | undefined): string {
     slice.from ? `${key} >= ${bound(slice.from)}` : null,
     slice.to ? `${key} < ${bound(slice.to)}` : null,
   ].filter((c): c is string => c !== null);
-  return `(${LOG_OP} = 'T' OR (${range.join(' AND ') || 'true'}))`;
+  return `(${logColumns(t.key).op} = 'T' OR (${range.join(' AND ') || 'true'}))`;
 }

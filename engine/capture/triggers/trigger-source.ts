@@ -5,6 +5,7 @@
 // and commits late is simply in a later batch.
 import type pg from 'pg';
 import { PgferryError, stateOf } from '../../../lib/errors.js';
+import { logColumns } from '../../../lib/log-columns.js';
 import { qualified, rollbackQuietly } from '../../../lib/sql.js';
 import { columnsSigSql } from '../../drift/shape.js';
 import { PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
@@ -32,16 +33,7 @@ import {
   registerRun,
 } from '../registry.js';
 import { keyIdents, lastPosition, sliceFilter } from './log-windows.js';
-import {
-  type CapturedTable,
-  describeCapture,
-  installCapture,
-  LOG_AT,
-  LOG_OP,
-  LOG_REL,
-  LOG_SEQ,
-  uninstallCapture,
-} from './triggers.js';
+import { type CapturedTable, describeCapture, installCapture, uninstallCapture } from './triggers.js';
 
 /** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
 interface TriggerBatch extends ChangeBatch {
@@ -125,7 +117,7 @@ export class TriggerSource implements ChangeSource {
     if (tables.length === 0) return [];
     const parts = tables.map(
       (t, i) =>
-        `SELECT ${i} AS i, count(*)::int AS n, extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}`,
+        `SELECT ${i} AS i, count(*)::int AS n, extract(epoch FROM clock_timestamp() - min(${logColumns(t.key).at}))::float8 AS lag FROM ${qualified(PGFERRY_SCHEMA, this.log(t))}`,
     );
     // Prepared once per session (replay asks every round): planning a union of every log costs
     // more than running it on small logs.
@@ -150,6 +142,7 @@ export class TriggerSource implements ChangeSource {
   ): Promise<TriggerBatch | null | typeof SLICE_TRUNCATED> {
     const log = qualified(PGFERRY_SCHEMA, this.log(t));
     const name = `${t.schema}.${t.name}`;
+    const { seq, op, at, rel } = logColumns(t.key);
     // The table is locked before the snapshot is taken (LOCK takes none): a schema change cannot
     // commit between the snapshot and the read of the rows, so the columns seen in the snapshot
     // are the ones the rows are read with. Without it, a table rewritten meanwhile (ALTER COLUMN
@@ -165,25 +158,25 @@ export class TriggerSource implements ChangeSource {
     // the writing transaction's id, shared by its rows, so rows past the window's cut may hold the
     // last position: the head counts exactly the rows between the two, which the keys query and
     // the consume then cover, TRUNCATEs and inserts and deletes included.
-    const aggregates = `coalesce(bool_or(${LOG_OP} = 'T'), false) AS trunc,
-              count(*) FILTER (WHERE ${LOG_OP} = 'I')::int AS ins,
-              count(*) FILTER (WHERE ${LOG_OP} = 'D')::int AS del,
-              extract(epoch FROM clock_timestamp() - min(${LOG_AT}))::float8 AS lag,
+    const aggregates = `coalesce(bool_or(${op} = 'T'), false) AS trunc,
+              count(*) FILTER (WHERE ${op} = 'I')::int AS ins,
+              count(*) FILTER (WHERE ${op} = 'D')::int AS del,
+              extract(epoch FROM clock_timestamp() - min(${at}))::float8 AS lag,
               ${columnsSigSql(String(t.oid))} AS sig`;
     // A slice's batch is its rows of every position up to the last of the oldest limit × slices
     // rows, that position's rows past the cut included, as sliceRanges sampled them: a transaction
     // bigger than the window is then split between the slices by its keys, not left to the slice
     // its first rows' keys missed. Those rows are the window itself, read once.
     const upTo =
-      slice && limit !== null ? `${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, limit * slice.of)} AND ` : '';
+      slice && limit !== null ? `${seq} BETWEEN 0 AND ${lastPosition(log, seq, limit * slice.of)} AND ` : '';
     const headSql =
       limit === null || slice
-        ? `SELECT count(*)::int AS n, min(${LOG_SEQ})::text AS first, max(${LOG_SEQ})::text AS cutoff, ${aggregates}
+        ? `SELECT count(*)::int AS n, min(${seq})::text AS first, max(${seq})::text AS cutoff, ${aggregates}
              FROM ${log} WHERE ${upTo}${sliceFilter(t, slice)}`
-        : `WITH pgferry_w AS (SELECT min(${LOG_SEQ}) AS pgferry_first, max(${LOG_SEQ}) AS pgferry_cutoff
-                                FROM (SELECT ${LOG_SEQ} FROM ${log} ORDER BY ${LOG_SEQ} LIMIT ${limit}) s)
+        : `WITH pgferry_w AS (SELECT min(${seq}) AS pgferry_first, max(${seq}) AS pgferry_cutoff
+                                FROM (SELECT ${seq} FROM ${log} ORDER BY ${seq} LIMIT ${limit}) s)
            SELECT count(*)::int AS n, min(pgferry_first)::text AS first, min(pgferry_cutoff)::text AS cutoff, ${aggregates}
-             FROM pgferry_w JOIN ${log} ON ${LOG_SEQ} BETWEEN pgferry_first AND pgferry_cutoff`;
+             FROM pgferry_w JOIN ${log} ON ${seq} BETWEEN pgferry_first AND pgferry_cutoff`;
     try {
       type Head = {
         n: number;
@@ -223,13 +216,13 @@ export class TriggerSource implements ChangeSource {
         throw new PgferryError('PGFERRY_SOURCE_QUERY', `bad log position ${head.first}..${head.cutoff}`);
       // Exactly the visible rows up to cutoff (none below first is visible): a two-sided range lets
       // the planner use the log's index even before the log has statistics.
-      const inBatch = `${LOG_SEQ} BETWEEN ${head.first} AND ${head.cutoff} AND ${sliceFilter(t, slice)}`;
+      const inBatch = `${seq} BETWEEN ${head.first} AND ${head.cutoff} AND ${sliceFilter(t, slice)}`;
       const truncates = head.trunc
         ? (
             await q<{ rel: string }>(
               client,
               'source',
-              `SELECT DISTINCT ${LOG_REL} AS rel FROM ${log} WHERE ${inBatch} AND ${LOG_OP} = 'T'`,
+              `SELECT DISTINCT ${rel} AS rel FROM ${log} WHERE ${inBatch} AND ${op} = 'T'`,
             )
           ).map((r) => r.rel)
         : [];
@@ -237,8 +230,8 @@ export class TriggerSource implements ChangeSource {
         changes: head.n,
         lagSeconds: head.lag ?? 0,
         truncates,
-        keys: `SELECT DISTINCT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' ORDER BY ${keyCols}`,
-        keysAt: `SELECT ${keyCols}, max(${LOG_AT}) AS ${LOG_AT} FROM ${log} WHERE ${inBatch} AND ${LOG_OP} <> 'T' GROUP BY ${keyCols} ORDER BY ${keyCols}`,
+        keys: `SELECT DISTINCT ${keyCols} FROM ${log} WHERE ${inBatch} AND ${op} <> 'T' ORDER BY ${keyCols}`,
+        keysAt: `SELECT ${keyCols}, max(${at}) AS ${at} FROM ${log} WHERE ${inBatch} AND ${op} <> 'T' GROUP BY ${keyCols} ORDER BY ${keyCols}`,
         inserted: head.ins,
         deleted: head.del,
         log,
@@ -269,6 +262,7 @@ export class TriggerSource implements ChangeSource {
   async sliceRanges(client: pg.Client, t: SourceTable, count: number, limit: number): Promise<Slice[]> {
     const cols = keyIdents(t);
     const log = qualified(PGFERRY_SCHEMA, this.log(t));
+    const { seq, op } = logColumns(t.key);
     const rows = await q<{ tile: number; key: string[] }>(
       client,
       'source',
@@ -276,7 +270,7 @@ export class TriggerSource implements ChangeSource {
        FROM (SELECT ${cols.join(', ')}, ntile(${count}) OVER (ORDER BY ${cols.join(', ')}) AS pgferry_tile
                FROM (SELECT ${cols.join(', ')}, row_number() OVER () AS pgferry_n
                        FROM (SELECT ${cols.join(', ')} FROM ${log}
-                              WHERE ${LOG_OP} <> 'T' AND ${LOG_SEQ} BETWEEN 0 AND ${lastPosition(log, limit * count)}) w0) w
+                              WHERE ${op} <> 'T' AND ${seq} BETWEEN 0 AND ${lastPosition(log, seq, limit * count)}) w0) w
               WHERE pgferry_n % 8 = 0) x
       ORDER BY pgferry_tile, ${cols.join(', ')}`,
       [],

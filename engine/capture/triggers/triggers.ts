@@ -15,6 +15,7 @@
 // consume the other's changes. pgferry.runs is the registry of those runs (engine/capture/registry.ts).
 import type pg from 'pg';
 import { classify, dbError, PgferryError } from '../../../lib/errors.js';
+import { logColumns } from '../../../lib/log-columns.js';
 import { sleep } from '../../../lib/sleep.js';
 import { qualified, quoteIdent, quoteLiteral } from '../../../lib/sql.js';
 import { displayName, PGFERRY_SCHEMA, type TableInfo } from '../../shared/catalog.js';
@@ -23,12 +24,6 @@ import { type InstallOptions, keyType } from '../change-source.js';
 /** The capture triggers of one run. */
 export const triggerRow = (runId: string) => `pgferry_capture_${runId}`;
 export const triggerTruncate = (runId: string) => `pgferry_capture_truncate_${runId}`;
-
-/** Columns of every log table besides the key. Prefixed so that no key column can collide. */
-export const LOG_SEQ = 'pgferry_seq';
-export const LOG_OP = 'pgferry_op';
-export const LOG_AT = 'pgferry_at';
-export const LOG_REL = 'pgferry_rel';
 
 export interface CapturedTable {
   runId: string;
@@ -83,10 +78,11 @@ export const ORIGIN_SETTING = 'pgferry.origin';
  */
 export function captureFunctions(c: CapturedTable, origin?: string): string[] {
   const log = qualified(PGFERRY_SCHEMA, c.logTable);
+  const L = logColumns(c.key);
   const keyCols = c.key.map((k) => quoteIdent(k.name));
   const row = (rec: 'NEW' | 'OLD') => keyCols.map((k) => `${rec}.${k}`).join(', ');
   const insert = (op: string, rec: 'NEW' | 'OLD') =>
-    `INSERT INTO ${log} (${LOG_OP}, ${keyCols.join(', ')}) VALUES ('${op}', ${row(rec)});`;
+    `INSERT INTO ${log} (${L.op}, ${keyCols.join(', ')}) VALUES ('${op}', ${row(rec)});`;
   const keyChanged = `(${row('OLD')}) IS DISTINCT FROM (${row('NEW')})`;
   const skip = origin
     ? `IF current_setting('${ORIGIN_SETTING}', true) = ${quoteLiteral(origin)} THEN RETURN NULL; END IF;`
@@ -116,7 +112,7 @@ END
     `CREATE OR REPLACE FUNCTION ${fn(c, 'truncate')}() RETURNS trigger LANGUAGE plpgsql ${definer} AS ${quoteLiteral(`
 BEGIN
   ${skip}
-  INSERT INTO ${log} (${LOG_OP}, ${LOG_REL}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
+  INSERT INTO ${log} (${L.op}, ${L.rel}) VALUES ('T', format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
   RETURN NULL;
 END
 `)}`,
@@ -126,6 +122,7 @@ END
 /** The DDL that creates one table's log, functions and row trigger (not the TRUNCATE triggers). */
 export function captureDdl(c: CapturedTable, origin?: string): string[] {
   const log = qualified(PGFERRY_SCHEMA, c.logTable);
+  const L = logColumns(c.key);
   const table = qualified(c.schema, c.name);
   return [
     // The position is the writing transaction's id, not a sequence: under concurrent writers a
@@ -134,13 +131,13 @@ export function captureDdl(c: CapturedTable, origin?: string): string[] {
     // with an identity primary key, +0.07 ms with txid_current() and a plain index). Batches are
     // still windows of positions (trigger-source.ts), a transaction's rows always in one.
     `CREATE TABLE ${log} (
-       ${LOG_SEQ} bigint NOT NULL DEFAULT txid_current(),
-       ${LOG_OP} "char" NOT NULL,
-       ${LOG_AT} timestamptz NOT NULL DEFAULT clock_timestamp(),
-       ${LOG_REL} text,
+       ${L.seq} bigint NOT NULL DEFAULT txid_current(),
+       ${L.op} "char" NOT NULL,
+       ${L.at} timestamptz NOT NULL DEFAULT clock_timestamp(),
+       ${L.rel} text,
        ${c.key.map((k) => `${quoteIdent(k.name)} ${keyType(k)}`).join(',\n       ')}
      ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000)`,
-    `CREATE INDEX ON ${log} (${LOG_SEQ})`,
+    `CREATE INDEX ON ${log} (${L.seq})`,
     `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
     ...captureFunctions(c, origin),
     `CREATE TRIGGER ${quoteIdent(triggerRow(c.runId))} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c, 'row')}()`,
@@ -278,7 +275,7 @@ export async function capturePartition(
     );
     if (!rows[0]?.present) await client.query(truncateTrigger(c, partition));
     const res = await client.query(
-      `INSERT INTO ${log} (${LOG_OP}, ${keyCols}) SELECT 'U', ${keyCols} FROM ${qualified(partition.schema, partition.name)}`,
+      `INSERT INTO ${log} (${logColumns(c.key).op}, ${keyCols}) SELECT 'U', ${keyCols} FROM ${qualified(partition.schema, partition.name)}`,
     );
     await client.query('COMMIT');
     return res.rowCount ?? 0;
