@@ -15,6 +15,7 @@ import { hasKeptTriggers, restoreTriggers } from '../two-way/triggers.js';
 
 import { removeBucardoConsumers } from './bucardo/cleanup.js';
 import { dropSlot, logicalObjects } from './logical/slot.js';
+import { foreignObjects, OWN_FUNCTION, OWN_RELATION } from './own-objects.js';
 import {
   ALIVE_SECONDS,
   CAPTURED_TABLE,
@@ -47,9 +48,37 @@ const runPatterns = (runId: string) => ({
   logs: `log\\_${runId}\\_%`,
 });
 
+/**
+ * Every run's objects: pgferry's tables and functions in its schema, by name (own-objects.ts), then
+ * the schema itself unless something else is in it, which is never dropped with it.
+ */
+async function ownObjects(client: pg.Client): Promise<(Removed & { sql: string })[]> {
+  const objects = await q<Removed & { sql: string }>(
+    client,
+    'source',
+    `SELECT 'function' AS kind, p.oid::regprocedure::text AS name, format('DROP FUNCTION %s', p.oid::regprocedure) AS sql
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 AND p.proname ~ $3
+     UNION ALL
+     SELECT 'table', n.nspname || '.' || c.relname, format('DROP TABLE %I.%I', n.nspname, c.relname)
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname ~ $2
+     ORDER BY 1, 2`,
+    [PGFERRY_SCHEMA, OWN_RELATION, OWN_FUNCTION],
+  );
+  const [schema] = await q<{ exists: boolean }>(
+    client,
+    'source',
+    'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists',
+    [PGFERRY_SCHEMA],
+  );
+  if (schema?.exists && (await foreignObjects(client, 'source')).length === 0)
+    objects.push({ kind: 'schema', name: PGFERRY_SCHEMA, sql: `DROP SCHEMA ${quoteIdent(PGFERRY_SCHEMA)}` });
+  return objects;
+}
+
 async function inventory(client: pg.Client, runId: string | undefined): Promise<Inventory> {
-  const fnFilter = runId ? 'AND (p.proname LIKE $2 OR p.proname LIKE $3)' : '';
-  const params = runId ? [PGFERRY_SCHEMA, ...runPatterns(runId).functions] : [PGFERRY_SCHEMA];
+  const fnFilter = runId ? 'AND (p.proname LIKE $2 OR p.proname LIKE $3)' : 'AND p.proname ~ $2';
+  const params = runId ? [PGFERRY_SCHEMA, ...runPatterns(runId).functions] : [PGFERRY_SCHEMA, OWN_FUNCTION];
   const triggers = await q<{ name: string; tbl: string; sql: string }>(
     client,
     'source',
@@ -75,23 +104,7 @@ async function inventory(client: pg.Client, runId: string | undefined): Promise<
           ORDER BY 1, 2`,
         [PGFERRY_SCHEMA, ...runPatterns(runId).functions, runPatterns(runId).logs],
       )
-    : (
-        await q<{ kind: string; name: string }>(
-          client,
-          'source',
-          `SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' ELSE 'relation' END AS kind,
-                  n.nspname || '.' || c.relname AS name
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = $1 AND c.relkind IN ('r', 'S', 'v', 'p')
-           UNION ALL
-           SELECT 'function', p.oid::regprocedure::text
-             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
-           UNION ALL
-           SELECT 'schema', nspname FROM pg_namespace WHERE nspname = $1
-           ORDER BY 1, 2`,
-          [PGFERRY_SCHEMA],
-        )
-      ).map((o) => ({ ...o, sql: null }));
+    : await ownObjects(client);
   return {
     triggers: triggers.map((t) => ({ kind: 'trigger', name: `${t.name} on ${t.tbl}`, sql: t.sql })),
     objects,
@@ -166,8 +179,8 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
         for (const t of triggers) await client.query(t.sql);
         for (const p of logical.publications)
           await client.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(p)}`);
+        for (const o of objects) if (o.sql) await client.query(o.sql);
         if (opts.runId) {
-          for (const o of objects) if (o.sql) await client.query(o.sql);
           if (runs.length > 0) {
             await client.query(`DELETE FROM ${qualified(PGFERRY_SCHEMA, CAPTURED_TABLE)} WHERE run_id = $1`, [
               opts.runId,
@@ -176,8 +189,6 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
               opts.runId,
             ]);
           }
-        } else {
-          await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(PGFERRY_SCHEMA)} CASCADE`);
         }
         await client.query('COMMIT');
         // A slot cannot be dropped inside a transaction block that wrote: after the commit.

@@ -1,6 +1,7 @@
 // Preflight's look at what else the source holds: sequences (readable?), materialized views,
 // large objects (not migrated), extensions; and whether the capture schema can be created.
 import type pg from 'pg';
+import { foreignObjects, schemaTaken } from '../capture/own-objects.js';
 import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import { q } from '../shared/db.js';
 import type { Findings } from './findings.js';
@@ -21,6 +22,9 @@ export async function checkSourceObjects(
       fix: `GRANT CREATE ON DATABASE ${opts.source.database} TO ${opts.source.user}`,
     });
   }
+  // Every mode: the schema's tables are left out of the copy, and cleanup must never drop them.
+  const foreign = await foreignObjects(src, 'source');
+  if (foreign.length > 0) problems.push(schemaTaken(foreign));
   for (const s of objects.seqs.filter((s) => !s.readable)) {
     problems.push({
       code: 'no-sequence-privilege',

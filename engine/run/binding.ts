@@ -2,12 +2,14 @@
 // check has passed (so a refused run, run again, is a new run, never a "resume" that deletes rows
 // on a database pgferry did not fill); a resume must find the same servers, identified by what
 // they are, and a target carrying this run's mark.
+
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, RunSetup } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
 import type { ChangeSourceKind } from '../capture/change-source.js';
+import { foreignObjects, schemaTaken } from '../capture/own-objects.js';
 import { captureProblems } from '../capture/sources.js';
 import { refuseInterruptedCutover } from '../cutover/freeze-record.js';
 import { sortingDifference } from '../preflight/collations.js';
@@ -146,6 +148,15 @@ async function checkNewRun(opts: BindOptions): Promise<void> {
       `${dependents.map(describeDependent).join('; ')}: ${dependentFix(first)}`,
       { side: 'source', object: first.object },
     );
+  }
+  const foreign = await foreignObjects(opts.src, 'source');
+  if (foreign.length > 0) {
+    const taken = schemaTaken(foreign);
+    throw new PgferryError('PGFERRY_PREFLIGHT_PROBLEMS', taken.message, {
+      side: 'source',
+      object: taken.object,
+      hint: taken.fix,
+    });
   }
   for (const t of tablesWithoutKey(selected)) {
     if (!opts.copyOnly) {

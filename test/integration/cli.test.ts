@@ -158,19 +158,19 @@ describe('a run driven by environment variables', () => {
   it('cleanup removes the pgferry schema and its triggers, and a second run finds nothing', async () => {
     await source.query(
       `CREATE SCHEMA pgferry;
-       CREATE TABLE pgferry.log_items (id int);
-       CREATE FUNCTION pgferry.capture() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
-       CREATE TRIGGER pgferry_capture AFTER INSERT ON public.items FOR EACH ROW EXECUTE FUNCTION pgferry.capture();`,
+       CREATE TABLE pgferry.log_abc123_16400 (id int);
+       CREATE FUNCTION pgferry.capture_row_abc123_16400() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+       CREATE TRIGGER pgferry_capture_abc123 AFTER INSERT ON public.items FOR EACH ROW EXECUTE FUNCTION pgferry.capture_row_abc123_16400();`,
       [],
       'app',
     );
     const first = await runCli(['cleanup', '--source', source.url({ db: 'app' })]);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toContain('trigger pgferry_capture on items');
-    expect(first.stdout).toContain('table pgferry.log_items');
+    expect(first.stdout).toContain('trigger pgferry_capture_abc123 on items');
+    expect(first.stdout).toContain('table pgferry.log_abc123_16400');
     expect(first.stdout).toContain('schema pgferry');
     const left = await source.query<{ n: string }>(
-      "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry') + (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgferry_capture') AS n",
+      "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'pgferry') + (SELECT count(*) FROM pg_trigger WHERE tgname = 'pgferry_capture_abc123') AS n",
       [],
       'app',
     );
@@ -178,5 +178,61 @@ describe('a run driven by environment variables', () => {
     const second = await runCli(['cleanup', '--source', source.url({ db: 'app' })]);
     expect(second.code).toBe(0);
     expect(second.stdout).toContain('nothing to remove');
+  });
+
+  it("cleanup never drops what is not pgferry's in a schema named pgferry, and migrate refuses such a source", async () => {
+    await Promise.all([source.query('CREATE DATABASE taken'), target.query('CREATE DATABASE taken')]);
+    await source.query(
+      `CREATE TABLE items (id int PRIMARY KEY);
+       CREATE SCHEMA pgferry;
+       CREATE TABLE pgferry.orders (id int PRIMARY KEY);
+       INSERT INTO pgferry.orders VALUES (1), (2);
+       CREATE FUNCTION pgferry.audit() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+       CREATE TRIGGER audit AFTER INSERT ON public.items FOR EACH ROW EXECUTE FUNCTION pgferry.audit();
+       CREATE TABLE pgferry.log_abc123_16400 (id int);`,
+      [],
+      'taken',
+    );
+    const cleaned = await runCli(['cleanup', '--source', source.url({ db: 'taken' })]);
+    expect(cleaned.code, cleaned.stderr).toBe(0);
+    expect(cleaned.stdout).toContain('table pgferry.log_abc123_16400');
+    expect(cleaned.stdout).not.toContain('orders');
+    expect(cleaned.stdout).not.toContain('audit');
+    const kept = await source.query<{ n: number; t: number }>(
+      "SELECT (SELECT count(*)::int FROM pgferry.orders) AS n, (SELECT count(*)::int FROM pg_trigger WHERE tgname = 'audit') AS t",
+      [],
+      'taken',
+    );
+    expect(kept).toEqual([{ n: 2, t: 1 }]);
+    const state = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pgferry-taken-')), 'state.sqlite');
+    for (const mode of ['--copy-only', '--exit-when-synced']) {
+      const refused = await runCli([
+        'migrate',
+        '--source',
+        source.url({ db: 'taken' }),
+        '--target',
+        target.url({ db: 'taken' }),
+        '--state',
+        state,
+        mode,
+      ]);
+      expect(refused.code, refused.stderr.slice(-1000)).toBe(1);
+      expect(refused.stderr).toContain('PGFERRY_PREFLIGHT_PROBLEMS');
+      expect(refused.stderr).toMatch(
+        /schema "pgferry" is not pgferry's: it holds pgferry\.audit\(\), pgferry\.orders/,
+      );
+    }
+    const preflight = await runCli([
+      'preflight',
+      '--source',
+      source.url({ db: 'taken' }),
+      '--target',
+      target.url({ db: 'taken' }),
+    ]);
+    expect(preflight.code, preflight.stderr.slice(-1000)).toBe(1);
+    expect(preflight.stdout).toMatch(/schema "pgferry" is not pgferry's/);
+    expect(
+      await source.query("SELECT relname FROM pg_class WHERE relname IN ('runs', 'captured')", [], 'taken'),
+    ).toEqual([]);
   });
 });
