@@ -8,14 +8,15 @@ import { PGFERRY_SCHEMA } from '../shared/catalog.js';
 import { q } from '../shared/db.js';
 
 /**
- * Relations pgferry creates in its schema: the run registry, the capture logs (and a log's owned
- * sequence, from runs made before logs had none), two-way sync's kept triggers, and on a target
- * the run mark and the copy's chunk marks (with their indexes and TOAST, which go with them).
+ * Relations pgferry creates in its schema: the run registry, the capture logs (log_<run>_<oid>;
+ * log_<oid> from versions before runs had ids; a log's owned sequence, from versions before logs
+ * had none), two-way sync's kept triggers, and on a target the run mark and the copy's chunk marks
+ * (with their indexes and TOAST, which go with them).
  */
 export const OWN_RELATION =
-  '^(runs|captured|two_way_triggers|run|copied_chunks|log_[0-9a-f]+_[0-9]+(_.+_seq)?)$';
-/** The capture's trigger functions. */
-export const OWN_FUNCTION = '^capture_(row|truncate)_[0-9a-f]+_[0-9]+$';
+  '^(runs|captured|two_way_triggers|run|copied_chunks|log_([0-9a-f]+_)?[0-9]+(_.+_seq)?)$';
+/** The capture's trigger functions (capture_row_<run>_<oid>, or capture_row_<oid> before run ids). */
+export const OWN_FUNCTION = '^capture_(row|truncate)_([0-9a-f]+_)?[0-9]+$';
 
 /**
  * Objects in the pgferry schema that are not pgferry's: relations, functions and types of their

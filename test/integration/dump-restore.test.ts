@@ -56,8 +56,8 @@ INSERT INTO notes SELECT 'note ' || g, g FROM generate_series(1, 500) g;
 CREATE MATERIALIZED VIEW spend AS SELECT customer, sum(total) AS total FROM orders GROUP BY customer;
 -- A pgferry run's capture on the source: its schema is not dumped, its trigger must not be restored.
 CREATE SCHEMA pgferry;
-CREATE FUNCTION pgferry.capture_row_x() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-CREATE TRIGGER pgferry_capture_x AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION pgferry.capture_row_x();
+CREATE FUNCTION pgferry.capture_row_abc123_16400() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER pgferry_capture_abc123 AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION pgferry.capture_row_abc123_16400();
 `;
 
 const args = (db: string, extra: string[]) => [
