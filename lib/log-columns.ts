@@ -14,13 +14,16 @@ export interface LogColumns {
   rel: string;
 }
 
+/** `base`, with underscores added while one of the `taken` column names is it. */
+export function freeName(base: string, taken: readonly string[]): string {
+  let name = base;
+  while (taken.includes(name)) name += '_';
+  return name;
+}
+
 export function logColumns(key: readonly { name: string }[]): LogColumns {
-  const taken = new Set(key.map((k) => k.name));
-  const free = (base: string) => {
-    let name = base;
-    while (taken.has(name)) name += '_';
-    return name;
-  };
+  const names = key.map((k) => k.name);
+  const free = (base: string) => freeName(base, names);
   return {
     seq: free('pgferry_seq'),
     op: free('pgferry_op'),

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { sqlstateOf } from '../lib/errors.js';
-import { logColumns } from '../lib/log-columns.js';
+import { freeName, logColumns } from '../lib/log-columns.js';
 import { qualified, quoteIdent, rollbackQuietly } from '../lib/sql.js';
 import { CopyPipeError, pipeCopy } from './copy-pipe.js';
 import {
@@ -61,16 +61,6 @@ export interface BatchSources {
 }
 
 const fmt = (f: 'binary' | 'text') => (f === 'binary' ? ' WITH (FORMAT binary)' : '');
-
-/**
- * A staged stream's own column (the presence flag, two-way's time): `base`, with underscores
- * added while the table has a column so named.
- */
-function freeColumn(t: ApplyTable, base: string): string {
-  let name = base;
-  while (t.columns.includes(name)) name += '_';
-  return name;
-}
 
 /**
  * A staged row could not be held (a column of a domain type that refuses NULL, which a gone row's
@@ -172,11 +162,11 @@ async function applyOnce(
   const keyCols = t.key.map((k) => quoteIdent(k.name));
   const cols = t.columns.map(quoteIdent).join(', ');
   const staged = batch.stagedOut !== undefined;
-  const present = quoteIdent(freeColumn(t, 'pgferry_present'));
+  const present = quoteIdent(freeName('pgferry_present', t.columns));
   // The batch's keys: a table of the key columns, or (staged) of every key's row and its flag.
   // Named for the columns too: a session's temporary table outlives a change of the table's shape.
   const twoWay = staged ? batch.twoWay : undefined;
-  const at = quoteIdent(freeColumn(t, 'pgferry_at'));
+  const at = quoteIdent(freeName('pgferry_at', t.columns));
   const shape = createHash('md5')
     .update(`${cols}|${keyCols.join(',')}|${t.columnsSig ?? ''}|${twoWay ? 'two-way' : ''}`)
     .digest('hex')
