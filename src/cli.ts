@@ -235,12 +235,14 @@ export function buildProgram(): Command {
       "remove only this run's capture (triggers, functions, log tables, registry rows; default: every run's)",
     )
     .option('--force', 'remove the capture of a live run too (the run then stops: PGFERRY_CAPTURE_REMOVED)')
-    .option('--json', 'print what was removed as JSON')
+    .option('--json', 'print what was removed (and what was kept) as JSON')
     .addHelpText(
       'after',
       `\nA run is alive while its heartbeat on the source is less than 60 s old; cleanup refuses to remove\n` +
         "a live run's capture (exit 1, PGFERRY_CLEANUP_REFUSED, naming the run) unless --force.\n" +
-        '`pgferry preflight` lists every capture on the source with its run id.',
+        '`pgferry preflight` lists every capture on the source with its run id.\n' +
+        'Only what pgferry created goes: a schema named pgferry that also holds objects of its own keeps\n' +
+        'them and stays; cleanup names them (`kept` in --json).',
     )
     .action(cleanupCommand);
 

@@ -1,5 +1,8 @@
 import { cleanup, cleanupRuns, type Removed } from '../../engine/capture/cleanup.js';
+import { foreignObjects } from '../../engine/capture/own-objects.js';
+import { PGFERRY_SCHEMA } from '../../engine/shared/catalog.js';
 import type { ConnInfo } from '../../engine/shared/conn-info.js';
+import { withClient } from '../../engine/shared/db.js';
 import { sourceConn, targetConn } from '../config.js';
 
 export async function cleanupCommand(flags: {
@@ -16,17 +19,25 @@ export async function cleanupCommand(flags: {
   const targetRemoved = target
     ? await cleanupRuns(target, { force: flags.force === true, runId: flags.run })
     : [];
+  // A schema named pgferry that also holds the application's objects stays (engine/capture/own-objects.ts).
+  const kept = flags.run ? [] : await withClient(source, 'control', (c) => foreignObjects(c, 'source'));
   if (flags.json) {
     const doc = {
       source: source.identity(),
       run: flags.run ?? null,
       removed,
+      kept,
       ...(target ? { target: { server: target.identity(), removed: targetRemoved } } : {}),
     };
     process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
     return;
   }
   report(source, removed, flags.run);
+  if (kept.length > 0) {
+    process.stdout.write(
+      `kept schema ${PGFERRY_SCHEMA} on ${source.label()}: it also holds what pgferry did not create (${kept.join(', ')}), which pgferry never drops\n`,
+    );
+  }
   if (target) report(target, targetRemoved, flags.run);
 }
 

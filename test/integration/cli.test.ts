@@ -195,9 +195,18 @@ describe('a run driven by environment variables', () => {
     );
     const cleaned = await runCli(['cleanup', '--source', source.url({ db: 'taken' })]);
     expect(cleaned.code, cleaned.stderr).toBe(0);
-    expect(cleaned.stdout).toContain('table pgferry.log_abc123_16400');
-    expect(cleaned.stdout).not.toContain('orders');
-    expect(cleaned.stdout).not.toContain('audit');
+    const [removed, keptLine] = cleaned.stdout.split(/\n(?=kept )/);
+    expect(removed).toContain('table pgferry.log_abc123_16400');
+    expect(removed).not.toContain('orders');
+    expect(removed).not.toContain('audit');
+    expect(keptLine).toMatch(
+      /^kept schema pgferry on .*: it also holds .*\(pgferry\.audit\(\), pgferry\.orders\)/,
+    );
+    const json = await runCli(['cleanup', '--source', source.url({ db: 'taken' }), '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      removed: [],
+      kept: ['pgferry.audit()', 'pgferry.orders'],
+    });
     const kept = await source.query<{ n: number; t: number }>(
       "SELECT (SELECT count(*)::int FROM pgferry.orders) AS n, (SELECT count(*)::int FROM pg_trigger WHERE tgname = 'audit') AS t",
       [],
