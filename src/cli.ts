@@ -13,7 +13,7 @@ import {
   targetOpt,
 } from './cli-options.js';
 import { addReverseCommands } from './cli-reverse.js';
-import { cleanupCommand } from './commands/cleanup.js';
+import { CLEANUP_HELP, cleanupCommand } from './commands/cleanup.js';
 import { CTL_ACTIONS, type CtlAction, ctlCommand } from './commands/ctl.js';
 import { cutoverCommand } from './commands/cutover.js';
 import { demoCommand } from './commands/demo.js';
@@ -236,14 +236,7 @@ export function buildProgram(): Command {
     )
     .option('--force', 'remove the capture of a live run too (the run then stops: PGFERRY_CAPTURE_REMOVED)')
     .option('--json', 'print what was removed (and what was kept) as JSON')
-    .addHelpText(
-      'after',
-      `\nA run is alive while its heartbeat on the source is less than 60 s old; cleanup refuses to remove\n` +
-        "a live run's capture (exit 1, PGFERRY_CLEANUP_REFUSED, naming the run) unless --force.\n" +
-        '`pgferry preflight` lists every capture on the source with its run id.\n' +
-        'Only what pgferry created goes: a schema named pgferry that also holds objects of its own keeps\n' +
-        'them and stays; cleanup names them (`kept` in --json).',
-    )
+    .addHelpText('after', CLEANUP_HELP)
     .action(cleanupCommand);
 
   program

@@ -5,6 +5,13 @@ import type { ConnInfo } from '../../engine/shared/conn-info.js';
 import { withClient } from '../../engine/shared/db.js';
 import { sourceConn, targetConn } from '../config.js';
 
+export const CLEANUP_HELP =
+  `\nA run is alive while its heartbeat on the source is less than 60 s old; cleanup refuses to remove\n` +
+  "a live run's capture (exit 1, PGFERRY_CLEANUP_REFUSED, naming the run) unless --force.\n" +
+  '`pgferry preflight` lists every capture on the source with its run id.\n' +
+  'Only what pgferry created goes: a schema named pgferry that also holds objects of its own keeps\n' +
+  'them and stays; cleanup names them (`kept` in --json).';
+
 export async function cleanupCommand(flags: {
   source?: string;
   target?: string;
