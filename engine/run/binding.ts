@@ -115,13 +115,21 @@ async function checkRunTarget(
   await refuseNonEmptyTarget(dst, target);
 }
 
-async function refuseNonEmptyTarget(dst: pg.Client, target: ConnInfo): Promise<void> {
+/**
+ * Refuses a target that holds tables. `meanwhile`: they appeared after this run found the target
+ * empty (another run started into it at the same time), and this run wrote nothing there.
+ */
+export async function refuseNonEmptyTarget(
+  dst: pg.Client,
+  target: ConnInfo,
+  meanwhile = false,
+): Promise<void> {
   const existing = await targetUserTables(dst);
   if (existing.length === 0) return;
   const mark = await readRunMark(dst);
   throw new PgferryError(
     'PGFERRY_TARGET_NOT_EMPTY',
-    `${target.label()} already has ${existing.length} table(s), e.g. ${existing.slice(0, 3).join(', ')}${mark ? ` (it is the target of pgferry run ${mark})` : ''}`,
+    `${target.label()} ${meanwhile ? 'was empty when this run started, but now has' : 'already has'} ${existing.length} table(s), e.g. ${existing.slice(0, 3).join(', ')}${mark ? ` (it is the target of pgferry run ${mark})` : ''}${meanwhile ? ': another run or someone else created them meanwhile; this run wrote nothing to it' : ''}`,
     { side: 'target' },
   );
 }

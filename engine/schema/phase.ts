@@ -1,7 +1,9 @@
 // The schema phase of `migrate`: pre-data dumped from the source and applied to the target with
 // the run's mark; post-data recorded by stage (keys and indexes after the copy, unique constraints
 // after the first catch-up, foreign keys and triggers at cutover), built by the later phases.
+import { isPgferryError } from '../../lib/errors.js';
 import { ExportedSnapshot, SnapshotPool } from '../copy/snapshot.js';
+import { refuseNonEmptyTarget } from '../run/binding.js';
 import type { RunContext } from '../run/context.js';
 import { runMarkSql } from '../run/identity.js';
 import { copyUnits } from '../shared/catalog.js';
@@ -34,7 +36,18 @@ export async function schemaPhase(run: RunContext): Promise<void> {
     // The run's mark commits with the schema: the target is this run's exactly when it has tables.
     const setup = store.setup()!;
     const pause = await pauseAutovacuumSql(run.src, store, copyUnits(selected));
-    await applyPreData(psql, opts.target, `${script}\n${pause}\n${runMarkSql(setup.runId, setup.source)}\n`);
+    try {
+      await applyPreData(
+        psql,
+        opts.target,
+        `${script}\n${pause}\n${runMarkSql(setup.runId, setup.source)}\n`,
+      );
+    } catch (err) {
+      // Two new runs started into one empty target at once: the other one's schema came first.
+      if (isPgferryError(err) && err.code === 'PGFERRY_SCHEMA_APPLY_FAILED')
+        await refuseNonEmptyTarget(run.dst, opts.target, true);
+      throw err;
+    }
     store.setMeta('predata_applied', new Date().toISOString());
     opts.log.info({ tables: selected.length }, 'schema created on the target (pre-data)');
   }

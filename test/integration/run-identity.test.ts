@@ -3,7 +3,7 @@
 // however its URL is spelled; a resume writes only into the target carrying the run's id.
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
 import { tableHashes } from '../support/row-hash.js';
 
@@ -145,5 +145,42 @@ describe('a resume writes only into its own target', () => {
     expect(unmarked.code).toBe(2);
     expect(unmarked.stderr).toContain('PGFERRY_TARGET_MISMATCH');
     expect(await hashes(targetUrl)).toBe(marked);
+  });
+
+  it('two new runs started at once into one empty target: one goes on, the other is refused and wrote nothing', async () => {
+    await Promise.all([pair.source.query('CREATE DATABASE race'), pair.target.query('CREATE DATABASE race')]);
+    await pair.source.query(SCHEMA, [], 'race');
+    const run = (n: number) =>
+      startCli([
+        'migrate',
+        '--source',
+        pair.source.url({ db: 'race' }),
+        '--target',
+        pair.target.url({ db: 'race' }),
+        '--state',
+        path.join(pair.dir, `race-${n}.sqlite`),
+        '--exit-when-synced',
+      ]).done;
+    const results = await Promise.all([run(1), run(2)]);
+    expect(results.map((r) => r.code).sort(), results.map((r) => r.stderr.slice(-600)).join('\n')).toEqual([
+      0, 1,
+    ]);
+    const refused = results.find((r) => r.code === 1)!;
+    // Found empty by both, the target got the other run's schema first: named as such, not a schema fault.
+    expect(refused.stderr).toContain('PGFERRY_TARGET_NOT_EMPTY');
+    expect(refused.stderr).not.toContain('PGFERRY_SCHEMA_APPLY_FAILED');
+    const [mark] = await pair.target.query<{ run_id: string }>('SELECT run_id FROM pgferry.run', [], 'race');
+    expect(refused.stderr).toContain(`it is the target of pgferry run ${mark!.run_id}`);
+    // Only the run that went on captures on the source.
+    const triggers = await pair.source.query<{ tgname: string }>(
+      'SELECT DISTINCT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1',
+      [],
+      'race',
+    );
+    expect(triggers.map((t) => t.tgname)).toEqual([
+      `pgferry_capture_${mark!.run_id}`,
+      `pgferry_capture_truncate_${mark!.run_id}`,
+    ]);
+    expect(await hashes(pair.target.url({ db: 'race' }))).toBe(await hashes(pair.source.url({ db: 'race' })));
   });
 });
