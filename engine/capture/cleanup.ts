@@ -40,6 +40,14 @@ export interface CleanupOptions {
 interface Inventory {
   triggers: (Removed & { sql: string })[];
   objects: (Removed & { sql: string | null })[];
+  /** What a pgferry schema holds that pgferry did not create: never dropped, so the schema stays. */
+  kept: string[];
+}
+
+/** What a cleanup of the source removed, and (without a run id) what it kept in the pgferry schema. */
+export interface CleanupReport {
+  removed: Removed[];
+  kept: string[];
 }
 
 /** LIKE patterns of one run's functions and log tables (run ids are hex: nothing to escape but _). */
@@ -52,7 +60,9 @@ const runPatterns = (runId: string) => ({
  * Every run's objects: pgferry's tables and functions in its schema, by name (own-objects.ts), then
  * the schema itself unless something else is in it, which is never dropped with it.
  */
-async function ownObjects(client: pg.Client): Promise<(Removed & { sql: string })[]> {
+async function ownObjects(
+  client: pg.Client,
+): Promise<{ objects: (Removed & { sql: string })[]; kept: string[] }> {
   const objects = await q<Removed & { sql: string }>(
     client,
     'source',
@@ -71,9 +81,10 @@ async function ownObjects(client: pg.Client): Promise<(Removed & { sql: string }
     'SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists',
     [PGFERRY_SCHEMA],
   );
-  if (schema?.exists && (await foreignObjects(client, 'source')).length === 0)
+  const kept = schema?.exists ? await foreignObjects(client, 'source') : [];
+  if (schema?.exists && kept.length === 0)
     objects.push({ kind: 'schema', name: PGFERRY_SCHEMA, sql: `DROP SCHEMA ${quoteIdent(PGFERRY_SCHEMA)}` });
-  return objects;
+  return { objects, kept };
 }
 
 async function inventory(client: pg.Client, runId: string | undefined): Promise<Inventory> {
@@ -90,11 +101,13 @@ async function inventory(client: pg.Client, runId: string | undefined): Promise<
       ORDER BY 2, 1`,
     params,
   );
-  const objects = runId
-    ? await q<{ kind: string; name: string; sql: string }>(
-        client,
-        'source',
-        `SELECT 'table' AS kind, n.nspname || '.' || c.relname AS name, format('DROP TABLE %I.%I', n.nspname, c.relname) AS sql
+  const { objects, kept } = runId
+    ? {
+        kept: [],
+        objects: await q<{ kind: string; name: string; sql: string }>(
+          client,
+          'source',
+          `SELECT 'table' AS kind, n.nspname || '.' || c.relname AS name, format('DROP TABLE %I.%I', n.nspname, c.relname) AS sql
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname LIKE $4
          UNION ALL
@@ -102,12 +115,14 @@ async function inventory(client: pg.Client, runId: string | undefined): Promise<
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE n.nspname = $1 AND (p.proname LIKE $2 OR p.proname LIKE $3)
           ORDER BY 1, 2`,
-        [PGFERRY_SCHEMA, ...runPatterns(runId).functions, runPatterns(runId).logs],
-      )
+          [PGFERRY_SCHEMA, ...runPatterns(runId).functions, runPatterns(runId).logs],
+        ),
+      }
     : await ownObjects(client);
   return {
     triggers: triggers.map((t) => ({ kind: 'trigger', name: `${t.name} on ${t.tbl}`, sql: t.sql })),
     objects,
+    kept,
   };
 }
 
@@ -141,6 +156,10 @@ async function lockRuns(client: pg.Client, opts: CleanupOptions): Promise<Captur
 }
 
 export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Promise<Removed[]> {
+  return (await cleanupReport(source, opts)).removed;
+}
+
+export async function cleanupReport(source: ConnInfo, opts: CleanupOptions = {}): Promise<CleanupReport> {
   if (opts.runId !== undefined && !/^[0-9a-f]{1,32}$/.test(opts.runId)) {
     throw new PgferryError(
       'PGFERRY_CONFIG_INVALID',
@@ -160,7 +179,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
         // Bucardo's registrations first: an abandoned run's hold Bucardo's purge even with nothing else left.
         const bucardo = await removeBucardoConsumers(client, opts.runId);
         const runs = await lockRuns(client, opts);
-        const { triggers, objects } = await inventory(client, opts.runId);
+        const { triggers, objects, kept } = await inventory(client, opts.runId);
         const logical = await logicalObjects(client, opts.runId);
         if (
           triggers.length === 0 &&
@@ -172,7 +191,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           !(await hasKeptTriggers(client, opts.runId))
         ) {
           await client.query('ROLLBACK');
-          return [];
+          return { removed: [], kept };
         }
         // Two-way sync's rewritten user triggers get their own definitions back.
         const restored = await restoreTriggers(client, opts.runId);
@@ -197,7 +216,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           if (await dropSlot(client, slot, opts.force === true))
             slots.push({ kind: 'replication slot', name: slot });
         }
-        return [
+        const removed = [
           ...runs.map((r) => ({ kind: 'run', name: describeRun(r) })),
           ...triggers.map(({ kind, name }) => ({ kind, name })),
           ...objects.map(({ kind, name }) => ({ kind, name })),
@@ -206,6 +225,7 @@ export async function cleanup(source: ConnInfo, opts: CleanupOptions = {}): Prom
           ...bucardo,
           ...restored.map((name) => ({ kind: 'trigger restored', name })),
         ];
+        return { removed, kept };
       } catch (err) {
         await client.query('ROLLBACK').catch(() => {});
         if (err instanceof PgferryError && err.code === 'PGFERRY_CLEANUP_REFUSED') throw err;

@@ -1,8 +1,6 @@
-import { cleanup, cleanupRuns, type Removed } from '../../engine/capture/cleanup.js';
-import { foreignObjects } from '../../engine/capture/own-objects.js';
+import { cleanupReport, cleanupRuns, type Removed } from '../../engine/capture/cleanup.js';
 import { PGFERRY_SCHEMA } from '../../engine/shared/catalog.js';
 import type { ConnInfo } from '../../engine/shared/conn-info.js';
-import { withClient } from '../../engine/shared/db.js';
 import { sourceConn, targetConn } from '../config.js';
 
 export const CLEANUP_HELP =
@@ -20,14 +18,13 @@ export async function cleanupCommand(flags: {
   json?: boolean;
 }): Promise<void> {
   const source = sourceConn(flags.source);
-  const removed = await cleanup(source, { force: flags.force === true, runId: flags.run });
+  // A schema named pgferry that also holds the application's objects stays, with them (`kept`).
+  const { removed, kept } = await cleanupReport(source, { force: flags.force === true, runId: flags.run });
   // The target holds capture only for reverse replication: removed run by run, its mark kept.
   const target = flags.target !== undefined ? targetConn(flags.target) : null;
   const targetRemoved = target
     ? await cleanupRuns(target, { force: flags.force === true, runId: flags.run })
     : [];
-  // A schema named pgferry that also holds the application's objects stays (engine/capture/own-objects.ts).
-  const kept = flags.run ? [] : await withClient(source, 'control', (c) => foreignObjects(c, 'source'));
   if (flags.json) {
     const doc = {
       source: source.identity(),
