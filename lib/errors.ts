@@ -109,6 +109,16 @@ export function classify(err: unknown): ErrorClass {
   return 'fail';
 }
 
+/**
+ * The fix for a value one side cannot take: 22021 (bytes not valid in the encoding, as a SQL_ASCII
+ * source sends them) and 22P05 (a character the target's encoding lacks). Running again meets the
+ * same value, so the generic "run again" hint would loop.
+ */
+export function dataHint(sqlstate: string | undefined): string | undefined {
+  if (sqlstate !== '22021' && sqlstate !== '22P05') return undefined;
+  return "A text value is not valid in, or cannot be converted to, the other database's encoding (the message names the bytes); running again fails the same way. Fix or remove the value on the source, or create the target database with an encoding that holds it; `pgferry preflight` shows both databases' encodings.";
+}
+
 /** Wraps a database error with the side and object it concerns. */
 export function dbError(side: 'source' | 'target', err: unknown, object?: string): PgferryError {
   if (isPgferryError(err)) return err;
@@ -123,5 +133,5 @@ export function dbError(side: 'source' | 'target', err: unknown, object?: string
       ? 'PGFERRY_SOURCE_QUERY'
       : 'PGFERRY_TARGET_QUERY';
   const msg = `${e?.message ?? String(err)}${sqlstate ? ` (SQLSTATE ${sqlstate})` : ''}`;
-  return new PgferryError(code, msg, { side, object, sqlstate, cause: err });
+  return new PgferryError(code, msg, { side, object, sqlstate, hint: dataHint(sqlstate), cause: err });
 }

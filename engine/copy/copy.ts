@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { CheckpointStore, ChunkRecord, TableRecord } from '../../checkpoints/store.js';
 import { crashPoint, delayPoint } from '../../lib/crash-point.js';
-import { classify, dbError, isPgferryError, PgferryError } from '../../lib/errors.js';
+import { classify, dataHint, dbError, isPgferryError, PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { loadChunk } from '../../sinks/chunk-loader.js';
 import { CopyPipeError } from '../../sinks/copy-pipe.js';
@@ -246,6 +246,7 @@ function chunkError(err: unknown, table: string, seq: number): PgferryError {
     side,
     object: table,
     sqlstate: inner.sqlstate,
+    hint: dataHint(inner.sqlstate),
     cause,
   });
 }

@@ -1,11 +1,12 @@
-// Preflight's server facts (version, how the database sorts text) and the checks on the pair:
-// not the same database however spelled, the target not older than the source, the two sorting
-// text alike.
+// Preflight's server facts (version, how the database sorts and encodes text) and the checks on
+// the pair: not the same database however spelled, the target not older than the source, the two
+// sorting and encoding text alike.
 import type pg from 'pg';
 import { readIdentity, sameDatabase } from '../run/identity.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q } from '../shared/db.js';
 import { collationDifference, type DatabaseCollation, readCollation } from './collations.js';
+import { encodingDifference } from './encodings.js';
 import type { Findings } from './findings.js';
 import type { PreflightOptions } from './preflight.js';
 
@@ -15,13 +16,15 @@ export interface ServerFacts {
   major: number;
   /** How the database sorts text. */
   collation: DatabaseCollation;
+  /** How the database encodes text (server_encoding: UTF8, LATIN1, SQL_ASCII, …). */
+  encoding: string;
 }
 
 async function serverFacts(client: pg.Client, conn: ConnInfo): Promise<ServerFacts> {
-  const [row] = await q<{ v: string; n: string }>(
+  const [row] = await q<{ v: string; n: string; e: string }>(
     client,
     conn.side,
-    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n",
+    "SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n, current_setting('server_encoding') AS e",
   );
   const major = Math.floor(Number(row!.n) / 10000);
   return {
@@ -29,6 +32,7 @@ async function serverFacts(client: pg.Client, conn: ConnInfo): Promise<ServerFac
     version: row!.v,
     major,
     collation: await readCollation(client, conn.side as 'source' | 'target', major),
+    encoding: row!.e,
   };
 }
 
@@ -61,6 +65,8 @@ export async function checkServers(
 
   const sorting = collationDifference(source.collation, target.collation);
   if (sorting) warnings.push(sorting);
+  const encoding = encodingDifference(source.encoding, target.encoding);
+  if (encoding) warnings.push(encoding);
 
   return { source, target };
 }

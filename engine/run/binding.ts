@@ -13,6 +13,7 @@ import { foreignObjects, schemaTaken } from '../capture/own-objects.js';
 import { captureProblems } from '../capture/sources.js';
 import { refuseInterruptedCutover } from '../cutover/freeze-record.js';
 import { sortingDifference } from '../preflight/collations.js';
+import { encodingDifferenceOf } from '../preflight/encodings.js';
 import { dependentFix, describeDependent, excludedDependents } from '../preflight/excluded-dependents.js';
 import { targetUserTables } from '../preflight/target-checks.js';
 import { displayName, splitTables, tablesWithoutKey } from '../shared/catalog.js';
@@ -188,4 +189,6 @@ async function checkNewRun(opts: BindOptions): Promise<void> {
   await refuseNonEmptyTarget(opts.dst, opts.target);
   const sorting = await sortingDifference(opts.src, opts.dst);
   if (sorting) opts.log.warn({ code: sorting.code, fix: sorting.fix }, sorting.message);
+  const encoding = await encodingDifferenceOf(opts.src, opts.dst);
+  if (encoding) opts.log.warn({ code: encoding.code, fix: encoding.fix }, encoding.message);
 }

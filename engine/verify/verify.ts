@@ -5,16 +5,26 @@
 // with other rows: its rows are grouped by a hash of the key instead, the same on both sides,
 // in one pass per side. Rows are hashed from their text form, in sessions whose
 // output settings are pinned (engine/shared/db.ts) and whose TimeZone is UTC, so equal values hash
-// equally on servers of different versions and settings.
+// equally on servers of different versions and settings. Between databases of different encodings
+// (LATIN1 to UTF8) the same text is other bytes on each side: there every row is hashed from its
+// UTF-8 bytes, and every key grouped by hash, since text order differs with the bytes too.
 import type pg from 'pg';
 import { PgferryError } from '../../lib/errors.js';
-import { qualified, quoteIdent } from '../../lib/sql.js';
 import { rangePredicate } from '../copy/chunk-sql.js';
 import { planChunks } from '../copy/planner.js';
 import { displayName, listTables, type TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
-import { connect, q } from '../shared/db.js';
+import { connect } from '../shared/db.js';
 import type { TableFilter } from '../shared/table-filter.js';
+import {
+  ALIAS,
+  bucketHashes,
+  bucketOf,
+  countRows,
+  encodingsDiffer,
+  keyHashes,
+  rangeHash,
+} from './row-hashes.js';
 
 export interface KeyDifference {
   key: Record<string, string>;
@@ -70,8 +80,6 @@ export interface VerifyProgress {
   total: number;
 }
 
-const ALIAS = '"pgferry verify row"';
-
 async function session(conn: ConnInfo, snapshotId?: string): Promise<pg.Client> {
   const c = await connect(conn, 'copy');
   await c.query("SET TimeZone = 'UTC'");
@@ -80,48 +88,6 @@ async function session(conn: ConnInfo, snapshotId?: string): Promise<pg.Client> 
     await c.query(`SET TRANSACTION SNAPSHOT '${snapshotId.replace(/'/g, '')}'`);
   }
   return c;
-}
-
-/** The unit verify compares: partitioned tables whole at their root, others without children. */
-const fromClause = (t: TableInfo) =>
-  `${t.kind === 'p' ? '' : 'ONLY '}${qualified(t.schema, t.name)} AS ${ALIAS}`;
-
-async function countRows(c: pg.Client, side: 'source' | 'target', t: TableInfo): Promise<number> {
-  const [row] = await q<{ n: string }>(
-    c,
-    side,
-    `SELECT count(*) AS n FROM ${fromClause(t)}`,
-    [],
-    displayName(t),
-  );
-  return Number(row?.n ?? 0);
-}
-
-async function rangeHash(c: pg.Client, side: 'source' | 'target', t: TableInfo, where: string) {
-  const [row] = await q<{ n: string; h: string | null }>(
-    c,
-    side,
-    `SELECT count(*) AS n, sum(hashtextextended(${ALIAS}::text, 0)::numeric)::text AS h FROM ${fromClause(t)} WHERE ${where}`,
-    [],
-    displayName(t),
-  );
-  return `${row?.n}:${row?.h ?? ''}`;
-}
-
-/** Per-key hashes of one range on one side. */
-async function keyHashes(c: pg.Client, side: 'source' | 'target', t: TableInfo, where: string) {
-  const key = t.primaryKey!;
-  const cols = key.map((k, i) => `${ALIAS}.${quoteIdent(k.name)}::text AS k${i}`).join(', ');
-  const rows = await q<Record<string, string>>(
-    c,
-    side,
-    `SELECT ${cols}, hashtextextended(${ALIAS}::text, 0)::text AS h FROM ${fromClause(t)} WHERE ${where}`,
-    [],
-    displayName(t),
-  );
-  const map = new Map<string, string>();
-  for (const r of rows) map.set(JSON.stringify(key.map((_, i) => r[`k${i}`])), r.h!);
-  return map;
 }
 
 /** Runs fn over items with `jobs` workers, each with its own source and target session. */
@@ -162,26 +128,6 @@ interface Range {
   differs?: boolean;
 }
 
-/** The bucket of a row by its key's text form: independent of either server's collation. */
-const bucketOf = (t: TableInfo, buckets: number) => {
-  const key = t.primaryKey!.map((k) => `${ALIAS}.${quoteIdent(k.name)}`);
-  const text = key.length === 1 ? `${key[0]}::text` : `ROW(${key.join(', ')})::text`;
-  return `abs(hashtextextended(${text}, 0) % ${buckets})`;
-};
-
-/** count:hash of every bucket of a table on one side, in one scan. */
-async function bucketHashes(c: pg.Client, side: 'source' | 'target', t: TableInfo, buckets: number) {
-  const rows = await q<{ b: string; n: string; h: string }>(
-    c,
-    side,
-    `SELECT ${bucketOf(t, buckets)} AS b, count(*) AS n, sum(hashtextextended(${ALIAS}::text, 0)::numeric)::text AS h
-       FROM ${fromClause(t)} GROUP BY 1`,
-    [],
-    displayName(t),
-  );
-  return new Map(rows.map((r) => [Number(r.b), `${r.n}:${r.h}`]));
-}
-
 /** The tables verify compares: on the source, matching the filter, partitions at their root. */
 export async function verifiedTables(source: ConnInfo, filter: TableFilter): Promise<TableInfo[]> {
   const control = await connect(source, 'control');
@@ -202,6 +148,7 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
       { side: 'config', hint: 'Check the patterns: they match schema.table, with * as a wildcard.' },
     );
   }
+  const portable = opts.checksums && (await encodingsDiffer(opts));
   const max = opts.maxDifferences ?? 20;
   const rangeRows = opts.rangeRows ?? 100_000;
   const verdicts: TableVerdict[] = [];
@@ -236,8 +183,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
       if (!opts.checksums) return;
       if (!t.primaryKey) {
         const [a, b] = await Promise.all([
-          rangeHash(src, 'source', t, 'true'),
-          rangeHash(dst, 'target', t, 'true'),
+          rangeHash(src, 'source', t, 'true', portable),
+          rangeHash(dst, 'target', t, 'true', portable),
         ]);
         Object.assign(verdict, {
           equal: verdict.equal && a === b,
@@ -247,11 +194,11 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
         });
         return;
       }
-      if (t.primaryKey.some((k) => k.collated)) {
+      if (portable || t.primaryKey.some((k) => k.collated)) {
         const buckets = Math.max(1, Math.ceil(Math.max(sourceRows, targetRows) / rangeRows));
         const [a, b] = await Promise.all([
-          bucketHashes(src, 'source', t, buckets),
-          bucketHashes(dst, 'target', t, buckets),
+          bucketHashes(src, 'source', t, buckets, portable),
+          bucketHashes(dst, 'target', t, buckets, portable),
         ]);
         Object.assign(verdict, {
           rangesChecked: buckets,
@@ -261,7 +208,12 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
         });
         for (let i = 0; i < buckets; i++) {
           if (a.get(i) !== b.get(i))
-            ranges.push({ table: t, verdict, where: `${bucketOf(t, buckets)} = ${i}`, differs: true });
+            ranges.push({
+              table: t,
+              verdict,
+              where: `${bucketOf(t, buckets, portable)} = ${i}`,
+              differs: true,
+            });
         }
         return;
       }
@@ -295,8 +247,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     const { where } = r;
     if (!r.differs) {
       const [a, b] = await Promise.all([
-        rangeHash(src, 'source', t, where),
-        rangeHash(dst, 'target', t, where),
+        rangeHash(src, 'source', t, where, portable),
+        rangeHash(dst, 'target', t, where, portable),
       ]);
       if (a === b) return;
     }
@@ -304,8 +256,8 @@ export async function verify(opts: VerifyOptions): Promise<VerifyReport> {
     v.equal = false;
     v.rangesDiffering = (v.rangesDiffering ?? 0) + 1;
     const [hs, ht] = await Promise.all([
-      keyHashes(src, 'source', t, where),
-      keyHashes(dst, 'target', t, where),
+      keyHashes(src, 'source', t, where, portable),
+      keyHashes(dst, 'target', t, where, portable),
     ]);
     const note = (k: string, kind: KeyDifference['kind']) => {
       totals.set(v, (totals.get(v) ?? 0) + 1);

@@ -28,8 +28,8 @@ export async function preflightCommand(flags: Flags): Promise<void> {
 
 function render(r: PreflightReport): string {
   const out: string[] = [];
-  out.push(`source   ${r.source.server}   PostgreSQL ${r.source.version}`);
-  out.push(`target   ${r.target.server}   PostgreSQL ${r.target.version}`);
+  out.push(`source   ${r.source.server}   PostgreSQL ${r.source.version}, ${r.source.encoding}`);
+  out.push(`target   ${r.target.server}   PostgreSQL ${r.target.version}, ${r.target.encoding}`);
   out.push(`pg_dump  ${r.pgDump ? `${r.pgDump.path} (${r.pgDump.version})` : 'not found'}`);
   out.push('');
   out.push(`Tables: ${r.totals.tables}, ~${int(r.totals.rowsEstimate)} rows, ${bytes(r.totals.bytes)}`);
