@@ -92,7 +92,8 @@ export const ERRORS = {
     exit: 1,
     http: 409,
     retryable: false,
-    summary: "This run's change capture was removed from the source (e.g. by `pgferry cleanup`).",
+    summary:
+      "This run's change capture was removed from the source (e.g. by `pgferry cleanup`), or one of its triggers dropped or disabled.",
     hint: 'Changes made while it was gone are lost to this run, so it cannot go on: start afresh with a new --state file and an empty target (drop and re-create the target database).',
   },
   PGFERRY_SLOT_UNUSABLE: {

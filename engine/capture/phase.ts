@@ -1,8 +1,9 @@
 // The capture phase of `migrate`: this run's change capture installed on the source by its change
 // source (registered; triggers and a log per table, Bucardo's delta tables checked and followed, or
 // tables published and a slot created), checked to be still there on resume, and the run's
-// heartbeat on the source from then on.
-import type { CaptureRecord } from '../../checkpoints/store.js';
+// heartbeat on the source from then on, which checks it is whole with each beat.
+import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
+import { PgferryError } from '../../lib/errors.js';
 import type { RunContext } from '../run/context.js';
 import type { TableInfo } from '../shared/catalog.js';
 import type { ChangeSource, InstalledTable } from './change-source.js';
@@ -11,12 +12,25 @@ import { LogicalSource } from './logical/logical-source.js';
 import { openChangeSource } from './sources.js';
 import { captureUnits } from './triggers/triggers.js';
 
-/** A resumed run's capture: before anything is written, a capture removed meanwhile cannot be resumed. */
+/**
+ * A resumed run's capture: before anything is written, a capture removed meanwhile cannot be
+ * resumed, nor one found broken before (a trigger disabled, then enabled again, left a gap).
+ */
 export async function resumeCapture(run: RunContext): Promise<void> {
+  const lost = run.store.getMeta(CAPTURE_LOST);
+  if (lost) throw new PgferryError('PGFERRY_CAPTURE_REMOVED', lost, { side: 'source' });
   const source = openChangeSource(run.store, run.opts);
   const removed = await source.removed(run.src);
   if (removed) throw removed;
   await startHeartbeat(run, source);
+}
+
+/** Meta key: why this run's capture was found broken; the run cannot go on from then on. */
+const CAPTURE_LOST = 'capture_lost';
+
+/** Records that the capture was found broken (resumeCapture refuses from then on). */
+export function recordCaptureLost(store: CheckpointStore, err: Error): void {
+  store.setMeta(CAPTURE_LOST, err.message);
 }
 
 /**
@@ -87,7 +101,13 @@ async function startHeartbeat(run: RunContext, source: ChangeSource): Promise<vo
     runId: run.store.runId()!,
     statePath: run.opts.statePath,
     log: run.opts.log,
-    onRemoved: (err) => run.captureLost.abort(err),
+    onRemoved: (err) => {
+      recordCaptureLost(run.store, err);
+      run.captureLost.abort(err);
+    },
+    // Checked once the capture is whole: while it is being installed, parts are missing by design.
+    removed: (client) =>
+      run.store.getMeta('capture_installed') ? source.removed(client) : Promise.resolve(null),
     onLogSize: run.opts.onCaptureLog,
     measure: (client) => source.logSize(client),
   });

@@ -14,6 +14,7 @@ import { crashPoint } from '../../lib/crash-point.js';
 import { PgferryError } from '../../lib/errors.js';
 import { sleep } from '../../lib/sleep.js';
 import { qualified } from '../../lib/sql.js';
+import { recordCaptureLost } from '../capture/phase.js';
 import type { Replayer } from '../replay/replay.js';
 import { reverseInstalledAt, reverseRequested } from '../reverse/state.js';
 import { dropRunMark } from '../run/identity.js';
@@ -248,6 +249,12 @@ async function cutoverOnce(opts: CutoverOptions): Promise<CutoverResult> {
       ...replayer.changes.describe().relations,
     ];
     freeze.sessionsEnded = await stopWriters(control, freeze, relations);
+    // A capture trigger disabled since the last heartbeat would leave its table short.
+    const broken = await replayer.changes.removed(control);
+    if (broken) {
+      recordCaptureLost(store, broken);
+      throw broken;
+    }
     step('writers stopped');
     log.info({ sessionsEnded: freeze.sessionsEnded }, 'no write in flight on the source');
     // No schema change commits now either: the tables to verify are listed while the log drains.

@@ -57,10 +57,15 @@ export async function giveWritesBack(
     return new PgferryError('PGFERRY_CUTOVER_INTERRUPTED', msg, { side: 'source', cause: err });
   }
   store.event('error', 'cutover', `cutover failed, writes given back to the source: ${why}`);
-  log.error({ err: why }, 'cutover failed: writes on the source were given back; replication goes on');
+  // A capture found broken ends the run itself: no replication goes on after it.
+  const ended = isPgferryError(err) && err.code === 'PGFERRY_CAPTURE_REMOVED';
+  log.error(
+    { err: why },
+    `cutover failed: writes on the source were given back; ${ended ? 'the run cannot go on' : 'replication goes on'}`,
+  );
   if (
     isPgferryError(err) &&
-    (err.code === 'PGFERRY_CUTOVER_FAILED' || err.code === 'PGFERRY_RUN_CANCELLED')
+    (ended || err.code === 'PGFERRY_CUTOVER_FAILED' || err.code === 'PGFERRY_RUN_CANCELLED')
   ) {
     return err;
   }

@@ -33,7 +33,13 @@ import {
   registerRun,
 } from '../registry.js';
 import { keyIdents, lastPosition, sliceFilter } from './log-windows.js';
-import { type CapturedTable, describeCapture, installCapture, uninstallCapture } from './triggers.js';
+import {
+  type CapturedTable,
+  describeCapture,
+  installCapture,
+  triggersOff,
+  uninstallCapture,
+} from './triggers.js';
 
 /** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
 interface TriggerBatch extends ChangeBatch {
@@ -293,10 +299,12 @@ export class TriggerSource implements ChangeSource {
     return stateOf(err) === '42P01' && this.runId !== null;
   }
 
-  /** The registry row or a log table missing; a check that itself fails proves nothing (null). */
+  /** The registry row, a log table or a trigger missing, or a trigger disabled; a check that itself fails proves nothing (null). */
   async removed(client: pg.Client): Promise<PgferryError | null> {
     const runId = this.run();
-    const missing = await missingCapture(client, runId, [...this.logs.values()]).catch(() => null);
+    const missing = await missingCapture(client, runId, [...this.logs.values()])
+      .then((m) => m ?? triggersOff(client, runId))
+      .catch(() => null);
     return missing ? captureRemoved(runId, missing) : null;
   }
 
