@@ -33,13 +33,8 @@ import {
   registerRun,
 } from '../registry.js';
 import { keyIdents, lastPosition, sliceFilter } from './log-windows.js';
-import {
-  type CapturedTable,
-  describeCapture,
-  installCapture,
-  triggersOff,
-  uninstallCapture,
-} from './triggers.js';
+import { triggersOff } from './trigger-state.js';
+import { type CapturedTable, describeCapture, installCapture, uninstallCapture } from './triggers.js';
 
 /** A batch of one log table: the log rows of positions first..cutoff visible to its snapshot. */
 interface TriggerBatch extends ChangeBatch {

@@ -12,7 +12,8 @@
 // The triggers are ENABLE ALWAYS: a plain trigger does not fire in a session whose
 // session_replication_role is replica, as are the writes of Bucardo, Slony or pglogical into a
 // database they feed, and of ETL jobs skipping foreign-key checks; those changes would be lost.
-// A trigger disabled or dropped under the run is found (triggersOff) and stops it.
+// (That takes the table's owner; a role with only the TRIGGER privilege gets plain ones, warned.)
+// A trigger disabled or dropped under the run is found (trigger-state.ts) and stops it.
 //
 // Capture belongs to one run: every object carries the run's id in its name (log_<run>_<oid>,
 // capture_row_<run>_<oid>, triggers pgferry_capture_<run>), and pgferry.captured lists each run's
@@ -146,37 +147,26 @@ export function captureDdl(c: CapturedTable, origin?: string): string[] {
     `COMMENT ON TABLE ${log} IS ${quoteLiteral(`pgferry change log of ${c.schema}.${c.name} for run ${c.runId}`)}`,
     ...captureFunctions(c, origin),
     `CREATE TRIGGER ${quoteIdent(triggerRow(c.runId))} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn(c, 'row')}()`,
-    // Recursing to the partitions' clones (and cloned so to partitions created later).
-    `ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${quoteIdent(triggerRow(c.runId))}`,
   ];
 }
 
-const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) => [
-  `CREATE TRIGGER ${quoteIdent(triggerTruncate(c.runId))} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c, 'truncate')}()`,
-  `ALTER TABLE ${qualified(on.schema, on.name)} ENABLE ALWAYS TRIGGER ${quoteIdent(triggerTruncate(c.runId))}`,
-];
+const truncateTrigger = (c: CapturedTable, on: { schema: string; name: string }) =>
+  `CREATE TRIGGER ${quoteIdent(triggerTruncate(c.runId))} AFTER TRUNCATE ON ${qualified(on.schema, on.name)} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(c, 'truncate')}()`;
+
+/** A capture trigger made ENABLE ALWAYS (a row trigger's partition clones with it). */
+const always = (on: { schema: string; name: string }, trigger: string) =>
+  `ALTER TABLE ${qualified(on.schema, on.name)} ENABLE ALWAYS TRIGGER ${quoteIdent(trigger)}`;
 
 /**
- * A captured table of the run whose row or TRUNCATE trigger was dropped, or any of the run's
- * triggers (on a partition too) disabled or made ENABLE REPLICA: its writes since are not in the
- * log. Older runs' triggers are plain (O), which counts as enabled. Null when all are in place.
+ * The relations of `tables` the session's role does not own (nor inherits the owner's rights):
+ * CREATE TRIGGER needs only the TRIGGER privilege, ALTER TABLE … ENABLE ALWAYS ownership.
  */
-export async function triggersOff(client: pg.Client, runId: string): Promise<string | null> {
-  const { rows } = await client.query<{ rel: string; state: string | null }>(
-    `SELECT c.oid::regclass::text AS rel,
-            (SELECT t.tgenabled::text FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = g.name) AS state
-       FROM ${qualified(PGFERRY_SCHEMA, 'captured')} k JOIN pg_class c ON c.oid = k.relid,
-            (VALUES ($2), ($3)) g (name)
-      WHERE k.run_id = $1
-     UNION ALL
-     SELECT tgrelid::regclass::text, tgenabled::text FROM pg_trigger WHERE tgname IN ($2, $3)`,
-    [runId, triggerRow(runId), triggerTruncate(runId)],
+async function notOwned(client: pg.Client, tables: TableInfo[]): Promise<Set<number>> {
+  const { rows } = await client.query<{ oid: number }>(
+    `SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1::oid[]) AND NOT pg_has_role(c.relowner, 'USAGE')`,
+    [tables.map((t) => t.oid)],
   );
-  const off = rows.filter((r) => r.state !== 'O' && r.state !== 'A');
-  if (off.length === 0) return null;
-  const rels = [...new Set(off.map((r) => r.rel))];
-  const how = off.some((r) => r.state === null) ? 'dropped or disabled' : 'disabled';
-  return `its capture trigger on ${rels.slice(0, 3).join(', ')}${rels.length > 3 ? ', …' : ''} was ${how} (ALTER TABLE … DISABLE TRIGGER, DROP TRIGGER)`;
+  return new Set(rows.map((r) => Number(r.oid)));
 }
 
 /** Installs capture on one table in one transaction (CREATE TRIGGER under short lock waits). */
@@ -188,15 +178,22 @@ export async function installCapture(
   opts: InstallOptions,
 ): Promise<CapturedTable> {
   const c = describeCapture(runId, table);
+  const all = [table, ...partitions];
+  const foreign = await notOwned(client, all);
+  if (foreign.size > 0) {
+    opts.log.warn(
+      { table: displayName(table), notOwned: all.filter((t) => foreign.has(t.oid)).map(displayName) },
+      'the source role does not own the table: its capture triggers are plain ones, which writers in session_replication_role replica skip',
+    );
+  }
+  const owned = all.filter((t) => !foreign.has(t.oid));
   const statements = [
     ...captureDdl(c, opts.origin),
-    ...truncateTrigger(c, c),
-    ...partitions.flatMap((p) => truncateTrigger(c, p)),
-    // Minor releases before a 2022 fix neither recurse to the clones nor clone the state.
-    ...partitions.map(
-      (p) =>
-        `ALTER TABLE ${qualified(p.schema, p.name)} ENABLE ALWAYS TRIGGER ${quoteIdent(triggerRow(c.runId))}`,
-    ),
+    truncateTrigger(c, c),
+    ...partitions.map((p) => truncateTrigger(c, p)),
+    // Each relation's own: minor releases before a 2022 fix neither recurse to a row trigger's
+    // clones nor clone its state to partitions.
+    ...owned.flatMap((t) => [always(t, triggerRow(runId)), always(t, triggerTruncate(runId))]),
     `INSERT INTO ${qualified(PGFERRY_SCHEMA, 'captured')} (run_id, relid, schema_name, table_name, log_table) VALUES (${quoteLiteral(runId)}, ${c.oid}, ${quoteLiteral(c.schema)}, ${quoteLiteral(c.name)}, ${quoteLiteral(c.logTable)})`,
   ];
   await underShortLocks(client, displayName(table), opts, 'install', async () => {
@@ -310,7 +307,15 @@ export async function capturePartition(
       `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2) AS present`,
       [qualified(partition.schema, partition.name), triggerTruncate(c.runId)],
     );
-    if (!rows[0]?.present) for (const sql of truncateTrigger(c, partition)) await client.query(sql);
+    if (!rows[0]?.present) await client.query(truncateTrigger(c, partition));
+    const { rows: own } = await client.query<{ owns: boolean }>(
+      `SELECT pg_has_role(relowner, 'USAGE') AS owns FROM pg_class WHERE oid = $1::regclass`,
+      [qualified(partition.schema, partition.name)],
+    );
+    if (own[0]?.owns) {
+      for (const name of [triggerRow(c.runId), triggerTruncate(c.runId)])
+        await client.query(always(partition, name));
+    }
     const res = await client.query(
       `INSERT INTO ${log} (${logColumns(c.key).op}, ${keyCols}) SELECT 'U', ${keyCols} FROM ${qualified(partition.schema, partition.name)}`,
     );
