@@ -7,19 +7,25 @@ import { PGFERRY_SCHEMA } from '../../shared/catalog.js';
 import { triggerRow, triggerTruncate } from './triggers.js';
 
 /**
- * A captured table of the run whose row or TRUNCATE trigger was dropped, or any of the run's
- * triggers (on a partition too) disabled or made ENABLE REPLICA: its writes since are not in the
- * log. Older runs' triggers are plain (O), which counts as enabled. Null when all are in place.
+ * A captured table of the run whose row or TRUNCATE trigger was dropped, or one of the run's
+ * triggers on it or on one of its partitions disabled or made ENABLE REPLICA: its writes since are
+ * not in the log. A partition is checked only for the triggers it has (one attached a moment ago
+ * gets its TRUNCATE trigger from the membership watch), and a partition detached from the tree no
+ * longer at all. Older runs' triggers are plain (O), which counts as enabled. Null when all are
+ * in place.
  */
 export async function triggersOff(client: pg.Client, runId: string): Promise<string | null> {
+  const captured = qualified(PGFERRY_SCHEMA, 'captured');
   const { rows } = await client.query<{ rel: string; state: string | null }>(
     `SELECT c.oid::regclass::text AS rel,
             (SELECT t.tgenabled::text FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = g.name) AS state
-       FROM ${qualified(PGFERRY_SCHEMA, 'captured')} k JOIN pg_class c ON c.oid = k.relid,
-            (VALUES ($2), ($3)) g (name)
+       FROM ${captured} k JOIN pg_class c ON c.oid = k.relid, (VALUES ($2), ($3)) g (name)
       WHERE k.run_id = $1
      UNION ALL
-     SELECT tgrelid::regclass::text, tgenabled::text FROM pg_trigger WHERE tgname IN ($2, $3)`,
+     -- pg_partition_tree lists nothing for a table that is not partitioned, or is gone.
+     SELECT t.tgrelid::regclass::text, t.tgenabled::text
+       FROM ${captured} k, pg_partition_tree(k.relid) p JOIN pg_trigger t ON t.tgrelid = p.relid
+      WHERE k.run_id = $1 AND t.tgname IN ($2, $3)`,
     [runId, triggerRow(runId), triggerTruncate(runId)],
   );
   const off = rows.filter((r) => r.state !== 'O' && r.state !== 'A');
