@@ -93,10 +93,16 @@ export async function connect(
       database: settings.database,
       ssl,
       application_name: 'pgferry',
-      statement_timeout: t.statement,
-      lock_timeout: t.lock,
-      idle_in_transaction_session_timeout: t.idleInTx,
-      options: settings.options ? `${settings.options} ${SESSION_OPTIONS}` : SESSION_OPTIONS,
+      // As startup options, not node-postgres's fields: it sends none whose value is 0 (no
+      // limit), so the database's or role's own timeout (an idle_in_transaction_session_timeout
+      // of minutes, common in production) would end the session holding an exported snapshot.
+      options: [
+        settings.options,
+        SESSION_OPTIONS,
+        `-c statement_timeout=${t.statement} -c lock_timeout=${t.lock} -c idle_in_transaction_session_timeout=${t.idleInTx}`,
+      ]
+        .filter(Boolean)
+        .join(' '),
       connectionTimeoutMillis: opts.connectTimeoutMs ?? settings.connectionTimeoutMillis ?? 15_000,
       keepAlive: true,
       ...(kind === 'replication' ? { replication: 'database' } : {}),
