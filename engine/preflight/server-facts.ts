@@ -1,6 +1,6 @@
 // Preflight's server facts (version, how the database sorts and encodes text) and the checks on
-// the pair: not the same database however spelled, the target not older than the source, the two
-// sorting and encoding text alike.
+// the pair: not the same database however spelled, the target not older than the source, neither
+// a standby where pgferry writes, the two sorting and encoding text alike.
 import type pg from 'pg';
 import { readIdentity, sameDatabase } from '../run/identity.js';
 import type { ConnInfo } from '../shared/conn-info.js';
@@ -9,6 +9,7 @@ import { collationDifference, type DatabaseCollation, readCollation } from './co
 import { encodingDifference } from './encodings.js';
 import type { Findings } from './findings.js';
 import type { PreflightOptions } from './preflight.js';
+import { standbyProblems } from './standbys.js';
 
 export interface ServerFacts {
   server: string;
@@ -62,6 +63,8 @@ export async function checkServers(
       fix: 'migrate to a target of the same or a newer major version',
     });
   }
+
+  problems.push(...(await standbyProblems(src, dst, opts.copyOnly ?? false)));
 
   const sorting = collationDifference(source.collation, target.collation);
   if (sorting) warnings.push(sorting);

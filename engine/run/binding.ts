@@ -15,6 +15,7 @@ import { refuseInterruptedCutover } from '../cutover/freeze-record.js';
 import { sortingDifference } from '../preflight/collations.js';
 import { encodingDifferenceOf } from '../preflight/encodings.js';
 import { dependentFix, describeDependent, excludedDependents } from '../preflight/excluded-dependents.js';
+import { standbyProblems } from '../preflight/standbys.js';
 import { targetUserTables } from '../preflight/target-checks.js';
 import { displayName, splitTables, tablesWithoutKey } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
@@ -137,6 +138,13 @@ export async function refuseNonEmptyTarget(
 
 /** Every reason a new run would fail before it writes anything anywhere. */
 async function checkNewRun(opts: BindOptions): Promise<void> {
+  const [standby] = await standbyProblems(opts.src, opts.dst, opts.copyOnly);
+  if (standby) {
+    throw new PgferryError('PGFERRY_PREFLIGHT_PROBLEMS', standby.message, {
+      side: standby.code === 'target-standby' ? 'target' : 'source',
+      hint: standby.fix,
+    });
+  }
   const { selected, excluded } = await splitTables(opts.src, opts.filter, { lockWaitMs: opts.lockWaitMs });
   if (selected.length === 0) {
     throw new PgferryError(
