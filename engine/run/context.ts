@@ -7,6 +7,7 @@ import { isPgferryError, redact } from '../../lib/errors.js';
 import type { CaptureHeartbeat } from '../capture/heartbeat.js';
 import type { SnapshotPool } from '../copy/snapshot.js';
 import type { MigrateOptions, MigrateResult } from '../migrate.js';
+import { connectionHeadroom } from '../preflight/connections.js';
 import { splitTables, type TableInfo } from '../shared/catalog.js';
 import { connect } from '../shared/db.js';
 import { isConnectionLoss, type OutageTracker, sideOf } from '../shared/outage.js';
@@ -67,6 +68,13 @@ export class RunContext {
       lockWaitMs: this.opts.captureLockWaitMs,
       completesCutover: this.opts.mode === 'cutover-when-synced',
     });
+    for (const [client, side] of [
+      [this.src, 'source'],
+      [this.dst, 'target'],
+    ] as const) {
+      const tight = await connectionHeadroom(client, side, this.opts.jobs);
+      if (tight) this.opts.log.warn({ code: tight.code, fix: tight.fix }, tight.message);
+    }
   }
 
   /** Both servers answered: an outage is over. */

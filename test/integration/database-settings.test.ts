@@ -4,6 +4,7 @@
 // timeout whose value is 0), an empty search_path, serializable transactions by default and
 // standard_conforming_strings off, on both sides. A migration and a cutover under them end equal,
 // the sequences (identity, descending, never used, cycled, shared, oddly named) where they were.
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { clusterPair } from '../support/pair.js';
@@ -67,4 +68,35 @@ describe('hostile database settings on both sides', () => {
     const [mv] = await pair.target.query('SELECT n FROM public.mv', [], db);
     expect(Number(mv?.n)).toBe(300000);
   }, 180_000);
+});
+
+describe('a source whose connection slots are nearly all taken', () => {
+  const pair = clusterPair({
+    name: 'db-slots',
+    sourceSql: 'CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100);',
+  });
+
+  it('is warned about with the figures, and the run still ends', async () => {
+    // 80 of the cluster's 100 slots held by "the application".
+    const held = await Promise.all(
+      Array.from({ length: 80 }, async () => {
+        const c = new pg.Client({ connectionString: pair.source.url({ db: pair.db }) });
+        await c.connect();
+        return c;
+      }),
+    );
+    try {
+      const run = await runCli(pair.migrate('--exit-when-synced', '--jobs', '8'), {
+        PGFERRY_LOG_LEVEL: 'warn',
+      });
+      expect(run.code, run.stderr.slice(-2000)).toBe(0);
+      expect(run.stderr).toMatch(
+        /the source allows 100 connections \(3 reserved for superusers\), 8\d in use: this run opens up to 12 more/,
+      );
+      expect(run.stderr).toContain('lower --jobs (now 8)');
+      expect(run.stderr).not.toContain('the target allows');
+    } finally {
+      await Promise.all(held.map((c) => c.end()));
+    }
+  }, 120_000);
 });
