@@ -12,7 +12,8 @@
 //            write are ended: members of those roles, recursively, and of pg_write_all_data.
 //  readonly: the database's default_transaction_read_only is set, and every other session on it
 //            ended, so that new transactions cannot write (pgferry's own sessions start with
-//            default_transaction_read_only=off: see db.ts).
+//            default_transaction_read_only=off: see db.ts). Refused while a role sets it off for
+//            itself, which outranks the database's setting.
 //
 // Then, whatever the method, pgferry waits until every transaction that was writing to a
 // replicated table at the freeze has ended: a write that commits on the source then either
@@ -24,6 +25,7 @@ import { sleep } from '../../lib/sleep.js';
 import { quoteIdent } from '../../lib/sql.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q } from '../shared/db.js';
+import { refuseWritableRoles } from './readonly-roles.js';
 
 export const FREEZE_METHODS = ['external', 'revoke', 'readonly'] as const;
 export type FreezeMethod = (typeof FREEZE_METHODS)[number];
@@ -209,6 +211,7 @@ export async function planFreeze(
                 WHERE s.setdatabase = d.oid AND s.setrole = 0 AND setting LIKE 'default_transaction_read_only=%') AS ro
          FROM pg_database d WHERE d.datname = current_database()`,
     );
+    await refuseWritableRoles(client);
     return { method, startedAt, readonlyWasSet: db?.ro !== null && db?.ro !== undefined };
   }
   // revoke: who may write to the replicated tables (PUBLIC included)?

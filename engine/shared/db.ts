@@ -69,8 +69,15 @@ function connectError(conn: ConnInfo, err: unknown): PgferryError {
     side: conn.side,
     sqlstate: e.sqlstate,
     cause: err,
+    hint: pooled(e) ? POOLER_HINT : undefined,
   });
 }
+
+// A pooler (pgbouncer, Heroku's connection pooler, RDS Proxy) refuses the startup options every
+// session carries (08P01), and would break exported snapshots and long transactions anyway.
+const pooled = (e: PgferryError) => e.sqlstate === '08P01' && /startup parameter/i.test(e.message);
+const POOLER_HINT =
+  "A connection pooler answered (pgbouncer, Heroku's connection pooler, RDS Proxy): pgferry needs a direct connection to PostgreSQL, for its session settings, exported snapshots and long transactions. Use the database's own URL (Heroku: DATABASE_URL, not DATABASE_CONNECTION_POOL_URL).";
 
 const worked = new WeakMap<ConnInfo, number>();
 

@@ -1,7 +1,9 @@
 // Issue 12, findings 7, 8 and 9: a chunk size that rounds to nothing is refused before anything
 // runs; verify reaches a verdict or exits 2: comparing zero tables, or failing to compare, is an
-// error; a damaged state file and three runs started at once on a new one end in one clear line.
+// error; a damaged state file and three runs started at once on a new one end in one clear line;
+// a connection pooler in place of the server is named as such.
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -123,4 +125,36 @@ describe('edges of the command line', () => {
     const rows = await pair.target.query<{ n: string }>('SELECT count(*) AS n FROM notes', [], 'race');
     expect(Number(rows[0]!.n)).toBe(100);
   });
+
+  it('says that a connection pooler answered, and gives up at once', async () => {
+    // A pooler's answer to pgferry's startup packet, as pgbouncer gives it (TLS declined first).
+    const pooler = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', function answer(buf: Buffer) {
+        if (buf.length === 8 && buf.readInt32BE(4) === 80877103) {
+          sock.write('N');
+          sock.once('data', answer);
+          return;
+        }
+        const fields = ['SFATAL', 'VFATAL', 'C08P01', 'Munsupported startup parameter: options'];
+        const body = Buffer.from(`${fields.join('\0')}\0\0`);
+        const head = Buffer.alloc(5);
+        head.write('E', 0);
+        head.writeInt32BE(body.length + 4, 1);
+        sock.end(Buffer.concat([head, body]));
+      });
+    });
+    await new Promise<void>((r) => pooler.listen(0, '127.0.0.1', r));
+    const url = `postgresql://app:pw@127.0.0.1:${(pooler.address() as net.AddressInfo).port}/app`;
+    try {
+      const started = Date.now();
+      const res = await runCli(['migrate', '--source', url, ...pair.migrate('--exit-when-synced').slice(3)]);
+      expect(res.code, res.stderr).toBe(2);
+      expect(said(res.stderr).join('\n')).toContain('A connection pooler answered');
+      expect(said(res.stderr).join('\n')).toContain('DATABASE_CONNECTION_POOL_URL');
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      pooler.close();
+    }
+  }, 60_000);
 });

@@ -100,3 +100,36 @@ describe('a source whose connection slots are nearly all taken', () => {
     }
   }, 120_000);
 });
+
+describe('a role that sets default_transaction_read_only off for itself', () => {
+  const pair = clusterPair({
+    name: 'db-role-rw',
+    sourceSql:
+      'CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 100) g;',
+  });
+
+  it('makes --freeze readonly refuse before freezing, naming the role; revoke goes on', async () => {
+    await pair.source.query(
+      `CREATE ROLE app LOGIN PASSWORD 'app-pw'; GRANT SELECT, INSERT, UPDATE, DELETE ON t TO app;
+       ALTER ROLE app IN DATABASE ${pair.db} SET default_transaction_read_only = off;`,
+      [],
+      pair.db,
+    );
+    const first = await runCli(pair.migrate('--exit-when-synced'));
+    expect(first.code, first.stderr.slice(-2000)).toBe(0);
+    const base = pair.migrate().slice(1);
+    const refused = await runCli(['cutover', ...base, '--freeze', 'readonly']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('PGFERRY_CUTOVER_FAILED');
+    expect(refused.stderr).toContain('role(s) app set default_transaction_read_only off');
+    // Nothing frozen: the application's role writes.
+    const app = new pg.Client({
+      connectionString: pair.source.url({ db: pair.db, user: 'app', password: 'app-pw' }),
+    });
+    await app.connect();
+    await app.query(`UPDATE t SET v = 'app' WHERE id = 1`);
+    await app.end();
+    const cut = await runCli(['cutover', ...base, '--freeze', 'revoke']);
+    expect(cut.code, cut.stderr.slice(-2000)).toBe(0);
+  }, 120_000);
+});
