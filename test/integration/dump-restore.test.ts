@@ -203,8 +203,10 @@ describe('pgferry dump-restore', () => {
     const port = await freePort();
     const run = startCli(
       args('watched', ['--workdir', path.join(dir, 'watched'), '--http', `127.0.0.1:${port}`]),
+      // Up to 4 s after each table restored: the second run below, which takes its lock only once
+      // its own preflight passed (seconds on a loaded machine), must find this one still restoring.
       {
-        PGFERRY_TEST_DELAY_AT: 'dump-restore:table-restored=1500',
+        PGFERRY_TEST_DELAY_AT: 'dump-restore:table-restored=4000',
       },
     );
     const seen = await waitFor(
