@@ -1,7 +1,6 @@
 // A run's heartbeat on the source (pgferry.runs.heartbeat_at, written from a session of its own
-// while the run lives, so `cleanup` can tell a live run from an abandoned one), the check that its
-// capture is still whole, and the size of what its change source keeps there (logs, a slot's
-// WAL), measured with each beat from the catalog.
+// while the run lives, so `cleanup` can tell a live run from an abandoned one) and the size of
+// what its change source keeps there (logs, a slot's WAL), measured with each beat from the catalog.
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { type PgferryError, sqlstateOf } from '../../lib/errors.js';
@@ -20,10 +19,8 @@ const runs = qualified(PGFERRY_SCHEMA, RUNS_TABLE);
 export interface HeartbeatOptions extends RunOwner {
   source: ConnInfo;
   log: Logger;
-  /** This run's capture is gone (its registry row deleted, a trigger dropped or disabled): the run must stop. */
+  /** This run's capture is gone (its registry row deleted): the run must stop. */
   onRemoved: (err: PgferryError) => void;
-  /** Checked with each beat: what of the capture is gone (ChangeSource.removed), null while all is in place. */
-  removed?: (client: pg.Client) => Promise<Error | null>;
   /** After each beat: the size of what the run's change source keeps on the source (`measure`). */
   onLogSize?: (size: CaptureLogSize) => void;
   measure?: (client: pg.Client) => Promise<CaptureLogSize>;
@@ -68,12 +65,7 @@ export class CaptureHeartbeat {
           WHERE run_id = $1`,
         ownerParams(opts),
       );
-      if (res.rowCount === 0) {
-        this.lose(`its row in ${PGFERRY_SCHEMA}.${RUNS_TABLE} is gone`);
-        return;
-      }
-      const gone = await opts.removed?.(this.client);
-      if (gone) this.lost(gone as PgferryError);
+      if (res.rowCount === 0) this.lose(`its row in ${PGFERRY_SCHEMA}.${RUNS_TABLE} is gone`);
       else if (opts.onLogSize) await this.measure(this.client, opts.onLogSize);
     } catch (err) {
       const state = sqlstateOf(err);
@@ -98,14 +90,10 @@ export class CaptureHeartbeat {
   }
 
   private lose(what: string): void {
-    this.lost(captureRemoved(this.opts.runId, what));
-  }
-
-  private lost(err: PgferryError): void {
     if (this.removed || this.stopped) return;
-    this.removed = err;
-    this.opts.log.error({ runId: this.opts.runId }, err.message);
-    this.opts.onRemoved(err);
+    this.removed = captureRemoved(this.opts.runId, what);
+    this.opts.log.error({ runId: this.opts.runId }, this.removed.message);
+    this.opts.onRemoved(this.removed);
   }
 
   /** Stops beating; a run that stops cleanly says so, so that `cleanup` need not wait a minute. */

@@ -1,7 +1,7 @@
 // The capture phase of `migrate`: this run's change capture installed on the source by its change
 // source (registered; triggers and a log per table, Bucardo's delta tables checked and followed, or
 // tables published and a slot created), checked to be still there on resume, and the run's
-// heartbeat on the source from then on, which checks it is whole with each beat.
+// heartbeat on the source from then on.
 import type { CaptureRecord, CheckpointStore } from '../../checkpoints/store.js';
 import { PgferryError } from '../../lib/errors.js';
 import type { RunContext } from '../run/context.js';
@@ -21,7 +21,10 @@ export async function resumeCapture(run: RunContext): Promise<void> {
   if (lost) throw new PgferryError('PGFERRY_CAPTURE_REMOVED', lost, { side: 'source' });
   const source = openChangeSource(run.store, run.opts);
   const removed = await source.removed(run.src);
-  if (removed) throw removed;
+  if (removed) {
+    recordCaptureLost(run.store, removed);
+    throw removed;
+  }
   await startHeartbeat(run, source);
 }
 
@@ -105,9 +108,6 @@ async function startHeartbeat(run: RunContext, source: ChangeSource): Promise<vo
       recordCaptureLost(run.store, err);
       run.captureLost.abort(err);
     },
-    // Checked once the capture is whole: while it is being installed, parts are missing by design.
-    removed: (client) =>
-      run.store.getMeta('capture_installed') ? source.removed(client) : Promise.resolve(null),
     onLogSize: run.opts.onCaptureLog,
     measure: (client) => source.logSize(client),
   });
