@@ -35,10 +35,12 @@ export function encodingDifference(source: string, target: string): Finding | nu
 
 /** encodingDifference of two connected databases (migrate warns with it at a new run's start). */
 export async function encodingDifferenceOf(src: pg.Client, dst: pg.Client): Promise<Finding | null> {
-  const read = async (c: pg.Client, side: 'source' | 'target') => {
-    const [row] = await q<{ e: string }>(c, side, "SELECT current_setting('server_encoding') AS e");
-    return row!.e;
-  };
-  const [s, t] = await Promise.all([read(src, 'source'), read(dst, 'target')]);
+  const [s, t] = await Promise.all([serverEncoding(src, 'source'), serverEncoding(dst, 'target')]);
   return encodingDifference(s, t);
+}
+
+/** How a database encodes text (server_encoding). */
+export async function serverEncoding(c: pg.Client, side: 'source' | 'target'): Promise<string> {
+  const [row] = await q<{ e: string }>(c, side, "SELECT current_setting('server_encoding') AS e");
+  return row!.e;
 }

@@ -3,6 +3,7 @@
 // encodings (verify.ts says how).
 import type pg from 'pg';
 import { qualified, quoteIdent } from '../../lib/sql.js';
+import { serverEncoding } from '../preflight/encodings.js';
 import { displayName, type TableInfo } from '../shared/catalog.js';
 import type { ConnInfo } from '../shared/conn-info.js';
 import { q, withClient } from '../shared/db.js';
@@ -31,10 +32,7 @@ const hashOf = (text: string, portable: boolean) =>
 /** Whether the two databases store text in different encodings. */
 export async function encodingsDiffer(opts: { source: ConnInfo; target: ConnInfo }): Promise<boolean> {
   const read = (conn: ConnInfo) =>
-    withClient(conn, 'control', async (c) => {
-      const [row] = await q<{ e: string }>(c, conn.side, "SELECT current_setting('server_encoding') AS e");
-      return row!.e;
-    });
+    withClient(conn, 'control', (c) => serverEncoding(c, conn.side as 'source' | 'target'));
   const [a, b] = await Promise.all([read(opts.source), read(opts.target)]);
   return a !== b;
 }
